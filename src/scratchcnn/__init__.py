@@ -1,0 +1,54 @@
+"""scratchcnn: a convolutional neural network library written from scratch in NumPy."""
+
+from scratchcnn.layers import (
+    GELU,
+    AvgPool2d,
+    BatchNorm1d,
+    BatchNorm2d,
+    Conv2d,
+    Dropout,
+    Flatten,
+    GlobalAvgPool2d,
+    Layer,
+    LeakyReLU,
+    Linear,
+    MaxPool2d,
+    ReLU,
+    Residual,
+    Sequential,
+    Sigmoid,
+    Tanh,
+)
+from scratchcnn.losses import CrossEntropyLoss, log_softmax, softmax
+from scratchcnn.models import build_model, model_config, seed_cnn
+from scratchcnn.parameter import Parameter
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GELU",
+    "AvgPool2d",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "Conv2d",
+    "CrossEntropyLoss",
+    "Dropout",
+    "Flatten",
+    "GlobalAvgPool2d",
+    "Layer",
+    "LeakyReLU",
+    "Linear",
+    "MaxPool2d",
+    "Parameter",
+    "ReLU",
+    "Residual",
+    "Sequential",
+    "Sigmoid",
+    "Tanh",
+    "__version__",
+    "build_model",
+    "log_softmax",
+    "model_config",
+    "seed_cnn",
+    "softmax",
+]

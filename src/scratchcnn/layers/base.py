@@ -1,0 +1,207 @@
+"""The layer contract every scratchcnn layer follows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+
+from scratchcnn.parameter import Parameter
+
+
+class Layer:
+    """Base class: ``forward(x, training)``, ``backward(grad_out) -> grad_in``, ``parameters()``.
+
+    A layer keeps what its backward pass needs in one slot, ``self._cache``, written by
+    ``forward`` when ``training`` is true and consumed by ``backward``. Calling ``backward``
+    without a training forward first is an error, never a silent wrong gradient.
+
+    Buffers (like batch-norm running statistics) are arrays that are saved in ``state_dict`` but
+    are not trained; a layer lists their attribute names in ``_buffer_names``.
+    """
+
+    _buffer_names: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        self._cache: object | None = None
+        self.training = False
+        self._record = False
+
+    # --- the contract -------------------------------------------------------------------------
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, x: np.ndarray, training: bool | None = None) -> np.ndarray:
+        return self.forward(x, self.training if training is None else training)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The output shape for a given input shape, without computing anything."""
+        raise NotImplementedError(f"{type(self).__name__} does not define output_shape")
+
+    def flops(self, input_shape: tuple[int, ...]) -> int:
+        """Forward floating-point operations for an input of ``input_shape``."""
+        return 0
+
+    def config(self) -> dict:
+        """Constructor arguments (JSON-able) that rebuild this layer's architecture."""
+        return {}
+
+    # --- parameters and state -----------------------------------------------------------------
+    def named_children(self) -> Iterator[tuple[str, Layer]]:
+        """Direct sub-layers with their names (containers override this)."""
+        return iter(())
+
+    def _own_parameters(self) -> Iterator[tuple[str, Parameter]]:
+        for name, value in vars(self).items():
+            if isinstance(value, Parameter):
+                yield name, value
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        """All trainable parameters with PyTorch-style dotted names (``0.weight``)."""
+        for name, param in self._own_parameters():
+            yield prefix + name, param
+        for child_name, child in self.named_children():
+            yield from child.named_parameters(f"{prefix}{child_name}.")
+
+    def parameters(self) -> Iterator[Parameter]:
+        """All trainable parameters; the only thing an optimizer needs."""
+        for _, param in self.named_parameters():
+            yield param
+
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
+        for name in self._buffer_names:
+            yield prefix + name, getattr(self, name)
+        for child_name, child in self.named_children():
+            yield from child.named_buffers(f"{prefix}{child_name}.")
+
+    def modules(self) -> Iterator[Layer]:
+        """This layer and every layer below it, depth first."""
+        yield self
+        for _, child in self.named_children():
+            yield from child.modules()
+
+    def summary(self, input_shape: tuple[int, ...], print_fn=print) -> str:
+        """Print (and return) the architecture table for one example of ``input_shape``.
+
+        Shape: ``input_shape`` excludes the batch axis, e.g. ``(3, 32, 32)``.
+        """
+        from scratchcnn.summary import format_summary
+
+        dtype = next((p.dtype for p in self.parameters()), np.float32)
+        text = format_summary(self, tuple(input_shape), dtype)
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
+    def num_parameters(self) -> int:
+        return sum(p.size for p in self.parameters())
+
+    def zero_grad(self) -> None:
+        for param in self.parameters():
+            param.zero_grad()
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Parameters and buffers by PyTorch-style name, as copies."""
+        state = {name: param.data.copy() for name, param in self.named_parameters()}
+        state.update({name: buf.copy() for name, buf in self.named_buffers()})
+        return state
+
+    def load_state_dict(self, state: dict[str, np.ndarray], strict: bool = True) -> None:
+        """Copy arrays into parameters and buffers; shapes must match exactly.
+
+        With ``strict``, missing or unexpected names are an error that lists them.
+        """
+        targets: dict[str, tuple[Layer | None, Parameter | None, str]] = {}
+        for name, param in self.named_parameters():
+            targets[name] = (None, param, name)
+        for layer_prefix, layer in self._named_modules():
+            for buf_name in layer._buffer_names:
+                targets[layer_prefix + buf_name] = (layer, None, buf_name)
+        missing = sorted(set(targets) - set(state))
+        unexpected = sorted(set(state) - set(targets))
+        if strict and (missing or unexpected):
+            raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        for name, (layer, param, attr) in targets.items():
+            if name not in state:
+                continue
+            value = np.asarray(state[name])
+            current = param.data if param is not None else getattr(layer, attr)
+            if value.shape != current.shape:
+                raise ValueError(
+                    f"load_state_dict: {name} has shape {value.shape}, expected {current.shape}"
+                )
+            if param is not None:
+                param.data = value.astype(current.dtype, copy=True)
+                param.grad = np.zeros_like(param.data)
+            else:
+                setattr(layer, attr, value.astype(current.dtype, copy=True))
+
+    def _named_modules(self, prefix: str = "") -> Iterator[tuple[str, Layer]]:
+        yield prefix, self
+        for child_name, child in self.named_children():
+            yield from child._named_modules(f"{prefix}{child_name}.")
+
+    # --- modes and dtype ----------------------------------------------------------------------
+    def train(self, mode: bool = True) -> Layer:
+        for module in self.modules():
+            module.training = mode
+        return self
+
+    def eval(self) -> Layer:
+        return self.train(False)
+
+    def astype(self, dtype: np.dtype | type) -> Layer:
+        """Cast every parameter and buffer to ``dtype`` (e.g. ``np.float64`` for gradcheck)."""
+        for module in self.modules():
+            for _, param in module._own_parameters():
+                param.astype(dtype)
+            for name in module._buffer_names:
+                setattr(module, name, getattr(module, name).astype(dtype))
+            module._cache = None
+        return self
+
+    @contextmanager
+    def recording(self) -> Iterator[Layer]:
+        """Keep backward caches during evaluation-mode forwards (for saliency, Grad-CAM).
+
+        Inside the block, ``forward(x, training=False)`` behaves as in evaluation (running
+        batch-norm statistics, no dropout) but still allows ``backward``.
+        """
+        previous = [(module, module._record) for module in self.modules()]
+        for module, _ in previous:
+            module._record = True
+        try:
+            yield self
+        finally:
+            for module, was in previous:
+                module._record = was
+
+    # --- helpers for subclasses ---------------------------------------------------------------
+    def _keeps_cache(self, training: bool) -> bool:
+        return training or self._record
+
+    def _pop_cache(self) -> object:
+        if self._cache is None:
+            raise RuntimeError(
+                f"{type(self).__name__}.backward called before forward(x, training=True)"
+            )
+        cache, self._cache = self._cache, None
+        return cache
+
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        children = list(self.named_children())
+        if not children:
+            return f"{type(self).__name__}({self.extra_repr()})"
+        lines = [f"{type(self).__name__}("]
+        for name, child in children:
+            child_repr = repr(child).replace("\n", "\n  ")
+            lines.append(f"  ({name}): {child_repr}")
+        lines.append(")")
+        return "\n".join(lines)

@@ -1,0 +1,100 @@
+"""Layers made of layers: a chain, and a residual connection around a block."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from scratchcnn.layers.base import Layer
+
+
+class Sequential(Layer):
+    """Apply layers in order; backward runs them in reverse.
+
+    Children are named ``"0"``, ``"1"``, ... so parameter names match PyTorch's ``nn.Sequential``.
+
+    Shape: whatever the first layer takes -> whatever the last layer returns.
+    """
+
+    def __init__(self, *layers: Layer) -> None:
+        super().__init__()
+        for index, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"Sequential item {index} is not a Layer: {layer!r}")
+        self.layers = list(layers)
+
+    def named_children(self) -> Iterator[tuple[str, Layer]]:
+        return ((str(i), layer) for i, layer in enumerate(self.layers))
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __getitem__(self, index: int) -> Layer:
+        return self.layers[index]
+
+    def __iter__(self) -> Iterator[Layer]:
+        return iter(self.layers)
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        for layer in self.layers:
+            x = layer.forward(x, training)
+        return x
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        for layer in reversed(self.layers):
+            grad_out = layer.backward(grad_out)
+        return grad_out
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        for layer in self.layers:
+            input_shape = layer.output_shape(input_shape)
+        return input_shape
+
+    def flops(self, input_shape: tuple[int, ...]) -> int:
+        total = 0
+        for layer in self.layers:
+            total += layer.flops(input_shape)
+            input_shape = layer.output_shape(input_shape)
+        return total
+
+
+class Residual(Layer):
+    """``block(x) + shortcut(x)``, the shortcut being the identity when ``None``.
+
+    Shape: the block and the shortcut must map the input to the same shape.
+    """
+
+    def __init__(self, block: Layer, shortcut: Layer | None = None) -> None:
+        super().__init__()
+        self.block = block
+        self.shortcut = shortcut
+
+    def named_children(self) -> Iterator[tuple[str, Layer]]:
+        yield "block", self.block
+        if self.shortcut is not None:
+            yield "shortcut", self.shortcut
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        out = self.block.forward(x, training)
+        skip = x if self.shortcut is None else self.shortcut.forward(x, training)
+        if out.shape != skip.shape:
+            raise ValueError(
+                f"Residual: block output shape {out.shape} does not match shortcut output shape "
+                f"{skip.shape}; give a shortcut layer that maps the input to the block's shape"
+            )
+        return out + skip
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        grad_in = self.block.backward(grad_out)
+        if self.shortcut is None:
+            return grad_in + grad_out
+        return grad_in + self.shortcut.backward(grad_out)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return self.block.output_shape(input_shape)
+
+    def flops(self, input_shape: tuple[int, ...]) -> int:
+        shortcut = 0 if self.shortcut is None else self.shortcut.flops(input_shape)
+        out_shape = self.block.output_shape(input_shape)
+        return self.block.flops(input_shape) + shortcut + int(np.prod(out_shape))

@@ -1,0 +1,46 @@
+"""A trainable tensor: its value and its gradient, kept together (as in micrograd)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class Parameter:
+    """A named array with a gradient buffer of the same shape and dtype.
+
+    Layers fill ``grad`` in ``backward``; optimizers read ``grad`` and update ``data`` in place,
+    so an optimizer needs nothing but an iterable of parameters.
+
+    Shape: ``data`` and ``grad`` share any shape, e.g. ``(out_channels, in_channels, kh, kw)``.
+    """
+
+    __slots__ = ("name", "data", "grad")
+
+    def __init__(self, data: np.ndarray, name: str = "") -> None:
+        self.name = name
+        self.data = data
+        self.grad = np.zeros_like(data)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
+
+    @property
+    def size(self) -> int:
+        return self.data.size
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    def zero_grad(self) -> None:
+        """Reset the gradient to zero in place."""
+        self.grad.fill(0)
+
+    def astype(self, dtype: np.dtype | type) -> None:
+        """Cast value and gradient to ``dtype`` in place of the old arrays."""
+        self.data = self.data.astype(dtype)
+        self.grad = np.zeros_like(self.data)
+
+    def __repr__(self) -> str:
+        return f"Parameter(name={self.name!r}, shape={self.data.shape}, dtype={self.data.dtype})"
