@@ -96,7 +96,8 @@ def format_summary(model: Layer, input_shape: tuple[int, ...], dtype=np.float32)
     lines = []
     for row in table:
         cells = [
-            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
         ]
         lines.append("  ".join(cells))
     rule = "-" * len(lines[0])
@@ -116,7 +117,8 @@ def _describe(layer: Layer) -> str:
     name = type(layer).__name__
     if isinstance(layer, L.Conv2d):
         k, s = layer.kernel_size, layer.stride
-        text = f"{name} {layer.in_channels}->{layer.out_channels} {k[0]}x{k[1]} s{s[0]} p={layer.padding}"
+        channels = f"{layer.in_channels}->{layer.out_channels}"
+        text = f"{name} {channels} {k[0]}x{k[1]} s{s[0]} p={layer.padding}"
         return text + (f" d{layer.dilation[0]}" if layer.dilation != (1, 1) else "")
     if isinstance(layer, (L.MaxPool2d, L.AvgPool2d)):
         return f"{name} {layer.kernel_size[0]}x{layer.kernel_size[1]} s{layer.stride[0]}"

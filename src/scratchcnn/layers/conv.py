@@ -18,7 +18,7 @@ def resolve_padding(
     stride: tuple[int, int],
     dilation: tuple[int, int],
 ) -> Pad2d:
-    """Turn ``padding`` (int, pair, ``"same"`` or ``"valid"``) into ``((top, bottom), (left, right))``.
+    """Turn an int, a pair, ``"same"`` or ``"valid"`` into ``((top, bottom), (left, right))``.
 
     ``"same"`` keeps the spatial size at stride 1: the total padding per axis is
     ``dilation * (kernel - 1)``, and when it is odd the extra row/column goes to the bottom/right,
@@ -30,7 +30,7 @@ def resolve_padding(
         if padding == "same":
             if stride != (1, 1):
                 raise ValueError(f"padding='same' requires stride 1, got stride {stride}")
-            totals = [d * (k - 1) for d, k in zip(dilation, kernel_size)]
+            totals = [d * (k - 1) for d, k in zip(dilation, kernel_size, strict=True)]
             return tuple((t // 2, t - t // 2) for t in totals)  # type: ignore[return-value]
         raise ValueError(f"padding must be an int, a pair, 'same' or 'valid', got {padding!r}")
     pad_h, pad_w = pair(padding, "padding", minimum=0)
