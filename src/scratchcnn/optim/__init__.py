@@ -1,0 +1,49 @@
+"""Optimizers, learning-rate schedules, gradient clipping, penalties and the lr range test."""
+
+from scratchcnn.optim.clip import clip_grad_norm
+from scratchcnn.optim.lr_finder import LRFinderResult, lr_range_test
+from scratchcnn.optim.optimizers import (
+    OPTIMIZER_NAMES,
+    SGD,
+    Adam,
+    AdamW,
+    Optimizer,
+    RMSprop,
+    build_optimizer,
+)
+from scratchcnn.optim.regularization import l1_penalty, l2_penalty
+from scratchcnn.optim.schedules import (
+    SCHEDULE_NAMES,
+    ConstantLR,
+    CosineLR,
+    ExponentialLR,
+    OneCycleLR,
+    Schedule,
+    StepLR,
+    build_schedule,
+    schedule_from_dict,
+)
+
+__all__ = [
+    "Optimizer",
+    "SGD",
+    "Adam",
+    "AdamW",
+    "RMSprop",
+    "build_optimizer",
+    "OPTIMIZER_NAMES",
+    "Schedule",
+    "ConstantLR",
+    "StepLR",
+    "ExponentialLR",
+    "CosineLR",
+    "OneCycleLR",
+    "build_schedule",
+    "schedule_from_dict",
+    "SCHEDULE_NAMES",
+    "clip_grad_norm",
+    "l1_penalty",
+    "l2_penalty",
+    "lr_range_test",
+    "LRFinderResult",
+]
