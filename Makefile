@@ -1,0 +1,38 @@
+# Quick start: `make train` sets up and trains the seed CNN on CIFAR-10; `make test` sets up
+# and runs the tests. Both create .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The local CIFAR-10 copy used here (no internet); on a networked machine use DATA=cifar10
+# to download the official release instead.
+DATA ?= ../shared/datasets/cifar10-jpeg.zip
+TRAIN_ARGS ?=
+
+.PHONY: setup train test lint gradcheck bench clean
+
+setup: $(VENV)/.installed
+
+# torch is pinned exactly: any looser requirement pulls a multi-GB CUDA build.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -e ".[test,fast,datasets,viz,tensorboard,onnx]" "torch==2.13.0"
+	touch $@
+
+train: setup
+	$(BIN)/scratchcnn train --data $(DATA) $(TRAIN_ARGS)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks
+
+gradcheck: setup
+	$(BIN)/scratchcnn gradcheck
+
+bench: setup
+	$(BIN)/scratchcnn bench --vs-torch
+
+clean:
+	rm -rf $(VENV) .pytest_cache

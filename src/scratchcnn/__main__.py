@@ -1,0 +1,5 @@
+import sys
+
+from scratchcnn.cli import main
+
+sys.exit(main())

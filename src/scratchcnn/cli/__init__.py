@@ -1,0 +1,43 @@
+"""The ``scratchcnn`` command line: one module per command, each imported only when run.
+
+Every command module defines ``add_parser(subparsers)`` (argparse only, so ``--help`` is fast)
+and ``run(args) -> int``; heavy imports happen inside ``run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Order is the order ``scratchcnn --help`` lists them in.
+COMMANDS = ("train", "evaluate", "predict", "gradcheck")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scratchcnn",
+        description="A CNN library and CIFAR-10 trainer written from scratch in NumPy.",
+    )
+    from scratchcnn import __version__
+
+    parser.add_argument("--version", action="version", version=f"scratchcnn {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        module = importlib.import_module(f"scratchcnn.cli.{name}")
+        sub = module.add_parser(subparsers)
+        sub.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    return int(args._module.run(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

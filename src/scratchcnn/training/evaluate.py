@@ -1,0 +1,68 @@
+"""Evaluation: predictions, loss and accuracy of a model over a whole image set."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from scratchcnn.data import Normalizer
+from scratchcnn.functional.loss import log_softmax
+from scratchcnn.layers.base import Layer
+
+
+@dataclass
+class Evaluation:
+    """Loss, accuracy and per-image class probabilities of one evaluation pass."""
+
+    loss: float
+    accuracy: float
+    probabilities: np.ndarray  # (N, K)
+    labels: np.ndarray  # (N,)
+
+    @property
+    def predictions(self) -> np.ndarray:
+        return self.probabilities.argmax(axis=1)
+
+    def per_class_accuracy(self, num_classes: int | None = None) -> np.ndarray:
+        """Accuracy on the images of each true class (NaN for a class with no images)."""
+        k = num_classes or self.probabilities.shape[1]
+        correct = np.bincount(self.labels, self.predictions == self.labels, minlength=k)
+        total = np.bincount(self.labels, minlength=k)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return correct / total
+
+
+def predict_proba(
+    model: Layer,
+    images: np.ndarray,
+    normalizer: Normalizer,
+    batch_size: int = 500,
+    dtype: type = np.float32,
+) -> np.ndarray:
+    """Class probabilities for uint8 images, in evaluation mode, batch by batch.
+
+    Shape: ``images (N, H, W, C)`` uint8 -> ``(N, K)``.
+    """
+    chunks = []
+    for start in range(0, len(images), batch_size):
+        x = normalizer(np.asarray(images[start : start + batch_size])).astype(dtype, copy=False)
+        chunks.append(np.exp(log_softmax(model.forward(x, training=False).astype(np.float64))))
+    return np.concatenate(chunks) if chunks else np.zeros((0, 0))
+
+
+def evaluate(
+    model: Layer,
+    images: np.ndarray,
+    labels: np.ndarray,
+    normalizer: Normalizer,
+    batch_size: int = 500,
+    dtype: type = np.float32,
+) -> Evaluation:
+    """Mean cross-entropy and accuracy over ``images`` (uint8 NHWC) and integer ``labels``."""
+    probs = predict_proba(model, images, normalizer, batch_size, dtype)
+    labels = np.asarray(labels, dtype=np.int64)
+    picked = probs[np.arange(len(labels)), labels]
+    loss = float(-np.log(np.maximum(picked, 1e-300)).mean()) if len(labels) else float("nan")
+    accuracy = float((probs.argmax(axis=1) == labels).mean()) if len(labels) else float("nan")
+    return Evaluation(loss=loss, accuracy=accuracy, probabilities=probs, labels=labels)
