@@ -7,6 +7,7 @@ import numpy as np
 
 def pair(value: int | tuple[int, int], name: str, minimum: int) -> tuple[int, int]:
     """Normalise an int or a pair of ints and check both are >= ``minimum``."""
+    received = value  # the error quotes what the caller passed, not the normalised pair
     if isinstance(value, (int, np.integer)):
         value = (int(value), int(value))
     if (
@@ -16,7 +17,7 @@ def pair(value: int | tuple[int, int], name: str, minimum: int) -> tuple[int, in
     ):
         raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
     if min(value) < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+        raise ValueError(f"{name} must be >= {minimum}, got {received!r}")
     return int(value[0]), int(value[1])
 
 
