@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from scratchcnn import functional as F
+from scratchcnn.backend import functional_module
 from scratchcnn.functional.conv import Pad2d
 from scratchcnn.init import initialize
 from scratchcnn.layers._checks import check_input, pair, positive_int
@@ -45,6 +46,9 @@ class Conv2d(Layer):
 
     Shape: ``(N, in_channels, H, W) -> (N, out_channels, OH, OW)``;
     ``weight (out_channels, in_channels, KH, KW)``, ``bias (out_channels,)``.
+
+    Set ``needs_input_grad = False`` on a network's first layer to skip the input gradient
+    (nothing uses it while training); ``backward`` then returns ``None``.
     """
 
     def __init__(
@@ -73,6 +77,7 @@ class Conv2d(Layer):
         shape = (self.out_channels, self.in_channels, *self.kernel_size)
         self.weight = Parameter(initialize(init, shape, rng, dtype), "weight")
         self.bias = Parameter(np.zeros(self.out_channels, dtype=dtype), "bias") if bias else None
+        self.needs_input_grad = True
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """``(N, C, H, W) -> (N, out_channels, OH, OW)`` by the output-size formula."""
@@ -94,17 +99,25 @@ class Conv2d(Layer):
                 f"(the output would be {out_shape[2:]})"
             )
         bias = self.bias.data if self.bias is not None else None
-        out, cols = F.conv2d_forward(
+        backend = functional_module()  # the module of pure functions to compute with
+        out, cols = backend.conv2d_forward(
             x, self.weight.data, bias, self.stride, self.pad, self.dilation
         )
         if self._keeps_cache(training):
-            self._cache = (cols, x.shape)
+            self._cache = (backend, cols, x.shape)
         return out
 
-    def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        cols, input_shape = self._pop_cache()
-        grad_x, grad_w, grad_b = F.conv2d_backward(
-            grad_out, cols, input_shape, self.weight.data, self.stride, self.pad, self.dilation
+    def backward(self, grad_out: np.ndarray) -> np.ndarray | None:
+        backend, cols, input_shape = self._pop_cache()
+        grad_x, grad_w, grad_b = backend.conv2d_backward(
+            grad_out,
+            cols,
+            input_shape,
+            self.weight.data,
+            self.stride,
+            self.pad,
+            self.dilation,
+            need_input_grad=self.needs_input_grad,
         )
         self.weight.grad[...] = grad_w
         if self.bias is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from scratchcnn import functional as F
+from scratchcnn.backend import functional_module
 from scratchcnn.layers._checks import check_input, pair
 from scratchcnn.layers.base import Layer
 
@@ -68,14 +69,15 @@ class MaxPool2d(_Pool2d):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self._check(x)
-        out, argmax = F.max_pool2d_forward(x, self.kernel_size, self.stride, self.pad)
+        backend = functional_module()  # the module of pure functions to compute with
+        out, argmax = backend.max_pool2d_forward(x, self.kernel_size, self.stride, self.pad)
         if self._keeps_cache(training):
-            self._cache = (argmax, x.shape)
+            self._cache = (backend, argmax, x.shape)
         return out
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        argmax, input_shape = self._pop_cache()
-        return F.max_pool2d_backward(
+        backend, argmax, input_shape = self._pop_cache()
+        return backend.max_pool2d_backward(
             grad_out, argmax, input_shape, self.kernel_size, self.stride, self.pad
         )
 

@@ -1,0 +1,322 @@
+"""The "fast" backend: the math of ``conv`` and ``pool``, laid out for speed.
+
+The API is unchanged (NCHW arrays in, NCHW arrays out), but inside, images are channels-last
+(NHWC): an im2col row is then ``KH * KW`` contiguous runs of ``C`` channels, the output of the
+matrix product ``cols @ weight_rows.T`` is already ``(N, OH, OW, OC)``, and no transpose copy is
+needed. The arrays returned have NCHW *shape* with NHWC *memory* (``out.transpose(0, 3, 1, 2)``
+of a contiguous NHWC buffer), exactly like PyTorch's ``channels_last`` format: every NumPy
+operation sees the same logical values, and the next fast layer reads them without copying.
+
+The loops (im2col, col2im, pooling, ReLU) run as Numba kernels (:mod:`.fast_numba`) when Numba is
+installed, and as NumPy slab operations otherwise; set ``USE_NUMBA = False`` to force the NumPy
+path (tests do this). The matrix products always go to NumPy's BLAS.
+
+Output sizes follow ``functional.conv``: ``out = floor((in + p0 + p1 - d(k - 1) - 1) / s) + 1``.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from scratchcnn.functional.conv import Pad2d, conv_output_size
+
+# Use the Numba kernels when Numba can be imported. Tests set this to False to cover the
+# NumPy-only path that runs wherever Numba is missing.
+USE_NUMBA = True
+
+_kernels: ModuleType | None = None
+_kernels_tried = False
+
+
+def numba_kernels() -> ModuleType | None:
+    """The compiled kernel module, or ``None`` when Numba is missing or ``USE_NUMBA`` is false.
+
+    Numba is imported on first use only, so ``import scratchcnn`` stays quick.
+    """
+    global _kernels, _kernels_tried
+    if not USE_NUMBA:
+        return None
+    if not _kernels_tried:
+        _kernels_tried = True
+        try:
+            from scratchcnn.functional import fast_numba
+        except ImportError:
+            fast_numba = None
+        _kernels = fast_numba
+    return _kernels
+
+
+def to_nhwc(x: np.ndarray) -> np.ndarray:
+    """A channels-last view of an NCHW array (no copy).
+
+    Shape: ``(N, C, H, W) -> (N, H, W, C)``.
+    """
+    return x.transpose(0, 2, 3, 1)
+
+
+def to_nchw(x: np.ndarray) -> np.ndarray:
+    """An NCHW view of a channels-last array (no copy).
+
+    Shape: ``(N, H, W, C) -> (N, C, H, W)``.
+    """
+    return x.transpose(0, 3, 1, 2)
+
+
+def _out_hw(hw: tuple[int, int], kernel_size, stride, padding: Pad2d, dilation) -> tuple[int, int]:
+    return (
+        conv_output_size(hw[0], kernel_size[0], stride[0], padding[0], dilation[0]),
+        conv_output_size(hw[1], kernel_size[1], stride[1], padding[1], dilation[1]),
+    )
+
+
+def _pad_nhwc(x: np.ndarray, padding: Pad2d, value: float) -> np.ndarray:
+    (top, bottom), (left, right) = padding
+    if top == bottom == left == right == 0:
+        return x
+    return np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=value)
+
+
+def _windows_nhwc(x_padded, kernel_size, stride, dilation, out_hw) -> np.ndarray:
+    """Read-only view ``(N, Hp, Wp, C) -> (N, OH, OW, KH, KW, C)``."""
+    n, _, _, c = x_padded.shape
+    s_n, s_h, s_w, s_c = x_padded.strides
+    return as_strided(
+        x_padded,
+        shape=(n, *out_hw, *kernel_size, c),
+        strides=(s_n, s_h * stride[0], s_w * stride[1], s_h * dilation[0], s_w * dilation[1], s_c),
+        writeable=False,
+    )
+
+
+def im2col_nhwc(
+    x: np.ndarray,
+    kernel_size: tuple[int, int],
+    stride: tuple[int, int],
+    padding: Pad2d,
+    dilation: tuple[int, int],
+) -> np.ndarray:
+    """Unroll every receptive field of a channels-last batch into a contiguous row.
+
+    Shape: ``x (N, H, W, C)`` (any strides) -> ``(N, OH, OW, KH * KW * C)``, columns ordered
+    ``(kh, kw, c)``, matching ``weight.transpose(0, 2, 3, 1).reshape(OC, -1)``.
+    """
+    n, h, w, c = x.shape
+    out_hw = _out_hw((h, w), kernel_size, stride, padding, dilation)
+    kernels = numba_kernels()
+    if kernels is None:
+        windows = _windows_nhwc(_pad_nhwc(x, padding, 0.0), kernel_size, stride, dilation, out_hw)
+        return windows.reshape(n, *out_hw, -1)  # (N, OH, OW, KH*KW*C), a copy
+    cols = np.empty((n, *out_hw, kernel_size[0] * kernel_size[1] * c), dtype=x.dtype)
+    kernels.im2col(x, *kernel_size, *stride, padding[0][0], padding[1][0], *dilation, cols)
+    return cols
+
+
+def col2im_nhwc(
+    cols: np.ndarray,
+    input_shape: tuple[int, int, int, int],
+    kernel_size: tuple[int, int],
+    stride: tuple[int, int],
+    padding: Pad2d,
+    dilation: tuple[int, int],
+) -> np.ndarray:
+    """Fold column gradients back onto a channels-last image, summing overlaps (im2col's adjoint).
+
+    Shape: ``cols (N, OH, OW, KH * KW * C)``, ``input_shape (N, H, W, C)`` -> ``(N, H, W, C)``.
+    """
+    n, h, w, c = input_shape
+    kernels = numba_kernels()
+    if kernels is not None:
+        out = np.empty(input_shape, dtype=cols.dtype)
+        kernels.col2im(
+            np.ascontiguousarray(cols),
+            *kernel_size,
+            *stride,
+            padding[0][0],
+            padding[1][0],
+            *dilation,
+            out,
+        )
+        return out
+    (top, bottom), (left, right) = padding
+    out_h, out_w = cols.shape[1:3]
+    slabs = cols.reshape(n, out_h, out_w, kernel_size[0], kernel_size[1], c)
+    grad_padded = np.zeros((n, h + top + bottom, w + left + right, c), dtype=cols.dtype)
+    for i in range(kernel_size[0]):
+        row0 = i * dilation[0]
+        rows = slice(row0, row0 + stride[0] * (out_h - 1) + 1, stride[0])
+        for j in range(kernel_size[1]):
+            col0 = j * dilation[1]
+            columns = slice(col0, col0 + stride[1] * (out_w - 1) + 1, stride[1])
+            grad_padded[:, rows, columns] += slabs[:, :, :, i, j]
+    return grad_padded[:, top : top + h, left : left + w]
+
+
+def _weight_rows(weight: np.ndarray) -> np.ndarray:
+    """Shape: ``(OC, C, KH, KW) -> (OC, KH * KW * C)``, the column order of ``im2col_nhwc``."""
+    return weight.transpose(0, 2, 3, 1).reshape(weight.shape[0], -1)
+
+
+def conv2d_forward(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    stride: tuple[int, int],
+    padding: Pad2d,
+    dilation: tuple[int, int],
+) -> tuple[np.ndarray, np.ndarray]:
+    """2-D cross-correlation, computed channels-last; same contract as ``conv.conv2d_forward``.
+
+    Shape: ``x (N, C, H, W)``, ``weight (OC, C, KH, KW)``, ``bias (OC,)`` ->
+    ``out (N, OC, OH, OW)`` (channels-last memory); also returns the im2col matrix
+    ``(N, OH, OW, KH*KW*C)`` for backward.
+    """
+    n = x.shape[0]
+    out_channels = weight.shape[0]
+    cols = im2col_nhwc(to_nhwc(x), weight.shape[2:], stride, padding, dilation)
+    out_h, out_w = cols.shape[1:3]
+    out = cols.reshape(n * out_h * out_w, -1) @ _weight_rows(weight).T  # (N*OH*OW, OC)
+    if bias is not None:
+        out += bias
+    return to_nchw(out.reshape(n, out_h, out_w, out_channels)), cols
+
+
+def conv2d_backward(
+    grad_out: np.ndarray,
+    cols: np.ndarray,
+    input_shape: tuple[int, int, int, int],
+    weight: np.ndarray,
+    stride: tuple[int, int],
+    padding: Pad2d,
+    dilation: tuple[int, int],
+    need_input_grad: bool = True,
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """Gradients of the fast convolution; same contract as ``conv.conv2d_backward``.
+
+    Shape: ``grad_out (N, OC, OH, OW)``, ``cols (N, OH, OW, KH*KW*C)`` ->
+    ``grad_x (N, C, H, W)`` (channels-last memory; ``None`` unless ``need_input_grad``),
+    ``grad_w (OC, C, KH, KW)``, ``grad_b (OC,)``.
+    """
+    out_channels, in_channels, kernel_h, kernel_w = weight.shape
+    cols_2d = cols.reshape(-1, cols.shape[-1])  # (N*OH*OW, KH*KW*C)
+    grad_rows = to_nhwc(grad_out).reshape(-1, out_channels)  # (N*OH*OW, OC), free if NHWC memory
+    grad_w = (grad_rows.T @ cols_2d).reshape(out_channels, kernel_h, kernel_w, in_channels)
+    grad_w = grad_w.transpose(0, 3, 1, 2)  # (OC, C, KH, KW)
+    grad_b = grad_rows.sum(axis=0)
+    grad_x = None
+    if need_input_grad:
+        grad_cols = grad_rows @ _weight_rows(weight)  # (N*OH*OW, KH*KW*C)
+        n, c, h, w = input_shape
+        grad_cols = grad_cols.reshape(cols.shape)
+        grad_x = to_nchw(
+            col2im_nhwc(grad_cols, (n, h, w, c), (kernel_h, kernel_w), stride, padding, dilation)
+        )
+    return grad_x, grad_w, grad_b
+
+
+def max_pool2d_forward(
+    x: np.ndarray, kernel_size: tuple[int, int], stride: tuple[int, int], padding: Pad2d
+) -> tuple[np.ndarray, np.ndarray]:
+    """Maximum of each window, computed channels-last; padding never wins.
+
+    Shape: ``(N, C, H, W) -> (N, C, OH, OW)`` (channels-last memory); also returns the flat
+    argmax ``kh * KW + kw`` inside each window as ``(N, OH, OW, C)`` int32 (channels-last, unlike
+    the reference backend). Ties go to the first position in the window.
+    """
+    x_nhwc = to_nhwc(x)
+    n, h, w, c = x_nhwc.shape
+    out_hw = _out_hw((h, w), kernel_size, stride, padding, (1, 1))
+    kernels = numba_kernels()
+    if kernels is None:
+        padded = _pad_nhwc(x_nhwc, padding, -np.inf)
+        windows = _windows_nhwc(padded, kernel_size, stride, (1, 1), out_hw)
+        flat = windows.reshape(n, *out_hw, -1, c)  # (N, OH, OW, KH*KW, C)
+        argmax = flat.argmax(axis=3).astype(np.int32)
+        out = np.take_along_axis(flat, argmax[:, :, :, None, :], axis=3)[:, :, :, 0]
+        return to_nchw(out), argmax
+    out = np.empty((n, *out_hw, c), dtype=x.dtype)
+    argmax = np.empty((n, *out_hw, c), dtype=np.int32)
+    no_padding = padding == ((0, 0), (0, 0))
+    if kernel_size == (2, 2) and stride == (2, 2) and no_padding:
+        kernels.max_pool_2x2(x_nhwc, out, argmax)
+    else:
+        kernels.max_pool(x_nhwc, *kernel_size, *stride, padding[0][0], padding[1][0], out, argmax)
+    return to_nchw(out), argmax
+
+
+def max_pool2d_backward(
+    grad_out: np.ndarray,
+    argmax: np.ndarray,
+    input_shape: tuple[int, int, int, int],
+    kernel_size: tuple[int, int],
+    stride: tuple[int, int],
+    padding: Pad2d,
+) -> np.ndarray:
+    """Route each output gradient to the input that won its window.
+
+    Shape: ``grad_out (N, C, OH, OW)``, ``argmax (N, OH, OW, C)`` -> ``grad_x (N, C, H, W)``
+    (channels-last memory).
+    """
+    n, c, h, w = input_shape
+    grad_nhwc = to_nhwc(grad_out)
+    kernels = numba_kernels()
+    if kernels is not None:
+        out = np.empty((n, h, w, c), dtype=grad_out.dtype)
+        kernels.max_pool_backward(
+            grad_nhwc, argmax, kernel_size[1], *stride, padding[0][0], padding[1][0], out
+        )
+        return to_nchw(out)
+    (top, bottom), (left, right) = padding
+    out_h, out_w = grad_nhwc.shape[1:3]
+    grad_padded = np.zeros((n, h + top + bottom, w + left + right, c), dtype=grad_out.dtype)
+    for i in range(kernel_size[0]):
+        rows = slice(i, i + stride[0] * (out_h - 1) + 1, stride[0])
+        for j in range(kernel_size[1]):
+            columns = slice(j, j + stride[1] * (out_w - 1) + 1, stride[1])
+            won = argmax == i * kernel_size[1] + j
+            grad_padded[:, rows, columns] += np.where(won, grad_nhwc, 0)
+    return to_nchw(grad_padded[:, top : top + h, left : left + w])
+
+
+def _flat_view(a: np.ndarray) -> np.ndarray | None:
+    """``a``'s elements in memory order as a 1-D view, or ``None`` if that needs a copy."""
+    flat = a.ravel(order="K")
+    return flat if a.size == 0 or np.may_share_memory(flat, a) else None
+
+
+def _element_strides(a: np.ndarray) -> tuple[int, ...]:
+    return tuple(s // a.itemsize for s in a.strides)
+
+
+def relu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``max(x, 0)`` and the mask ``x > 0``, both in ``x``'s memory layout.
+
+    Shape: any -> same (twice).
+    """
+    kernels = numba_kernels()
+    out = np.empty_like(x)
+    positive = np.empty_like(x, dtype=bool)
+    flat_x, flat_out, flat_mask = _flat_view(x), _flat_view(out), _flat_view(positive)
+    if kernels is None or flat_x is None or flat_out is None or flat_mask is None:
+        np.maximum(x, 0, out=out)
+        np.greater(x, 0, out=positive)
+        return out, positive
+    kernels.relu(flat_x, flat_out, flat_mask)
+    return out, positive
+
+
+def relu_backward(grad_out: np.ndarray, positive: np.ndarray) -> np.ndarray:
+    """The gradient where the input was positive, zero elsewhere.
+
+    Shape: any -> same.
+    """
+    kernels = numba_kernels()
+    same_layout = _element_strides(grad_out) == _element_strides(positive)
+    flat_grad, flat_mask = _flat_view(grad_out), _flat_view(positive)
+    if kernels is None or not same_layout or flat_grad is None or flat_mask is None:
+        return grad_out * positive
+    out = np.empty_like(grad_out)
+    kernels.relu_backward(flat_grad, flat_mask, _flat_view(out))
+    return out
