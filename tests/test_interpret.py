@@ -198,11 +198,13 @@ def test_grad_cam_matches_a_torch_reference() -> None:
 
 def test_interpretation_leaves_parameter_gradients_alone() -> None:
     model = seed_cnn(num_classes=3, image_size=8, rng=np.random.default_rng(0))
+    model[0].needs_input_grad = False  # as a trainer may leave it
     for p in model.parameters():
         p.grad[...] = 7.0
     x = np.random.default_rng(1).standard_normal((2, 3, 8, 8)).astype(np.float32)
     interpret.grad_cam(model, x)
-    interpret.saliency(model, x)
+    assert interpret.saliency(model, x).shape == (2, 8, 8)
+    assert model[0].needs_input_grad is False
     assert all(np.all(p.grad == 7.0) for p in model.parameters())
     # and no layer is left holding a backward cache
     assert all(m._cache is None for m in model.modules())

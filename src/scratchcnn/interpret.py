@@ -146,13 +146,21 @@ def feature_maps(model: Layer, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
 
 @contextmanager
 def _grads_preserved(model: Layer) -> Iterator[None]:
-    """Put the parameters' gradients back after a backward pass done only to look inside."""
+    """Put the parameters' gradients back after a backward pass done only to look inside, and
+    make every conv compute its input gradient meanwhile (a trainer may switch that off for the
+    first layer, whose input gradient training never needs but saliency does)."""
     saved = [(p, p.grad.copy()) for p in model.parameters()]
+    convs = [m for m in model.modules() if isinstance(m, L.Conv2d)]
+    needs = [getattr(m, "needs_input_grad", True) for m in convs]
+    for conv in convs:
+        conv.needs_input_grad = True
     try:
         yield
     finally:
         for param, grad in saved:
             param.grad = grad
+        for conv, need in zip(convs, needs, strict=True):
+            conv.needs_input_grad = need
 
 
 def _class_indices(logits: np.ndarray, class_index: int | np.ndarray | None) -> np.ndarray:
