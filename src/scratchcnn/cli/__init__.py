@@ -11,7 +11,7 @@ import importlib
 import sys
 
 # Order is the order ``scratchcnn --help`` lists them in.
-COMMANDS = ("train", "evaluate", "predict", "gradcheck")
+COMMANDS = ("train", "evaluate", "predict", "gradcheck", "report", "visualize")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,250 @@
+"""``scratchcnn visualize WHAT``: draw one picture (filters, Grad-CAM, confusion, ...) as PNG."""
+
+from __future__ import annotations
+
+import argparse
+
+# What can be drawn, and what each needs: a model, test data, a run folder.
+PICTURES = {
+    "filters": "first-layer filters as RGB tiles",
+    "filters2": "a sample of second-layer filters (16 filters x 8 input channels)",
+    "activations": "activation maps of one image through every conv and pool layer",
+    "gradcam": "Grad-CAM heat map of one image (--layer, --class)",
+    "occlusion": "occlusion sensitivity map of one image (--class)",
+    "saliency": "input-gradient saliency map of one image (--class)",
+    "confusion": "confusion matrix on the test set",
+    "calibration": "reliability diagram and expected calibration error",
+    "roc": "one-vs-rest ROC curves with AUC",
+    "curves": "training curves of a run (--run)",
+    "samples": "a grid of sample images per class",
+    "misclassified": "the most confidently misclassified test images",
+    "top-activations": "the test images that most activate each filter of a layer (--layer)",
+    "filter-stats": "mean activation and dead-ReLU fraction per layer",
+    "gradient-flow": "per-layer gradient norms over training (--run; needs grad_norms.jsonl)",
+    "lr-finder": "learning-rate range test: loss against learning rate",
+}
+_NEEDS_IMAGE = {"activations", "gradcam", "occlusion", "saliency"}
+_NEEDS_PROBS = {"confusion", "calibration", "roc", "misclassified"}
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    listing = "\n".join(f"  {name:<16} {text}" for name, text in PICTURES.items())
+    parser = subparsers.add_parser(
+        "visualize",
+        help="draw one picture (filters, activations, gradcam, confusion, ...) to a PNG",
+        description=f"Draw one picture to a PNG.\n\npictures:\n{listing}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("what", metavar="WHAT", choices=sorted(PICTURES), help="the picture")
+    parser.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help="model file (default: RUN/best.safetensors with --run, else "
+        "models/seed_cnn_cifar10.safetensors)",
+    )
+    parser.add_argument("--run", metavar="RUN_DIR", help="a training run folder")
+    parser.add_argument(
+        "--image", metavar="PATH", help="an image file (default: a test image, see --index)"
+    )
+    parser.add_argument(
+        "--index", type=int, default=0, help="which test image when no --image (default: 0)"
+    )
+    parser.add_argument("--data", metavar="SPEC", help="data (default: the model's training data)")
+    parser.add_argument("--cache-dir", metavar="DIR", help="dataset cache")
+    parser.add_argument("--out", metavar="PATH", help="the PNG to write (default: WHAT.png)")
+    parser.add_argument(
+        "--layer", metavar="N", help="layer index or name such as conv2 (default: the last conv)"
+    )
+    parser.add_argument(
+        "--class", dest="class_name", metavar="NAME", help="class to explain (default: predicted)"
+    )
+    parser.add_argument(
+        "--max-images", type=int, metavar="N", help="use a random subset of N test images"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=100, help="lr-finder: training steps (default: 100)"
+    )
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from scratchcnn.cli._common import fail
+    from scratchcnn.data import DataError
+
+    try:
+        path = _draw(args)
+    except ImportError as err:
+        return fail(f"{err} (pictures need matplotlib: pip install 'scratchcnn[viz]')")
+    except (DataError, FileNotFoundError, ValueError) as err:
+        return fail(str(err))
+    print(f"wrote {path}")
+    return 0
+
+
+def _draw(args: argparse.Namespace):
+    from pathlib import Path
+
+    import numpy as np
+
+    from scratchcnn import interpret, metrics, viz
+    from scratchcnn.cli._common import default_checkpoint
+    from scratchcnn.losses import softmax
+    from scratchcnn.report import load_checkpoint, load_test_images, run_checkpoint
+
+    what = args.what
+    out = Path(args.out or f"{what}.png")
+    if what == "curves":
+        return _done(viz.plot_training_curves(_run_dir(args), path=out), out)
+    if what == "gradient-flow":
+        return _done(viz.plot_gradient_flow(_run_dir(args), path=out), out)
+    if what == "lr-finder" and args.run and (Path(args.run) / "lr_finder.json").is_file():
+        import json
+
+        result = json.loads((Path(args.run) / "lr_finder.json").read_text())
+        return _done(viz.plot_lr_finder(result, path=out), out)
+
+    checkpoint = args.checkpoint or (run_checkpoint(args.run) if args.run else default_checkpoint())
+    loaded = load_checkpoint(checkpoint)
+    model, names = loaded.model, loaded.class_names
+    if what == "filters":
+        return _done(viz.plot_filters(model, path=out), out)
+    if what == "filters2":
+        return _done(viz.plot_filters2(model, path=out), out)
+    if what == "lr-finder":
+        return _lr_finder(args, loaded, out)
+
+    if what in _NEEDS_IMAGE:
+        image, caption = _one_image(args, loaded)
+        if what == "activations":
+            return _done(viz.plot_activations(model, image, loaded.normalizer, title=caption,
+                                               path=out), out)  # fmt: skip
+        x = loaded.prepare(image[None])
+        target = _class_index(args.class_name, names)
+        probs = softmax(model.forward(x).astype(np.float64))
+        shown = int(probs.argmax()) if target is None else target
+        title = f"{caption}\n{names[shown]} ({probs[0, shown]:.0%})"
+        if what == "gradcam":
+            layer = interpret.resolve_layer(model, args.layer)
+            heat = interpret.grad_cam(model, x, layer, target)
+            label = f"Grad-CAM at {interpret.layer_names(model)[layer]}"
+        elif what == "occlusion":
+            size = x.shape[2]
+            heat = interpret.occlusion(model, x, target, max(2, size // 4), max(1, size // 8))[None]
+            label = "occlusion"
+        else:
+            heat = interpret.saliency(model, x, target)
+            label = "saliency"
+        return _done(viz.plot_heatmaps(image[None], {label: heat}, [title], path=out), out)
+
+    images, labels, _ = load_test_images(loaded, args.data, args.cache_dir, args.max_images)
+    if what == "samples":
+        return _done(viz.plot_samples(images, labels, names, path=out), out)
+    if what == "top-activations":
+        layer = interpret.resolve_layer(model, args.layer)
+        indices, _ = interpret.top_activating_images(
+            model, images, loaded.normalizer, layer, num_images=8
+        )
+        name = interpret.layer_names(model)[layer]
+        return _done(viz.plot_top_activations(images, indices, name, path=out), out)
+    if what == "filter-stats":
+        stats = interpret.activation_stats(model, images, loaded.normalizer)
+        return _done(viz.plot_filter_stats(stats, path=out), out)
+
+    from scratchcnn.training.evaluate import predict_proba
+
+    probs = predict_proba(model, images, loaded.normalizer, dtype=loaded.dtype.type)
+    if what == "confusion":
+        cm = metrics.confusion_matrix(labels, probs.argmax(axis=1), len(names))
+        return _done(viz.plot_confusion_matrix(cm, names, path=out), out)
+    if what == "calibration":
+        return _done(viz.plot_reliability(metrics.calibration(labels, probs), path=out), out)
+    if what == "roc":
+        return _done(viz.plot_roc(metrics.one_vs_rest_roc(labels, probs), names, path=out), out)
+    return _done(viz.plot_misclassified(images, labels, probs, names, path=out), out)
+
+
+def _done(figure, out):
+    """The figure is already written to ``out``; the command reports the path."""
+    return out
+
+
+def _run_dir(args: argparse.Namespace):
+    if not args.run:
+        raise ValueError(f"'{args.what}' needs --run RUN_DIR (a training run folder)")
+    return args.run
+
+
+def _class_index(name: str | None, names: list[str]) -> int | None:
+    if name is None:
+        return None
+    if name in names:
+        return names.index(name)
+    if name.isdigit() and int(name) < len(names):
+        return int(name)
+    raise ValueError(f"unknown class {name!r}; the classes are {names}")
+
+
+def _one_image(args: argparse.Namespace, loaded):
+    """The ``--image`` file resized to the model's input, or test image ``--index``."""
+    import numpy as np
+
+    from scratchcnn.report import load_test_images
+
+    height, width, channels = loaded.image_shape
+    if args.image:
+        from PIL import Image
+
+        with Image.open(args.image) as picture:
+            picture = picture.convert("RGB" if channels == 3 else "L").resize((width, height))
+            image = np.asarray(picture, dtype=np.uint8).reshape(height, width, channels)
+        return image, args.image
+    images, labels, _ = load_test_images(loaded, args.data, args.cache_dir)
+    if not 0 <= args.index < len(labels):
+        raise ValueError(f"--index must be in [0, {len(labels)}), got {args.index}")
+    name = loaded.class_names[labels[args.index]]
+    return images[args.index], f"test image {args.index} ({name})"
+
+
+def _lr_finder(args: argparse.Namespace, loaded, out):
+    """Run the range test on fresh weights of the checkpoint's architecture (training images)."""
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    from scratchcnn import viz
+    from scratchcnn.data import load_dataset
+    from scratchcnn.losses import CrossEntropyLoss
+    from scratchcnn.models import build_model
+    from scratchcnn.optim import SGD, lr_range_test
+
+    config = loaded.metadata.get("config", {})
+    spec = args.data or config.get("data", "cifar10")
+    dataset = load_dataset(
+        spec, cache_dir=args.cache_dir or config.get("cache_dir"), progress=False
+    )
+    model = build_model(loaded.metadata["architecture"], rng=np.random.default_rng(0),
+                        dtype=loaded.dtype.type)  # fmt: skip
+    optimizer = SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    loss_fn = CrossEntropyLoss()
+    rng = np.random.default_rng(1)
+    batch = min(64, len(dataset.train_labels))
+
+    def step() -> float:
+        chosen = rng.choice(len(dataset.train_labels), batch, replace=False)
+        x = loaded.prepare(dataset.train_images[chosen])
+        loss = loss_fn.forward(model.forward(x, training=True), dataset.train_labels[chosen])
+        model.backward(loss_fn.backward())
+        return loss
+
+    result = lr_range_test(step, optimizer, start_lr=1e-5, end_lr=10.0, num_steps=args.steps)
+    record = {
+        "lrs": result.lrs.tolist(),
+        "losses": result.losses.tolist(),
+        "smoothed": result.smoothed.tolist(),
+        "suggested_lr": result.suggested_lr,
+    }
+    if args.run:  # the report picks it up from there
+        (Path(args.run) / "lr_finder.json").write_text(json.dumps(record) + "\n")
+    viz.plot_lr_finder(result, path=out)
+    return out
