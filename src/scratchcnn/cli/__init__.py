@@ -11,7 +11,17 @@ import importlib
 import sys
 
 # Order is the order ``scratchcnn --help`` lists them in.
-COMMANDS = ("train", "evaluate", "predict", "gradcheck", "report", "visualize")
+COMMANDS = (
+    "train",
+    "evaluate",
+    "predict",
+    "gradcheck",
+    "bench",
+    "compare",
+    "export",
+    "report",
+    "visualize",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

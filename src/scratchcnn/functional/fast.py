@@ -16,6 +16,7 @@ Output sizes follow ``functional.conv``: ``out = floor((in + p0 + p1 - d(k - 1) 
 
 from __future__ import annotations
 
+import contextlib
 from types import ModuleType
 
 import numpy as np
@@ -26,6 +27,16 @@ from scratchcnn.functional.conv import Pad2d, conv_output_size
 # Use the Numba kernels when Numba can be imported. Tests set this to False to cover the
 # NumPy-only path that runs wherever Numba is missing.
 USE_NUMBA = True
+
+# Threads NumPy's BLAS may use for the convolution's matrix products. These products are tall
+# and thin (``(N*OH*OW, KH*KW*C) @ (KH*KW*C, OC)``, and the weight gradient reduces all
+# ``N*OH*OW`` rows into a small matrix); OpenBLAS splits them across threads that spin-wait for
+# each other, and on the shared 2-core machine (other processes running) a training step measured
+# 3-8x slower with 2 BLAS threads than with 1. ``None`` leaves BLAS alone. Needs threadpoolctl
+# (without it, this setting does nothing).
+BLAS_THREADS: int | None = 1
+
+_blas_controller = None
 
 _kernels: ModuleType | None = None
 _kernels_tried = False
@@ -47,6 +58,21 @@ def numba_kernels() -> ModuleType | None:
             fast_numba = None
         _kernels = fast_numba
     return _kernels
+
+
+def _blas_limit():
+    """A context in which BLAS uses ``BLAS_THREADS`` threads (a no-op without threadpoolctl or
+    when the setting is ``None``)."""
+    global _blas_controller
+    if BLAS_THREADS is None:
+        return contextlib.nullcontext()
+    if _blas_controller is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            return contextlib.nullcontext()
+        _blas_controller = ThreadpoolController().select(user_api="blas")
+    return _blas_controller.limit(limits=BLAS_THREADS)
 
 
 def to_nhwc(x: np.ndarray) -> np.ndarray:
@@ -177,7 +203,8 @@ def conv2d_forward(
     out_channels = weight.shape[0]
     cols = im2col_nhwc(to_nhwc(x), weight.shape[2:], stride, padding, dilation)
     out_h, out_w = cols.shape[1:3]
-    out = cols.reshape(n * out_h * out_w, -1) @ _weight_rows(weight).T  # (N*OH*OW, OC)
+    with _blas_limit():
+        out = cols.reshape(n * out_h * out_w, -1) @ _weight_rows(weight).T  # (N*OH*OW, OC)
     if bias is not None:
         out += bias
     return to_nchw(out.reshape(n, out_h, out_w, out_channels)), cols
@@ -202,12 +229,14 @@ def conv2d_backward(
     out_channels, in_channels, kernel_h, kernel_w = weight.shape
     cols_2d = cols.reshape(-1, cols.shape[-1])  # (N*OH*OW, KH*KW*C)
     grad_rows = to_nhwc(grad_out).reshape(-1, out_channels)  # (N*OH*OW, OC), free if NHWC memory
-    grad_w = (grad_rows.T @ cols_2d).reshape(out_channels, kernel_h, kernel_w, in_channels)
+    with _blas_limit():
+        grad_w = (grad_rows.T @ cols_2d).reshape(out_channels, kernel_h, kernel_w, in_channels)
     grad_w = grad_w.transpose(0, 3, 1, 2)  # (OC, C, KH, KW)
     grad_b = grad_rows.sum(axis=0)
     grad_x = None
     if need_input_grad:
-        grad_cols = grad_rows @ _weight_rows(weight)  # (N*OH*OW, KH*KW*C)
+        with _blas_limit():
+            grad_cols = grad_rows @ _weight_rows(weight)  # (N*OH*OW, KH*KW*C)
         n, c, h, w = input_shape
         grad_cols = grad_cols.reshape(cols.shape)
         grad_x = to_nchw(

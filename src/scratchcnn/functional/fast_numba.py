@@ -1,8 +1,9 @@
 """Numba kernels behind :mod:`scratchcnn.functional.fast`: loops over channels-last (NHWC) arrays.
 
 Importing this module imports Numba, so only :mod:`scratchcnn.functional.fast` imports it, and
-only on first use. Every kernel is ``parallel=True`` over images (or image rows) and
-``cache=True``, so the compiled code is reused across processes.
+only on first use. Every kernel is ``cache=True`` (compiled code is reused across processes) and
+``nogil=True``; its outer loop is a ``prange`` over images or image rows, so it can be compiled
+with ``parallel=True``.
 
 Index conventions (shared with the NumPy versions in ``fast``): an image is ``x[n, ih, iw, c]``;
 output pixel ``(oh, ow)`` reads input row ``ih = oh * stride_h - pad_top + kh * dilation_h``
@@ -16,6 +17,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+# The loops here are memory-bound and short; NumPy's BLAS already runs its threads on every core
+# for the matrix products. A second thread pool fighting it for the same (often shared) cores
+# cost more than it gained in measurements on the 2-core machine, so the kernels run serially by
+# default; ``prange`` marks the loops that are safe to run in parallel.
+PARALLEL = False
+
 
 @njit(cache=True, inline="always")
 def _wins(value, best):
@@ -23,7 +30,7 @@ def _wins(value, best):
     return value > best or (value != value and best == best)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True, nogil=True)
 def im2col(x, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w, out):
     """Fill ``out (N, OH, OW, KH*KW*C)`` from ``x (N, H, W, C)``; padding reads as zero."""
     n, h, w, c = x.shape
@@ -45,7 +52,7 @@ def im2col(x, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, dil_h, 
                             out[b, oh, ow, base + ch] = 0
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True, nogil=True)
 def col2im(cols, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w, out):
     """Sum ``cols (N, OH, OW, KH*KW*C)`` back onto ``out (N, H, W, C)`` (overwritten)."""
     n, h, w, c = out.shape
@@ -67,7 +74,7 @@ def col2im(cols, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, dil_
                             out[b, ih, iw, ch] += cols[b, oh, ow, base + ch]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True, nogil=True)
 def max_pool(x, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out, argmax):
     """Window maxima of ``x (N, H, W, C)`` into ``out (N, OH, OW, C)``, with the winner's flat
     window index ``kh * KW + kw`` in ``argmax``; padding never wins and ties go to the first."""
@@ -95,7 +102,7 @@ def max_pool(x, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out, 
                             argmax[b, oh, ow, ch] = i * kernel_w + j
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True, nogil=True)
 def max_pool_2x2(x, out, argmax):
     """The seed model's pool (2x2 windows, stride 2, no padding), unrolled.
 
@@ -126,7 +133,7 @@ def max_pool_2x2(x, out, argmax):
                 argmax[b, oh, ow, ch] = where
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True, nogil=True)
 def max_pool_backward(grad_out, argmax, kernel_w, stride_h, stride_w, pad_top, pad_left, out):
     """Route ``grad_out (N, OH, OW, C)`` to each window's winner in ``out (N, H, W, C)``."""
     n, h, w, c = out.shape
@@ -144,7 +151,7 @@ def max_pool_backward(grad_out, argmax, kernel_w, stride_h, stride_w, pad_top, p
                         out[b, ih, iw, ch] += grad_out[b, oh, ow, ch]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True, nogil=True)
 def relu(x, out, positive):
     """``out = max(x, 0)`` and the mask ``x > 0``, in one pass over flat arrays."""
     for k in prange(x.shape[0]):
@@ -154,7 +161,7 @@ def relu(x, out, positive):
         out[k] = value if above else 0
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True, nogil=True)
 def relu_backward(grad_out, positive, out):
     """``out = grad_out where positive else 0`` over flat arrays."""
     for k in prange(grad_out.shape[0]):

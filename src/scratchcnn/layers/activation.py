@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from scratchcnn import functional as F
+from scratchcnn.backend import get_backend
+from scratchcnn.functional import fast
 from scratchcnn.layers.base import Layer
 
 
@@ -26,13 +28,19 @@ class ReLU(_Elementwise):
     """
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        out = np.maximum(x, 0)
+        if get_backend() == "fast":
+            out, positive = fast.relu_forward(x)  # one pass, keeps x's memory layout
+        else:
+            out = np.maximum(x, 0)
+            positive = out > 0
         if self._keeps_cache(training):
-            self._cache = out > 0
+            self._cache = positive
         return out
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         positive = self._pop_cache()
+        if get_backend() == "fast":
+            return fast.relu_backward(grad_out, positive)
         return grad_out * positive
 
     def kink_distance(self, x: np.ndarray) -> float:
