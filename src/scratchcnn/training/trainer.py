@@ -129,11 +129,13 @@ def train(
         nesterov=config.nesterov,
     )
     steps_per_epoch = math.ceil(len(data.train_labels) / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
     schedule = build_schedule(
         config.schedule,
         config.lr,
-        total_steps=steps_per_epoch * config.epochs,
-        warmup_steps=round(config.warmup_epochs * steps_per_epoch),
+        total_steps=total_steps,
+        # a warm-up as long as the whole run would never reach the peak: cap it
+        warmup_steps=min(round(config.warmup_epochs * steps_per_epoch), total_steps - 1),
     )
     augment, mix = build_augmentation(config)
     loss_fn = CrossEntropyLoss(config.label_smoothing)

@@ -1,0 +1,257 @@
+"""Trainer behaviour: outputs, determinism, exact resume (kill -9 and Ctrl-C), NaN stop,
+early stopping, TOML configs and the real-data check on CIFAR-10."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers_data import CLASS_NAMES, make_image_folder
+
+from scratchcnn.losses import CrossEntropyLoss
+from scratchcnn.serialization import load_arrays, load_model
+from scratchcnn.training import TrainConfig, TrainingDiverged, resolve_config, train
+
+REAL_CIFAR = Path(__file__).resolve().parents[1].parent / "shared/datasets/cifar10-jpeg.zip"
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    return make_image_folder(tmp_path_factory.mktemp("images"))
+
+
+def tiny_config(data: Path, run_dir: Path, **overrides) -> TrainConfig:
+    values = dict(
+        data=str(data),
+        cache_dir=str(run_dir / "cache"),
+        val_size=30,
+        epochs=3,
+        batch_size=16,
+        lr=0.02,
+        run_dir=str(run_dir),
+        name="run",
+        progress=False,
+    )
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def without_timing(history: list[dict]) -> list[dict]:
+    timing = {"epoch_seconds", "images_per_second"}
+    return [{k: v for k, v in record.items() if k not in timing} for record in history]
+
+
+def final_weights(run_dir: Path) -> dict[str, np.ndarray]:
+    arrays, _ = load_arrays(run_dir / "last.safetensors")
+    return {k: v for k, v in arrays.items() if k.startswith(("model.", "optim."))}
+
+
+def assert_same_weights(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        assert np.array_equal(a[name], b[name]), name
+
+
+# --- basic -----------------------------------------------------------------------------------
+def test_run_writes_every_output_and_learns(tiny_data, tmp_path):
+    result = train(tiny_config(tiny_data, tmp_path, epochs=4))
+    run = tmp_path / "run"
+    for name in (
+        "config.json",
+        "metrics.jsonl",
+        "metrics.csv",
+        "grad_norms.jsonl",
+        "last.safetensors",
+        "best.safetensors",
+        "results.json",
+    ):
+        assert (run / name).is_file(), name
+    assert result.status == "completed"
+    assert [r["epoch"] for r in result.history] == [1, 2, 3, 4]
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in lines] == result.history
+    assert (run / "metrics.csv").read_text().count("\n") == 5
+    grad_norms = [json.loads(line) for line in (run / "grad_norms.jsonl").read_text().splitlines()]
+    assert len(grad_norms) == 4 and grad_norms[0]["0.weight"] > 0
+    # The colour-coded classes are easy: the run must beat chance (1/3) clearly.
+    assert result.history[-1]["val_accuracy"] > 0.6
+    results = json.loads((run / "results.json").read_text())
+    assert set(results["per_class_accuracy"]) == set(CLASS_NAMES)
+    model, meta = load_model(run / "best.safetensors")
+    assert meta["class_names"] == list(CLASS_NAMES)
+    assert meta["epoch"] == result.best_epoch
+    assert set(meta["normalization"]) == {"mean", "std"}
+    assert json.loads((run / "config.json").read_text())["epochs"] == 4
+
+
+def test_same_seed_gives_identical_history_and_weights(tiny_data, tmp_path):
+    first = train(tiny_config(tiny_data, tmp_path / "a"))
+    second = train(tiny_config(tiny_data, tmp_path / "b"))
+    assert without_timing(first.history) == without_timing(second.history)
+    assert_same_weights(final_weights(tmp_path / "a/run"), final_weights(tmp_path / "b/run"))
+    other = train(tiny_config(tiny_data, tmp_path / "c", seed=1))
+    assert without_timing(other.history) != without_timing(first.history)
+
+
+def test_existing_run_folder_is_not_overwritten(tiny_data, tmp_path):
+    train(tiny_config(tiny_data, tmp_path, epochs=1))
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(tiny_config(tiny_data, tmp_path, epochs=1))
+
+
+# --- failure handling ------------------------------------------------------------------------
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_data, tmp_path, monkeypatch):
+    config = tiny_config(tiny_data, tmp_path, epochs=3)
+    steps_per_epoch = -(-(120 - 30) // 16)
+    original = CrossEntropyLoss.forward
+    calls = {"n": 0}
+
+    def poisoned(self, logits, target):
+        calls["n"] += 1
+        loss = original(self, logits, target)
+        return float("nan") if calls["n"] > steps_per_epoch + 2 else loss
+
+    monkeypatch.setattr(CrossEntropyLoss, "forward", poisoned)
+    with pytest.raises(TrainingDiverged, match="lower learning rate"):
+        train(config)
+    _, meta = load_arrays(tmp_path / "run/last.safetensors")
+    assert meta["epoch"] == 1  # the checkpoint from before the divergence is intact
+    model, _ = load_model(tmp_path / "run/last.safetensors")
+    assert all(np.isfinite(p.data).all() for p in model.parameters())
+
+
+def test_early_stopping_stops_when_validation_stalls(tiny_data, tmp_path):
+    # A learning rate this small cannot move validation accuracy: patience 2 ends the run.
+    config = tiny_config(tiny_data, tmp_path, epochs=10, lr=1e-12, early_stopping=2)
+    result = train(config)
+    assert result.status == "early_stopped"
+    assert len(result.history) == 3
+    assert result.best_epoch == 1
+
+
+def test_bad_settings_are_rejected_with_the_value():
+    with pytest.raises(ValueError, match="lr must be > 0, got -1"):
+        TrainConfig(lr=-1)
+    with pytest.raises(ValueError, match="unknown config keys \\['epoch'\\]"):
+        TrainConfig.from_dict({"epoch": 3})
+    with pytest.raises(ValueError, match="unknown recipe"):
+        resolve_config("fast")
+
+
+def test_recipe_file_and_flags_layer_in_order(tmp_path):
+    toml = tmp_path / "run.toml"
+    toml.write_text('epochs = 7\nlr = 0.1\noptimizer = "adam"\n')
+    from scratchcnn.training import load_toml
+
+    config = resolve_config("seed", load_toml(toml), {"lr": 0.3})
+    assert (config.epochs, config.lr, config.optimizer, config.batch_size) == (7, 0.3, "adam", 64)
+    seed = resolve_config("seed")
+    assert (seed.lr, seed.batch_size, seed.epochs, seed.momentum, seed.flip) == (
+        0.01,
+        64,
+        5,
+        0.0,
+        False,
+    )
+
+
+# --- exact resume ----------------------------------------------------------------------------
+def _train_cli(config: TrainConfig, *extra: str) -> list[str]:
+    args = [sys.executable, "-m", "scratchcnn", "train", "--no-progress"]
+    for key, value in config.to_dict().items():
+        if value is None or key == "progress":
+            continue
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            args.append(flag if value else "--no-" + key.replace("_", "-"))
+        else:
+            args += [flag, str(value)]
+    return args + list(extra)
+
+
+def _start_and_wait_for_checkpoint(args: list[str], run: Path) -> subprocess.Popen:
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while not (run / "last.safetensors").exists():
+        assert process.poll() is None, process.stdout.read().decode()
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.005)
+    return process
+
+
+@pytest.fixture(scope="module")
+def resume_setup(tmp_path_factory):
+    """A dataset big enough that an epoch takes a moment, and the uninterrupted reference run."""
+    root = tmp_path_factory.mktemp("resume")
+    data = make_image_folder(root / "images", train_per_class=300, test_per_class=2, size=16)
+    config = tiny_config(data, root, epochs=3, val_size=60, batch_size=8, name="reference")
+    reference = train(config)
+    return data, root, config, reference
+
+
+def test_kill_9_then_resume_equals_uninterrupted(resume_setup):
+    data, root, config, reference = resume_setup
+    config.name = "killed"
+    run = root / "killed"
+    process = _start_and_wait_for_checkpoint(_train_cli(config), run)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    _, meta = load_arrays(run / "last.safetensors")
+    assert meta["epoch"] < config.epochs, "the run finished before it could be killed"
+
+    subprocess.run(
+        [sys.executable, "-m", "scratchcnn", "train", "--resume", str(run)],
+        check=True,
+        capture_output=True,
+    )
+    assert_same_weights(final_weights(run), final_weights(root / "reference"))
+    history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert without_timing(history) == without_timing(reference.history)
+
+
+def test_ctrl_c_saves_mid_epoch_checkpoint_and_resume_is_exact(resume_setup):
+    data, root, config, reference = resume_setup
+    config.name = "interrupted"
+    run = root / "interrupted"
+    process = _start_and_wait_for_checkpoint(_train_cli(config), run)
+    time.sleep(0.05)  # land inside the second epoch
+    process.send_signal(signal.SIGINT)
+    output = process.communicate(timeout=60)[0].decode()
+    assert process.returncode == 130, output
+    assert "resume with" in output
+    _, meta = load_arrays(run / "last.safetensors")
+    assert meta["loop"]["batch"] > 0, "expected a mid-epoch checkpoint"
+
+    result = train(None, resume=run)
+    assert result.status == "completed"
+    assert_same_weights(final_weights(run), final_weights(root / "reference"))
+    assert without_timing(result.history) == without_timing(reference.history)
+
+
+# --- real data -------------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.skipif(not REAL_CIFAR.is_file(), reason=f"real CIFAR-10 not found at {REAL_CIFAR}")
+def test_one_epoch_on_5000_real_cifar_images_reaches_35_percent(tmp_path):
+    config = TrainConfig(
+        data=str(REAL_CIFAR),
+        train_subset=5000,
+        val_size=10_000,
+        epochs=1,
+        batch_size=32,
+        lr=0.02,
+        warmup_epochs=0.1,
+        flip=False,
+        crop_padding=0,
+        run_dir=str(tmp_path),
+        name="real",
+        progress=False,
+    )
+    result = train(config)
+    assert result.history[0]["val_accuracy"] >= 0.35
