@@ -4,7 +4,6 @@ early stopping, TOML configs and the real-data check on CIFAR-10."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
