@@ -17,7 +17,7 @@ import numpy as np
 
 from scratchcnn.data import Normalizer, load_dataset, split_train_val, to_float_nchw
 from scratchcnn.data import transforms as T
-from scratchcnn.layers import Dropout
+from scratchcnn.layers import Conv2d, Dropout, Sequential
 from scratchcnn.layers.base import Layer
 from scratchcnn.losses import CrossEntropyLoss
 from scratchcnn.models import MODELS
@@ -120,6 +120,9 @@ def train(
         rng=np.random.default_rng([config.seed, 0]),
         dtype=dtype.type,
     )
+    first_layer = next(iter(model)) if isinstance(model, Sequential) else model
+    if isinstance(first_layer, Conv2d):
+        first_layer.needs_input_grad = False  # nothing upstream of the images needs a gradient
     optimizer = build_optimizer(
         config.optimizer,
         model.parameters(),
