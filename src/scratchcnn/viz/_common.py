@@ -88,12 +88,12 @@ def hide_axes(ax) -> None:
         spine.set_visible(False)
 
 
-def scale_to_unit(array: np.ndarray) -> np.ndarray:
-    """Min-max scale an array to [0, 1] (a constant array becomes 0.5)."""
+def scale_to_unit(array: np.ndarray, constant: float = 0.5) -> np.ndarray:
+    """Min-max scale an array to [0, 1] (a constant array becomes ``constant``)."""
     array = np.asarray(array, dtype=np.float64)
     low, high = array.min(), array.max()
     if high - low < 1e-12:
-        return np.full_like(array, 0.5)
+        return np.full_like(array, constant)
     return (array - low) / (high - low)
 
 

@@ -91,8 +91,8 @@ def plot_filters2(
     limit = np.abs(weight).max(axis=(1, 2, 3), keepdims=True)  # (F, 1, 1, 1)
     grey = 0.5 + 0.5 * weight / np.where(limit > 0, limit, 1.0)  # symmetric per filter
     tiles = np.repeat(grey.reshape(count * channels, kh, kw, 1), 3, axis=-1)
-    canvas, centres = mosaic(tiles, channels, pad=1, pad_value=0.0)
-    canvas[canvas.sum(axis=-1) == 0] = (0.55, 0.75, 1.0)  # the gaps in light blue
+    canvas, centres = mosaic(tiles, channels, pad=1, pad_value=-1.0)
+    canvas[canvas[..., 0] < 0] = (0.55, 0.75, 1.0)  # the gaps in light blue
     fig = new_figure(channels * 0.55 + 1.4, count * 0.55 + 1.0)
     ax = fig.subplots()
     draw_mosaic(ax, canvas)
@@ -121,8 +121,8 @@ def plot_activations(
 ) -> Figure:
     """One image's feature maps through every conv and pool layer, one tile per channel.
 
-    Each tile is scaled on its own (dark = the map's minimum); one panel per layer, with the
-    input image at the top.
+    Each tile is scaled on its own (dark = the map's minimum; a map that is constant, such as
+    a channel that does not fire, is all dark); one panel per layer, input image on top.
 
     Shape: ``image (H, W, C)`` uint8.
     """
@@ -137,7 +137,9 @@ def plot_activations(
     panels = []
     for label, activation in maps:
         shown = min(len(activation), max_channels)
-        tiles = colour(np.stack([scale_to_unit(a) for a in activation[:shown]]))[..., :3]
+        # A constant map (a channel that does not fire) is drawn dark, like zero activation.
+        scaled = np.stack([scale_to_unit(a, constant=0.0) for a in activation[:shown]])
+        tiles = colour(scaled)[..., :3]
         canvas, _ = mosaic(tiles, columns, pad=1)
         channels, h, w = activation.shape
         more = f", first {shown} shown" if shown < channels else ""
