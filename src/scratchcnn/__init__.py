@@ -1,5 +1,6 @@
 """scratchcnn: a convolutional neural network library written from scratch in NumPy."""
 
+from scratchcnn.backend import get_backend, set_backend, use_backend
 from scratchcnn.layers import (
     GELU,
     AvgPool2d,
@@ -47,8 +48,11 @@ __all__ = [
     "Tanh",
     "__version__",
     "build_model",
+    "get_backend",
     "log_softmax",
     "model_config",
     "seed_cnn",
+    "set_backend",
     "softmax",
+    "use_backend",
 ]

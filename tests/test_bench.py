@@ -1,0 +1,81 @@
+"""Smoke tests of ``scratchcnn bench``: it runs and reports; speed itself is never asserted."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scratchcnn.bench import (
+    BenchConfig,
+    build_model,
+    format_report,
+    layer_profile,
+    machine_info,
+    matmul_peak_gflops,
+    run_benchmark,
+)
+from scratchcnn.cli import main
+
+TINY = {"batch": 2, "steps": 1, "rounds": 1, "warmup": 1, "peak_size": 64}
+
+
+def test_machine_info_names_cpu_numpy_and_blas():
+    info = machine_info()
+    assert {"cpu", "cores", "numpy", "blas", "numba", "torch"} <= set(info)
+    assert info["numpy"] == np.__version__
+
+
+def test_matmul_peak_is_a_positive_number():
+    assert matmul_peak_gflops(size=32, repeats=1) > 0
+
+
+@pytest.mark.parametrize("backend", ["fast", "reference"])
+def test_bench_runs_on_a_tiny_batch(backend):
+    result = run_benchmark(BenchConfig(backend=backend, **TINY))
+    assert result.train_s > 0 and result.infer_s > 0
+    assert result.forward_flops > 0
+    names = [row.name for row in result.layers]
+    assert names[0] == "0 Conv2d" and names[-1] == "SGD update"
+    assert sum(row.share for row in result.layers) == pytest.approx(1.0)
+    report = format_report(result)
+    assert "Per-layer profile" in report and "GFLOP/s" in report
+    assert result.train_ratio is None  # no PyTorch run asked for
+
+
+def test_bench_against_torch_on_a_tiny_batch():
+    pytest.importorskip("torch")
+    result = run_benchmark(BenchConfig(vs_torch=True, **TINY))
+    assert set(result.torch_train_s) == {"NCHW", "channels_last"}
+    assert result.train_ratio > 0 and result.infer_ratio > 0
+    assert "scratchcnn / PyTorch" in format_report(result)
+
+
+def test_torch_twin_computes_the_same_logits():
+    torch = pytest.importorskip("torch")
+    from scratchcnn.bench import torch_model_from
+
+    model, x, _ = build_model(BenchConfig(batch=3))
+    twin = torch_model_from(model, "float32")
+    with torch.no_grad():
+        theirs = twin(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(model.forward(x), theirs, rtol=1e-4, atol=1e-4)
+
+
+def test_layer_profile_rows_cover_the_model():
+    model, x, y = build_model(BenchConfig(batch=2))
+    rows = layer_profile(model, x, y, steps=1, lr=0.01)
+    assert len(rows) == len(model) + 2
+    assert all(row.forward_ms >= 0 and row.backward_ms >= 0 for row in rows)
+
+
+def test_bench_rejects_an_unknown_model():
+    with pytest.raises(ValueError, match="unknown model"):
+        build_model(BenchConfig(model="resnet9000"))
+
+
+def test_cli_bench_writes_its_report(tmp_path, capsys):
+    report = tmp_path / "bench.txt"
+    argv = ["bench", "--batch", "2", "--steps", "1", "--rounds", "1", "--warmup", "1"]
+    assert main([*argv, "--output", str(report)]) == 0
+    assert "Per-layer profile" in capsys.readouterr().out
+    assert "images/s" in report.read_text() or "img/s" in report.read_text()
