@@ -287,6 +287,14 @@ def test_unsupported_layer_is_named_with_its_place():
         from_torch(module)
 
 
+def test_to_torch_rejects_layers_it_does_not_know():
+    class Odd(L.ReLU):
+        pass
+
+    with pytest.raises(ValueError, match=r"to_torch: unsupported layer Odd at '1'"):
+        to_torch(L.Sequential(L.Flatten(), Odd()))
+
+
 def test_unsupported_nested_and_custom_layers():
     nested = nn.Sequential(TorchResidual(nn.Sequential(nn.ReLU(), nn.ELU())))
     with pytest.raises(ValueError, match=r"nn\.ELU at '0\.block\.1'"):

@@ -125,7 +125,18 @@ def to_torch(model: Layer) -> nn.Module:
     return module
 
 
+# Exact types only: a subclass may compute something else, and must not convert silently.
+_SUPPORTED = (
+    L.Sequential, L.Residual, L.Conv2d, L.Linear, L.BatchNorm1d, L.BatchNorm2d, L.MaxPool2d,
+    L.AvgPool2d, L.GlobalAvgPool2d, L.Flatten, L.ReLU, L.LeakyReLU, L.Tanh, L.Sigmoid, L.GELU,
+    L.Dropout,
+)  # fmt: skip
+
+
 def _to_torch(layer: Layer, path: str) -> nn.Module:
+    where = path.rstrip(".") or "<root>"
+    if type(layer) not in _SUPPORTED:
+        raise ValueError(f"to_torch: unsupported layer {type(layer).__name__} at {where!r}")
     if isinstance(layer, L.Sequential):
         return nn.Sequential(
             *(_to_torch(child, f"{path}{name}.") for name, child in layer.named_children())
@@ -184,9 +195,7 @@ def _to_torch(layer: Layer, path: str) -> nn.Module:
     simple = {L.ReLU: nn.ReLU, L.Tanh: nn.Tanh, L.Sigmoid: nn.Sigmoid, L.Flatten: nn.Flatten}
     if type(layer) in simple:
         return simple[type(layer)]()
-    raise ValueError(
-        f"to_torch: unsupported layer {type(layer).__name__} at {path.rstrip('.') or '<root>'!r}"
-    )
+    raise AssertionError(f"to_torch: {type(layer).__name__} is listed but not handled")
 
 
 def _torch_conv_padding(layer: L.Conv2d) -> int | tuple[int, int] | str:
