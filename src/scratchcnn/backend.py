@@ -13,6 +13,7 @@ switching between a forward and its backward is safe.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -43,6 +44,19 @@ def use_backend(name: str) -> Iterator[str]:
         yield name
     finally:
         set_backend(previous)
+
+
+def compute_scope() -> contextlib.AbstractContextManager:
+    """A scope for a whole model's forward or backward under the current backend's threading.
+
+    For ``"fast"``, NumPy's BLAS runs with ``functional.fast.BLAS_THREADS`` threads inside the
+    scope (see there for why); for ``"reference"`` nothing changes.
+    """
+    if _current == "fast":
+        from scratchcnn.functional import fast
+
+        return fast.blas_limit()
+    return contextlib.nullcontext()
 
 
 def functional_module(name: str | None = None):

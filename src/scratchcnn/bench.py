@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from scratchcnn.backend import use_backend
+from scratchcnn.backend import compute_scope, use_backend
 from scratchcnn.layers import Conv2d, Sequential
 from scratchcnn.layers.base import Layer
 from scratchcnn.losses import CrossEntropyLoss
@@ -40,6 +40,7 @@ class BenchConfig:
     rounds: int = 5  # alternation rounds; ratios are medians over rounds
     backend: str = "fast"  # scratchcnn backend: "fast" or "reference"
     vs_torch: bool = False  # also time PyTorch (needs torch installed)
+    torch_threads: int | None = None  # None: PyTorch's default (all cores), as the issue asks
     seed: int = 0  # weights and the random batch
     lr: float = 0.01  # SGD learning rate (only so that the update does real work)
     peak_size: int = 2048  # side of the square matmul that measures the BLAS peak
@@ -197,7 +198,8 @@ def layer_profile(
 ) -> list[LayerTiming]:
     """Forward and backward milliseconds of each top-level layer, plus loss and SGD update.
 
-    Shares are of the sum of all rows, i.e. of one whole training step.
+    Shares are of the sum of all rows, i.e. of one whole training step. The layers run inside
+    the backend's ``compute_scope``, as they do inside a ``Sequential``.
     """
     from scratchcnn.optim import SGD
 
@@ -208,21 +210,22 @@ def layer_profile(
     loss_time = update_time = 0.0
     loss_fn = CrossEntropyLoss()
     optimizer = SGD(model.parameters(), lr=lr)
-    for _ in range(steps):
-        out = x
-        for i, layer in enumerate(layers):
+    with compute_scope():
+        for _ in range(steps):
+            out = x
+            for i, layer in enumerate(layers):
+                start = time.perf_counter()
+                out = layer.forward(out, training=True)
+                forward[i] += time.perf_counter() - start
             start = time.perf_counter()
-            out = layer.forward(out, training=True)
-            forward[i] += time.perf_counter() - start
-        start = time.perf_counter()
-        loss_fn(out, y)
-        grad = loss_fn.backward()
-        loss_time += time.perf_counter() - start
-        for i in reversed(range(len(layers))):
-            start = time.perf_counter()
-            grad = layers[i].backward(grad)
-            backward[i] += time.perf_counter() - start
-        update_time += _seconds(optimizer.step)
+            loss_fn(out, y)
+            grad = loss_fn.backward()
+            loss_time += time.perf_counter() - start
+            for i in reversed(range(len(layers))):
+                start = time.perf_counter()
+                grad = layers[i].backward(grad)
+                backward[i] += time.perf_counter() - start
+            update_time += _seconds(optimizer.step)
     total = forward.sum() + backward.sum() + loss_time + update_time
     rows = [
         LayerTiming(name, 1e3 * f / steps, 1e3 * b / steps, (f + b) / total)
@@ -283,6 +286,8 @@ def _torch_steps(model: Layer, x: np.ndarray, y: np.ndarray, config: BenchConfig
     """Training and inference closures for PyTorch, by memory format."""
     import torch
 
+    if config.torch_threads is not None:
+        torch.set_num_threads(config.torch_threads)
     steps = {}
     for fmt, memory_format in (
         ("NCHW", torch.contiguous_format),
@@ -372,6 +377,14 @@ def format_report(result: BenchResult) -> str:
         "Machine",
     ]
     lines += [f"  {key:<6} {value}" for key, value in result.machine.items()]
+    if cfg.backend == "fast":
+        from scratchcnn.functional import fast
+
+        kernels = "Numba kernels" if fast.numba_kernels() is not None else "NumPy kernels"
+        blas = "default" if fast.BLAS_THREADS is None else str(fast.BLAS_THREADS)
+        lines.append(f"  fast   {kernels}, BLAS threads inside the model: {blas}")
+    if cfg.torch_threads is not None:
+        lines.append(f"  torch threads set to {cfg.torch_threads} for this run")
     lines += [
         f"  peak   {result.peak_gflops:.1f} GFLOP/s "
         f"({cfg.dtype} {cfg.peak_size}^2 matmul, NumPy BLAS)",

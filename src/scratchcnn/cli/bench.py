@@ -31,6 +31,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--vs-torch", action="store_true", help="also time PyTorch (needs torch installed)"
     )
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=None,
+        help="PyTorch intra-op threads for --vs-torch (default: PyTorch's own, all cores)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="weights and batch seed (default: 0)")
     parser.add_argument("--output", default=None, help="also write the report to this file")
     return parser
@@ -50,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         backend=args.backend,
         vs_torch=args.vs_torch,
+        torch_threads=args.torch_threads,
         seed=args.seed,
     )
     if args.vs_torch:

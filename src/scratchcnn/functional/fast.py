@@ -17,6 +17,7 @@ Output sizes follow ``functional.conv``: ``out = floor((in + p0 + p1 - d(k - 1) 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from types import ModuleType
 
 import numpy as np
@@ -28,12 +29,13 @@ from scratchcnn.functional.conv import Pad2d, conv_output_size
 # NumPy-only path that runs wherever Numba is missing.
 USE_NUMBA = True
 
-# Threads NumPy's BLAS may use for the convolution's matrix products. These products are tall
-# and thin (``(N*OH*OW, KH*KW*C) @ (KH*KW*C, OC)``, and the weight gradient reduces all
-# ``N*OH*OW`` rows into a small matrix); OpenBLAS splits them across threads that spin-wait for
-# each other, and on the shared 2-core machine (other processes running) a training step measured
-# 3-8x slower with 2 BLAS threads than with 1. ``None`` leaves BLAS alone. Needs threadpoolctl
-# (without it, this setting does nothing).
+# Threads NumPy's BLAS may use inside the fast backend: in the convolution's matrix products, and
+# (through ``backend.compute_scope``) in a whole Sequential model's forward and backward, Linear
+# layers included. These products are tall and thin (``(N*OH*OW, KH*KW*C) @ (KH*KW*C, OC)``; the
+# weight gradient reduces all ``N*OH*OW`` rows into a small matrix). OpenBLAS splits them across
+# threads that spin-wait for each other, and on the shared 2-core machine (other processes
+# running) a training step measured 3-8x slower with 2 BLAS threads than with 1. ``None`` leaves
+# BLAS alone. Needs threadpoolctl (without it, this setting does nothing).
 BLAS_THREADS: int | None = 1
 
 _blas_controller = None
@@ -60,19 +62,33 @@ def numba_kernels() -> ModuleType | None:
     return _kernels
 
 
-def _blas_limit():
-    """A context in which BLAS uses ``BLAS_THREADS`` threads (a no-op without threadpoolctl or
-    when the setting is ``None``)."""
-    global _blas_controller
-    if BLAS_THREADS is None:
-        return contextlib.nullcontext()
+_blas_limit_depth = 0  # > 0 while inside blas_limit(): nested scopes are free
+
+
+@contextlib.contextmanager
+def blas_limit() -> Iterator[None]:
+    """A scope in which NumPy's BLAS uses ``BLAS_THREADS`` threads.
+
+    Does nothing without threadpoolctl or when ``BLAS_THREADS`` is ``None``; nested scopes cost
+    nothing (the outermost one sets and restores the limit).
+    """
+    global _blas_controller, _blas_limit_depth
+    if BLAS_THREADS is None or _blas_limit_depth > 0:
+        yield
+        return
     if _blas_controller is None:
         try:
             from threadpoolctl import ThreadpoolController
         except ImportError:
-            return contextlib.nullcontext()
+            yield
+            return
         _blas_controller = ThreadpoolController().select(user_api="blas")
-    return _blas_controller.limit(limits=BLAS_THREADS)
+    _blas_limit_depth += 1
+    try:
+        with _blas_controller.limit(limits=BLAS_THREADS):
+            yield
+    finally:
+        _blas_limit_depth -= 1
 
 
 def to_nhwc(x: np.ndarray) -> np.ndarray:
@@ -203,7 +219,7 @@ def conv2d_forward(
     out_channels = weight.shape[0]
     cols = im2col_nhwc(to_nhwc(x), weight.shape[2:], stride, padding, dilation)
     out_h, out_w = cols.shape[1:3]
-    with _blas_limit():
+    with blas_limit():
         out = cols.reshape(n * out_h * out_w, -1) @ _weight_rows(weight).T  # (N*OH*OW, OC)
     if bias is not None:
         out += bias
@@ -229,13 +245,13 @@ def conv2d_backward(
     out_channels, in_channels, kernel_h, kernel_w = weight.shape
     cols_2d = cols.reshape(-1, cols.shape[-1])  # (N*OH*OW, KH*KW*C)
     grad_rows = to_nhwc(grad_out).reshape(-1, out_channels)  # (N*OH*OW, OC), free if NHWC memory
-    with _blas_limit():
+    with blas_limit():
         grad_w = (grad_rows.T @ cols_2d).reshape(out_channels, kernel_h, kernel_w, in_channels)
     grad_w = grad_w.transpose(0, 3, 1, 2)  # (OC, C, KH, KW)
     grad_b = grad_rows.sum(axis=0)
     grad_x = None
     if need_input_grad:
-        with _blas_limit():
+        with blas_limit():
             grad_cols = grad_rows @ _weight_rows(weight)  # (N*OH*OW, KH*KW*C)
         n, c, h, w = input_shape
         grad_cols = grad_cols.reshape(cols.shape)

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from scratchcnn.backend import compute_scope
 from scratchcnn.layers.base import Layer
 
 
@@ -37,13 +38,15 @@ class Sequential(Layer):
         return iter(self.layers)
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        for layer in self.layers:
-            x = layer.forward(x, training)
+        with compute_scope():  # the backend's BLAS threading for the whole chain
+            for layer in self.layers:
+                x = layer.forward(x, training)
         return x
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        for layer in reversed(self.layers):
-            grad_out = layer.backward(grad_out)
+        with compute_scope():
+            for layer in reversed(self.layers):
+                grad_out = layer.backward(grad_out)
         return grad_out
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
