@@ -103,14 +103,16 @@ def test_conv_forward_matches_reference_and_naive_loops(
     np.testing.assert_allclose(
         out, naive_conv2d(x, weight, bias, stride, padding, dilation), **tolerance(dtype)
     )
-    assert cols.shape == (x_shape[0], *out.shape[2:], x_shape[1] * w_shape[1] * w_shape[2])
+    np.testing.assert_array_equal(cols, fast.to_nhwc(x))  # backward rebuilds im2col from x
 
 
+@pytest.mark.parametrize("chunk_bytes", [1, 1 << 20])  # one image per chunk; all at once
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(("x_shape", "w_shape", "stride", "padding", "dilation"), CONV_CASES)
 def test_conv_backward_matches_reference(
-    numba_path, dtype, x_shape, w_shape, stride, padding, dilation
+    numba_path, monkeypatch, chunk_bytes, dtype, x_shape, w_shape, stride, padding, dilation
 ):
+    monkeypatch.setattr(fast, "CHUNK_BYTES", chunk_bytes)
     rng = np.random.default_rng(1)
     x = rng.standard_normal(x_shape).astype(dtype)
     weight = rng.standard_normal((w_shape[0], x_shape[1], *w_shape[1:])).astype(dtype)
@@ -156,6 +158,7 @@ def test_im2col_reads_channels_first_memory_too(numba_path):
 POOL_CASES = [
     # (N, C, H, W), kernel, stride, padding
     ((2, 3, 8, 8), (2, 2), (2, 2), ((0, 0), (0, 0))),  # the seed model's unrolled fast path
+    ((2, 3, 7, 9), (2, 2), (2, 2), ((0, 0), (0, 0))),  # ... with a row and a column left over
     ((2, 3, 7, 9), (3, 3), (2, 2), ((1, 1), (1, 1))),
     ((1, 4, 6, 6), (2, 3), (1, 2), ((1, 1), (0, 0))),
     ((2, 2, 5, 5), (3, 3), (1, 1), ((0, 0), (0, 0))),  # overlapping windows

@@ -40,6 +40,10 @@ BLAS_THREADS: int | None = 1
 
 _blas_controller = None
 
+# Bytes of im2col rows built at once: the convolution runs a few images at a time so that the
+# rows stay in the core's L2 cache between being written and being multiplied.
+CHUNK_BYTES = 1 << 20
+
 _kernels: ModuleType | None = None
 _kernels_tried = False
 
@@ -163,15 +167,17 @@ def col2im_nhwc(
     stride: tuple[int, int],
     padding: Pad2d,
     dilation: tuple[int, int],
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Fold column gradients back onto a channels-last image, summing overlaps (im2col's adjoint).
 
-    Shape: ``cols (N, OH, OW, KH * KW * C)``, ``input_shape (N, H, W, C)`` -> ``(N, H, W, C)``.
+    Shape: ``cols (N, OH, OW, KH * KW * C)``, ``input_shape (N, H, W, C)`` -> ``(N, H, W, C)``,
+    written into ``out`` (C-contiguous) when given.
     """
     n, h, w, c = input_shape
     kernels = numba_kernels()
     if kernels is not None:
-        out = np.empty(input_shape, dtype=cols.dtype)
+        out = np.empty(input_shape, dtype=cols.dtype) if out is None else out
         kernels.col2im(
             np.ascontiguousarray(cols),
             *kernel_size,
@@ -193,12 +199,21 @@ def col2im_nhwc(
             col0 = j * dilation[1]
             columns = slice(col0, col0 + stride[1] * (out_w - 1) + 1, stride[1])
             grad_padded[:, rows, columns] += slabs[:, :, :, i, j]
-    return grad_padded[:, top : top + h, left : left + w]
+    if out is None:
+        return grad_padded[:, top : top + h, left : left + w]
+    out[...] = grad_padded[:, top : top + h, left : left + w]
+    return out
 
 
 def _weight_rows(weight: np.ndarray) -> np.ndarray:
     """Shape: ``(OC, C, KH, KW) -> (OC, KH * KW * C)``, the column order of ``im2col_nhwc``."""
     return weight.transpose(0, 2, 3, 1).reshape(weight.shape[0], -1)
+
+
+def _images_per_chunk(x_shape_nhwc, out_hw, kernel_size, itemsize: int) -> int:
+    """How many images' im2col rows fit in ``CHUNK_BYTES``."""
+    per_image = out_hw[0] * out_hw[1] * kernel_size[0] * kernel_size[1] * x_shape_nhwc[3]
+    return max(1, CHUNK_BYTES // (per_image * itemsize))
 
 
 def conv2d_forward(
@@ -209,26 +224,39 @@ def conv2d_forward(
     padding: Pad2d,
     dilation: tuple[int, int],
 ) -> tuple[np.ndarray, np.ndarray]:
-    """2-D cross-correlation, computed channels-last; same contract as ``conv.conv2d_forward``.
+    """2-D cross-correlation, computed channels-last a few images at a time.
+
+    Same contract as ``conv.conv2d_forward``, except for what is kept for backward: the input
+    itself (as channels-last view), not its im2col matrix, which backward rebuilds chunk by chunk
+    (rebuilding is cheaper than writing and re-reading a matrix ``KH*KW`` times the input's size).
 
     Shape: ``x (N, C, H, W)``, ``weight (OC, C, KH, KW)``, ``bias (OC,)`` ->
-    ``out (N, OC, OH, OW)`` (channels-last memory); also returns the im2col matrix
-    ``(N, OH, OW, KH*KW*C)`` for backward.
+    ``out (N, OC, OH, OW)`` (channels-last memory), and ``x`` as ``(N, H, W, C)`` for backward.
     """
-    n = x.shape[0]
+    x_nhwc = to_nhwc(x)
+    n, h, w, _ = x_nhwc.shape
+    kernel_size = weight.shape[2:]
     out_channels = weight.shape[0]
-    cols = im2col_nhwc(to_nhwc(x), weight.shape[2:], stride, padding, dilation)
-    out_h, out_w = cols.shape[1:3]
+    out_h, out_w = _out_hw((h, w), kernel_size, stride, padding, dilation)
+    weight_cols = _weight_rows(weight).T  # (KH*KW*C, OC)
+    out = np.empty((n, out_h, out_w, out_channels), dtype=np.result_type(x, weight))
+    chunk = _images_per_chunk(x_nhwc.shape, (out_h, out_w), kernel_size, x.itemsize)
     with blas_limit():
-        out = cols.reshape(n * out_h * out_w, -1) @ _weight_rows(weight).T  # (N*OH*OW, OC)
-    if bias is not None:
-        out += bias
-    return to_nchw(out.reshape(n, out_h, out_w, out_channels)), cols
+        for start in range(0, n, chunk):
+            # Small enough to stay in cache between im2col writing it and the product reading it.
+            cols = im2col_nhwc(
+                x_nhwc[start : start + chunk], kernel_size, stride, padding, dilation
+            )
+            rows = out[start : start + chunk].reshape(-1, out_channels)  # (b*OH*OW, OC) view
+            np.matmul(cols.reshape(rows.shape[0], -1), weight_cols, out=rows)
+            if bias is not None:
+                rows += bias
+    return to_nchw(out), x_nhwc
 
 
 def conv2d_backward(
     grad_out: np.ndarray,
-    cols: np.ndarray,
+    x_nhwc: np.ndarray,
     input_shape: tuple[int, int, int, int],
     weight: np.ndarray,
     stride: tuple[int, int],
@@ -236,29 +264,48 @@ def conv2d_backward(
     dilation: tuple[int, int],
     need_input_grad: bool = True,
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
-    """Gradients of the fast convolution; same contract as ``conv.conv2d_backward``.
+    """Gradients of the fast convolution, a few images at a time.
 
-    Shape: ``grad_out (N, OC, OH, OW)``, ``cols (N, OH, OW, KH*KW*C)`` ->
+    Same contract as ``conv.conv2d_backward``, but takes the input kept by ``conv2d_forward``.
+
+    Shape: ``grad_out (N, OC, OH, OW)``, ``x_nhwc (N, H, W, C)`` ->
     ``grad_x (N, C, H, W)`` (channels-last memory; ``None`` unless ``need_input_grad``),
     ``grad_w (OC, C, KH, KW)``, ``grad_b (OC,)``.
     """
     out_channels, in_channels, kernel_h, kernel_w = weight.shape
-    cols_2d = cols.reshape(-1, cols.shape[-1])  # (N*OH*OW, KH*KW*C)
-    grad_rows = to_nhwc(grad_out).reshape(-1, out_channels)  # (N*OH*OW, OC), free if NHWC memory
+    kernel_size = (kernel_h, kernel_w)
+    n, h, w, c = x_nhwc.shape
+    grad_nhwc = np.ascontiguousarray(to_nhwc(grad_out))  # free if already channels-last memory
+    out_h, out_w = grad_nhwc.shape[1:3]
+    weight_rows = _weight_rows(weight)  # (OC, KH*KW*C)
+    grad_w_rows = np.zeros_like(weight_rows)
+    grad_x = np.empty((n, h, w, c), dtype=grad_out.dtype) if need_input_grad else None
+    chunk = _images_per_chunk(x_nhwc.shape, (out_h, out_w), kernel_size, x_nhwc.itemsize)
     with blas_limit():
-        grad_w = (grad_rows.T @ cols_2d).reshape(out_channels, kernel_h, kernel_w, in_channels)
-    grad_w = grad_w.transpose(0, 3, 1, 2)  # (OC, C, KH, KW)
-    grad_b = grad_rows.sum(axis=0)
-    grad_x = None
-    if need_input_grad:
-        with blas_limit():
-            grad_cols = grad_rows @ _weight_rows(weight)  # (N*OH*OW, KH*KW*C)
-        n, c, h, w = input_shape
-        grad_cols = grad_cols.reshape(cols.shape)
-        grad_x = to_nchw(
-            col2im_nhwc(grad_cols, (n, h, w, c), (kernel_h, kernel_w), stride, padding, dilation)
-        )
-    return grad_x, grad_w, grad_b
+        for start in range(0, n, chunk):
+            stop = min(start + chunk, n)
+            cols = im2col_nhwc(x_nhwc[start:stop], kernel_size, stride, padding, dilation)
+            cols_2d = cols.reshape(-1, cols.shape[-1])  # (b*OH*OW, KH*KW*C)
+            grad_rows = grad_nhwc[start:stop].reshape(-1, out_channels)  # (b*OH*OW, OC)
+            grad_w_rows += grad_rows.T @ cols_2d
+            if grad_x is not None:
+                grad_cols = (grad_rows @ weight_rows).reshape(cols.shape)
+                col2im_nhwc(
+                    grad_cols,
+                    (stop - start, h, w, c),
+                    kernel_size,
+                    stride,
+                    padding,
+                    dilation,
+                    out=grad_x[start:stop],
+                )
+    grad_w = grad_w_rows.reshape(out_channels, kernel_h, kernel_w, in_channels)
+    grad_b = grad_nhwc.reshape(-1, out_channels).sum(axis=0)
+    return (
+        None if grad_x is None else to_nchw(grad_x),
+        grad_w.transpose(0, 3, 1, 2),  # (OC, C, KH, KW)
+        grad_b,
+    )
 
 
 def max_pool2d_forward(
@@ -309,9 +356,12 @@ def max_pool2d_backward(
     kernels = numba_kernels()
     if kernels is not None:
         out = np.empty((n, h, w, c), dtype=grad_out.dtype)
-        kernels.max_pool_backward(
-            grad_nhwc, argmax, kernel_size[1], *stride, padding[0][0], padding[1][0], out
-        )
+        if kernel_size == (2, 2) and stride == (2, 2) and padding == ((0, 0), (0, 0)):
+            kernels.max_pool_2x2_backward(grad_nhwc, argmax, out)
+        else:
+            kernels.max_pool_backward(
+                grad_nhwc, argmax, kernel_size[1], *stride, padding[0][0], padding[1][0], out
+            )
         return to_nchw(out)
     (top, bottom), (left, right) = padding
     out_h, out_w = grad_nhwc.shape[1:3]

@@ -134,6 +134,34 @@ def max_pool_2x2(x, out, argmax):
 
 
 @njit(parallel=PARALLEL, cache=True, nogil=True)
+def max_pool_2x2_backward(grad_out, argmax, out):
+    """Backward of :func:`max_pool_2x2`: each input is written once, no zero-fill pass.
+
+    Shape: ``grad_out (N, OH, OW, C)``, ``argmax`` alike -> ``out (N, H, W, C)``; rows and
+    columns past ``2 * OH`` / ``2 * OW`` (odd sizes) are zeroed.
+    """
+    n, h, w, c = out.shape
+    out_h, out_w = grad_out.shape[1], grad_out.shape[2]
+    for image_row in prange(n * out_h):
+        b = image_row // out_h
+        oh = image_row % out_h
+        for ow in range(out_w):
+            for ch in range(c):
+                grad = grad_out[b, oh, ow, ch]
+                where = argmax[b, oh, ow, ch]
+                out[b, 2 * oh, 2 * ow, ch] = grad if where == 0 else 0
+                out[b, 2 * oh, 2 * ow + 1, ch] = grad if where == 1 else 0
+                out[b, 2 * oh + 1, 2 * ow, ch] = grad if where == 2 else 0
+                out[b, 2 * oh + 1, 2 * ow + 1, ch] = grad if where == 3 else 0
+        if 2 * out_w < w:
+            for i in range(2 * oh, 2 * oh + 2):
+                out[b, i, 2 * out_w :, :] = 0
+    for b in prange(n):
+        if 2 * out_h < h:
+            out[b, 2 * out_h :, :, :] = 0
+
+
+@njit(parallel=PARALLEL, cache=True, nogil=True)
 def max_pool_backward(grad_out, argmax, kernel_w, stride_h, stride_w, pad_top, pad_left, out):
     """Route ``grad_out (N, OH, OW, C)`` to each window's winner in ``out (N, H, W, C)``."""
     n, h, w, c = out.shape
