@@ -100,18 +100,20 @@ class Conv2d(Layer):
             )
         bias = self.bias.data if self.bias is not None else None
         backend = functional_module()  # the module of pure functions to compute with
-        out, cols = backend.conv2d_forward(
+        # ``saved`` is what this backend's backward needs: the im2col matrix (reference) or the
+        # input itself (fast, which rebuilds the matrix chunk by chunk).
+        out, saved = backend.conv2d_forward(
             x, self.weight.data, bias, self.stride, self.pad, self.dilation
         )
         if self._keeps_cache(training):
-            self._cache = (backend, cols, x.shape)
+            self._cache = (backend, saved, x.shape)
         return out
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray | None:
-        backend, cols, input_shape = self._pop_cache()
+        backend, saved, input_shape = self._pop_cache()
         grad_x, grad_w, grad_b = backend.conv2d_backward(
             grad_out,
-            cols,
+            saved,
             input_shape,
             self.weight.data,
             self.stride,
