@@ -59,7 +59,7 @@ def load_images(args: argparse.Namespace, normalizer: Normalizer | None, rank: i
     if rank == 0:
         dist.barrier()
     train_images = np.asarray(dataset.train_images)
-    train_labels = np.asarray(dataset.train_labels, dtype=np.int64)
+    train_labels = np.array(dataset.train_labels, dtype=np.int64)  # a writable copy for torch
     if args.subset is not None and args.subset < len(train_labels):
         chosen = np.sort(
             np.random.default_rng(args.seed).choice(len(train_labels), args.subset, False)
@@ -70,7 +70,7 @@ def load_images(args: argparse.Namespace, normalizer: Normalizer | None, rank: i
         torch.from_numpy(normalizer(train_images)), torch.from_numpy(train_labels)
     )  # (N, C, H, W) float32, (N,) int64
     test_x = torch.from_numpy(normalizer(np.asarray(dataset.test_images)))
-    test_y = torch.from_numpy(np.asarray(dataset.test_labels, dtype=np.int64))
+    test_y = torch.from_numpy(np.array(dataset.test_labels, dtype=np.int64))
     return train, (test_x, test_y), normalizer
 
 
