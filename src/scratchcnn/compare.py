@@ -137,13 +137,15 @@ def torch_evaluate(model, images: np.ndarray, labels: np.ndarray, normalizer, ba
 # --- the comparison ---------------------------------------------------------------------------
 def _torch_model_for(config: TrainConfig, model: Layer, data: TrainingData):
     """The torch model with ``model``'s weights: hand-written for seed_cnn, bridged otherwise."""
+    import torch
+
     from scratchcnn.bridge import scratchcnn_state_to_torch, to_torch
 
     if config.model != "seed_cnn":
         return to_torch(model).train()
     height, _, channels = data.train_images.shape[1:]
     module = torch_seed_cnn(len(data.class_names), channels, height)
-    module = module.to(dtype=getattr(__import__("torch"), config.dtype))
+    module = module.to(dtype=getattr(torch, config.dtype))  # "float32" or "float64"
     module.load_state_dict(scratchcnn_state_to_torch(model.state_dict()))  # strict: same names
     return module.train()
 
