@@ -106,13 +106,24 @@ def test_conv_forward_matches_reference_and_naive_loops(
     np.testing.assert_array_equal(cols, fast.to_nhwc(x))  # backward rebuilds im2col from x
 
 
-@pytest.mark.parametrize("chunk_bytes", [1, 1 << 20])  # one image per chunk; all at once
+# One image per chunk on 1 or 2 worker threads; the whole batch in one chunk.
+@pytest.mark.parametrize(("chunk_bytes", "workers"), [(1, 1), (1, 2), (1 << 20, 2)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(("x_shape", "w_shape", "stride", "padding", "dilation"), CONV_CASES)
 def test_conv_backward_matches_reference(
-    numba_path, monkeypatch, chunk_bytes, dtype, x_shape, w_shape, stride, padding, dilation
+    numba_path,
+    monkeypatch,
+    chunk_bytes,
+    workers,
+    dtype,
+    x_shape,
+    w_shape,
+    stride,
+    padding,
+    dilation,
 ):
     monkeypatch.setattr(fast, "CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(fast, "WORKERS", workers)
     rng = np.random.default_rng(1)
     x = rng.standard_normal(x_shape).astype(dtype)
     weight = rng.standard_normal((w_shape[0], x_shape[1], *w_shape[1:])).astype(dtype)
