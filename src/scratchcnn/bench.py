@@ -125,7 +125,9 @@ def _blas_description() -> str:
     pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
     if not pools:
         return "unknown"
-    pool = pools[0]
+    # SciPy and PyTorch may bring their own BLAS; NumPy's is the one scratchcnn uses.
+    numpy_pools = [p for p in pools if "numpy" in p["filepath"]]
+    pool = (numpy_pools or pools)[0]
     return (
         f"{pool.get('internal_api')} {pool.get('version')} "
         f"({pool.get('architecture')}, {pool.get('num_threads')} threads)"
