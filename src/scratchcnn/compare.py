@@ -479,6 +479,7 @@ def plot_comparison(result: ComparisonResult, path: str | Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     steps = np.array([s["step"] for s in result.steps])
     epochs = np.array([r["epoch"] for r in result.epochs])
@@ -508,6 +509,8 @@ def plot_comparison(result: ComparisonResult, path: str | Path) -> Path:
         ("training seconds per epoch", "epoch", "seconds"),
     ]
     for ax, (title, xlabel, ylabel) in zip(axes.flat, titles, strict=True):
+        if xlabel == "epoch":
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(title, fontsize=10)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
