@@ -103,11 +103,17 @@ def test_conv_forward_matches_reference_and_naive_loops(
     np.testing.assert_allclose(
         out, naive_conv2d(x, weight, bias, stride, padding, dilation), **tolerance(dtype)
     )
-    np.testing.assert_array_equal(cols, fast.to_nhwc(x))  # backward rebuilds im2col from x
+    np.testing.assert_array_equal(cols.x_nhwc, fast.to_nhwc(x))
+    if cols.cols is not None:  # kept for inputs with few channels, else rebuilt in backward
+        np.testing.assert_array_equal(
+            cols.cols, fast.im2col_nhwc(fast.to_nhwc(x), w_shape[1:], stride, padding, dilation)
+        )
 
 
-# One image per chunk on 1 or 2 worker threads; the whole batch in one chunk.
-@pytest.mark.parametrize(("chunk_bytes", "workers"), [(1, 1), (1, 2), (1 << 20, 2)])
+# One image per chunk on 1 or 2 worker threads, im2col kept or rebuilt; the whole batch at once.
+@pytest.mark.parametrize(
+    ("chunk_bytes", "workers", "keep_below"), [(1, 1, 0), (1, 2, 0), (1, 2, 99), (1 << 20, 2, 8)]
+)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(("x_shape", "w_shape", "stride", "padding", "dilation"), CONV_CASES)
 def test_conv_backward_matches_reference(
@@ -115,6 +121,7 @@ def test_conv_backward_matches_reference(
     monkeypatch,
     chunk_bytes,
     workers,
+    keep_below,
     dtype,
     x_shape,
     w_shape,
@@ -124,6 +131,7 @@ def test_conv_backward_matches_reference(
 ):
     monkeypatch.setattr(fast, "CHUNK_BYTES", chunk_bytes)
     monkeypatch.setattr(fast, "WORKERS", workers)
+    monkeypatch.setattr(fast, "KEEP_COLS_BELOW_CHANNELS", keep_below)
     rng = np.random.default_rng(1)
     x = rng.standard_normal(x_shape).astype(dtype)
     weight = rng.standard_normal((w_shape[0], x_shape[1], *w_shape[1:])).astype(dtype)

@@ -21,6 +21,7 @@ import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
+from typing import NamedTuple
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -41,6 +42,10 @@ USE_NUMBA = True
 BLAS_THREADS: int | None = 1
 
 _blas_controller = None
+
+# Inputs with fewer channels than this keep their im2col matrix from forward to backward: their
+# rows are built from C-element copies (3 for RGB), slow per byte, and the matrix is small.
+KEEP_COLS_BELOW_CHANNELS = 8
 
 # Threads that run the convolution's batch chunks. Each chunk is independent work (im2col, a
 # one-thread BLAS product, col2im) handed out from a queue, so a thread that the OS pauses delays
@@ -166,21 +171,28 @@ def im2col_nhwc(
     stride: tuple[int, int],
     padding: Pad2d,
     dilation: tuple[int, int],
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Unroll every receptive field of a channels-last batch into a contiguous row.
 
     Shape: ``x (N, H, W, C)`` (any strides) -> ``(N, OH, OW, KH * KW * C)``, columns ordered
-    ``(kh, kw, c)``, matching ``weight.transpose(0, 2, 3, 1).reshape(OC, -1)``.
+    ``(kh, kw, c)``, matching ``weight.transpose(0, 2, 3, 1).reshape(OC, -1)``; written into
+    ``out`` (C-contiguous) when given.
     """
     n, h, w, c = x.shape
     out_hw = _out_hw((h, w), kernel_size, stride, padding, dilation)
     kernels = numba_kernels()
     if kernels is None:
         windows = _windows_nhwc(_pad_nhwc(x, padding, 0.0), kernel_size, stride, dilation, out_hw)
-        return windows.reshape(n, *out_hw, -1)  # (N, OH, OW, KH*KW*C), a copy
-    cols = np.empty((n, *out_hw, kernel_size[0] * kernel_size[1] * c), dtype=x.dtype)
-    kernels.im2col(x, *kernel_size, *stride, padding[0][0], padding[1][0], *dilation, cols)
-    return cols
+        cols = windows.reshape(n, *out_hw, -1)  # (N, OH, OW, KH*KW*C), a copy
+        if out is None:
+            return cols
+        out[...] = cols
+        return out
+    if out is None:
+        out = np.empty((n, *out_hw, kernel_size[0] * kernel_size[1] * c), dtype=x.dtype)
+    kernels.im2col(x, *kernel_size, *stride, padding[0][0], padding[1][0], *dilation, out)
+    return out
 
 
 def col2im_nhwc(
@@ -239,6 +251,18 @@ def _images_per_chunk(x_shape_nhwc, out_hw, kernel_size, itemsize: int) -> int:
     return max(1, CHUNK_BYTES // (per_image * itemsize))
 
 
+class ConvSaved(NamedTuple):
+    """What the fast convolution keeps for backward.
+
+    ``x_nhwc`` is the input as a channels-last view ``(N, H, W, C)``. ``cols`` is its im2col
+    matrix ``(N, OH, OW, KH*KW*C)`` when the input has fewer than ``KEEP_COLS_BELOW_CHANNELS``
+    channels, else ``None`` and backward rebuilds it chunk by chunk.
+    """
+
+    x_nhwc: np.ndarray
+    cols: np.ndarray | None
+
+
 def conv2d_forward(
     x: np.ndarray,
     weight: np.ndarray,
@@ -250,11 +274,13 @@ def conv2d_forward(
     """2-D cross-correlation, computed channels-last a few images at a time.
 
     Same contract as ``conv.conv2d_forward``, except for what is kept for backward: the input
-    itself (as channels-last view), not its im2col matrix, which backward rebuilds chunk by chunk
-    (rebuilding is cheaper than writing and re-reading a matrix ``KH*KW`` times the input's size).
+    itself, and its im2col matrix only for inputs with few channels (see :class:`ConvSaved`).
+    With many channels, rebuilding the matrix in backward (long contiguous copies) is cheaper
+    than writing and re-reading a matrix ``KH*KW`` times the input's size; with few (an RGB
+    image: 3-element copies) it is not.
 
     Shape: ``x (N, C, H, W)``, ``weight (OC, C, KH, KW)``, ``bias (OC,)`` ->
-    ``out (N, OC, OH, OW)`` (channels-last memory), and ``x`` as ``(N, H, W, C)`` for backward.
+    ``out (N, OC, OH, OW)`` (channels-last memory), and a :class:`ConvSaved` for backward.
     """
     x_nhwc = to_nhwc(x)
     n, h, w, _ = x_nhwc.shape
@@ -264,10 +290,21 @@ def conv2d_forward(
     weight_cols = _weight_rows(weight).T  # (KH*KW*C, OC)
     out = np.empty((n, out_h, out_w, out_channels), dtype=np.result_type(x, weight))
     chunk = _images_per_chunk(x_nhwc.shape, (out_h, out_w), kernel_size, x.itemsize)
+    kept = None
+    if x_nhwc.shape[3] < KEEP_COLS_BELOW_CHANNELS:
+        width = kernel_size[0] * kernel_size[1] * x_nhwc.shape[3]
+        kept = np.empty((n, out_h, out_w, width), dtype=x.dtype)
 
     def forward_chunk(start: int) -> None:
         # Small enough to stay in cache between im2col writing it and the product reading it.
-        cols = im2col_nhwc(x_nhwc[start : start + chunk], kernel_size, stride, padding, dilation)
+        cols = im2col_nhwc(
+            x_nhwc[start : start + chunk],
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            out=None if kept is None else kept[start : start + chunk],
+        )
         rows = out[start : start + chunk].reshape(-1, out_channels)  # (b*OH*OW, OC) view
         np.matmul(cols.reshape(rows.shape[0], -1), weight_cols, out=rows)
         if bias is not None:
@@ -276,12 +313,12 @@ def conv2d_forward(
     numba_kernels()  # load once here, not racing in the worker threads
     with blas_limit():
         _map_chunks(forward_chunk, range(0, n, chunk))
-    return to_nchw(out), x_nhwc
+    return to_nchw(out), ConvSaved(x_nhwc, kept)
 
 
 def conv2d_backward(
     grad_out: np.ndarray,
-    x_nhwc: np.ndarray,
+    saved: ConvSaved,
     input_shape: tuple[int, int, int, int],
     weight: np.ndarray,
     stride: tuple[int, int],
@@ -291,14 +328,15 @@ def conv2d_backward(
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """Gradients of the fast convolution, a few images at a time.
 
-    Same contract as ``conv.conv2d_backward``, but takes the input kept by ``conv2d_forward``.
+    Same contract as ``conv.conv2d_backward``, but takes what ``conv2d_forward`` kept.
 
-    Shape: ``grad_out (N, OC, OH, OW)``, ``x_nhwc (N, H, W, C)`` ->
+    Shape: ``grad_out (N, OC, OH, OW)``, ``saved.x_nhwc (N, H, W, C)`` ->
     ``grad_x (N, C, H, W)`` (channels-last memory; ``None`` unless ``need_input_grad``),
     ``grad_w (OC, C, KH, KW)``, ``grad_b (OC,)``.
     """
     out_channels, in_channels, kernel_h, kernel_w = weight.shape
     kernel_size = (kernel_h, kernel_w)
+    x_nhwc = saved.x_nhwc
     n, h, w, c = x_nhwc.shape
     grad_nhwc = np.ascontiguousarray(to_nhwc(grad_out))  # free if already channels-last memory
     out_h, out_w = grad_nhwc.shape[1:3]
@@ -309,7 +347,10 @@ def conv2d_backward(
     def backward_chunk(start: int) -> np.ndarray:
         """Fill this chunk's input gradient; return its share of the weight gradient."""
         stop = min(start + chunk, n)
-        cols = im2col_nhwc(x_nhwc[start:stop], kernel_size, stride, padding, dilation)
+        if saved.cols is not None:
+            cols = saved.cols[start:stop]
+        else:
+            cols = im2col_nhwc(x_nhwc[start:stop], kernel_size, stride, padding, dilation)
         cols_2d = cols.reshape(-1, cols.shape[-1])  # (b*OH*OW, KH*KW*C)
         grad_rows = grad_nhwc[start:stop].reshape(-1, out_channels)  # (b*OH*OW, OC)
         if grad_x is not None:
