@@ -101,6 +101,15 @@ def test_momentum_nesterov_and_weight_decay_carry_over():
     np.testing.assert_allclose(result.loss_curve("scratchcnn"), result.loss_curve("torch"), 1e-3)
 
 
+def test_float64_runs_agree_to_rounding():
+    config = TrainConfig(epochs=1, dtype="float64", **PLAIN_SGD)
+    result = compare_frameworks(config, steps=10, data=learnable_data(), log=None)
+    np.testing.assert_allclose(result.loss_curve("scratchcnn"), result.loss_curve("torch"), 1e-10)
+    assert result.epochs[0]["torch"]["val_loss"] == pytest.approx(
+        result.epochs[0]["scratchcnn"]["val_loss"], rel=1e-10
+    )
+
+
 def test_only_sgd_is_compared():
     with pytest.raises(ValueError, match="SGD only, got optimizer 'adam'"):
         compare_frameworks(TrainConfig(optimizer="adam", momentum=0.0, nesterov=False), steps=1)

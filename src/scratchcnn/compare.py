@@ -116,7 +116,9 @@ def torch_train_step(model, optimizer, loss_fn, x: np.ndarray, y: np.ndarray) ->
     return loss.item(), int((logits.argmax(dim=1) == targets).sum())
 
 
-def torch_evaluate(model, images: np.ndarray, labels: np.ndarray, normalizer, batch_size: int):
+def torch_evaluate(
+    model, images: np.ndarray, labels: np.ndarray, normalizer, batch_size: int, dtype=np.float32
+):
     """Mean cross-entropy and accuracy over uint8 NHWC ``images``, in evaluation mode."""
     import torch
     import torch.nn.functional as F
@@ -125,7 +127,8 @@ def torch_evaluate(model, images: np.ndarray, labels: np.ndarray, normalizer, ba
     loss_sum, correct = 0.0, 0
     with torch.no_grad():
         for start in range(0, len(images), batch_size):
-            x = torch.from_numpy(normalizer(np.asarray(images[start : start + batch_size])))
+            x = normalizer(np.asarray(images[start : start + batch_size])).astype(dtype)
+            x = torch.from_numpy(x)  # (B, C, H, W) in the model's dtype
             y = torch.from_numpy(np.asarray(labels[start : start + batch_size], dtype=np.int64))
             logits = model(x)
             loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
@@ -301,7 +304,7 @@ def _validate(model, module, data: TrainingData, config: TrainConfig, dtype) -> 
     ours_seconds = time.perf_counter() - started
     started = time.perf_counter()
     theirs = torch_evaluate(
-        module, data.val_images, data.val_labels, data.normalizer, config.eval_batch_size
+        module, data.val_images, data.val_labels, data.normalizer, config.eval_batch_size, dtype
     )
     theirs_seconds = time.perf_counter() - started
     return {
