@@ -344,8 +344,8 @@ def conv2d_backward(
     grad_x = np.empty((n, h, w, c), dtype=grad_out.dtype) if need_input_grad else None
     chunk = _images_per_chunk(x_nhwc.shape, (out_h, out_w), kernel_size, x_nhwc.itemsize)
 
-    def backward_chunk(start: int) -> np.ndarray:
-        """Fill this chunk's input gradient; return its share of the weight gradient."""
+    def backward_chunk(start: int) -> tuple[np.ndarray, np.ndarray]:
+        """Fill this chunk's input gradient; return its shares of the weight and bias gradients."""
         stop = min(start + chunk, n)
         if saved.cols is not None:
             cols = saved.cols[start:stop]
@@ -357,14 +357,14 @@ def conv2d_backward(
             grad_cols = (grad_rows @ weight_rows).reshape(cols.shape)
             out = grad_x[start:stop]
             col2im_nhwc(grad_cols, out.shape, kernel_size, stride, padding, dilation, out=out)
-        return grad_rows.T @ cols_2d  # (OC, KH*KW*C)
+        return grad_rows.T @ cols_2d, grad_rows.sum(axis=0)  # (OC, KH*KW*C), (OC,)
 
     numba_kernels()  # load once here, not racing in the worker threads
     with blas_limit():
         partial_grads = _map_chunks(backward_chunk, range(0, n, chunk))
-    grad_w_rows = np.sum(partial_grads, axis=0)
+    grad_w_rows = np.sum([weight_part for weight_part, _ in partial_grads], axis=0)
+    grad_b = np.sum([bias_part for _, bias_part in partial_grads], axis=0)
     grad_w = grad_w_rows.reshape(out_channels, kernel_h, kernel_w, in_channels)
-    grad_b = grad_nhwc.reshape(-1, out_channels).sum(axis=0)
     return (
         None if grad_x is None else to_nchw(grad_x),
         grad_w.transpose(0, 3, 1, 2),  # (OC, C, KH, KW)
