@@ -6,6 +6,8 @@ with ``fast.USE_NUMBA = False``, the NumPy-only path that runs wherever Numba is
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 
 import numpy as np
@@ -330,3 +332,26 @@ def test_engine_runs_when_numba_cannot_be_imported(monkeypatch):
     with use_backend("reference"):
         ref_logits = model.forward(x)
     np.testing.assert_allclose(fast_logits, ref_logits, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fast_conv_works_in_a_forked_child():
+    """A child forked after the worker threads started must not wait on threads it lacks."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((8, 3, 8, 8)).astype(np.float32)
+    weight = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    geometry = ((1, 1), ((1, 1), (1, 1)), (1, 1))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fast, "CHUNK_BYTES", 1)
+        patch.setattr(fast, "WORKERS", 2)
+        want, _ = fast.conv2d_forward(x, weight, None, *geometry)  # starts the workers
+        pid = os.fork()
+        if pid == 0:  # child: exit status 0 only if the result matches
+            signal.alarm(30)  # a hang (the bug this guards against) ends as a failure
+            try:
+                got, _ = fast.conv2d_forward(x, weight, None, *geometry)
+                os._exit(0 if np.allclose(got, want) else 1)
+            finally:
+                os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

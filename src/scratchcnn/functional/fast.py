@@ -55,7 +55,7 @@ KEEP_COLS_BELOW_CHANNELS = 8
 WORKERS = os.cpu_count() or 1
 
 _executor: ThreadPoolExecutor | None = None
-_executor_workers = 0
+_executor_key = (0, 0)  # (WORKERS, process id) the executor was made for
 
 # Bytes of im2col rows built at once: the convolution runs a few images at a time so that the
 # rows stay in the core's L2 cache between being written and being multiplied.
@@ -114,12 +114,14 @@ def blas_limit() -> Iterator[None]:
 
 def _map_chunks(work, starts: range) -> list:
     """``[work(start) for start in starts]``, spread over ``WORKERS`` threads, in order."""
-    global _executor, _executor_workers
+    global _executor, _executor_key
     if WORKERS <= 1 or len(starts) <= 1:
         return [work(start) for start in starts]
-    if _executor is None or _executor_workers != WORKERS:
+    # A forked child (e.g. a data-loader process) inherits the executor but not its threads.
+    key = (WORKERS, os.getpid())
+    if _executor is None or _executor_key != key:
         _executor = ThreadPoolExecutor(WORKERS, thread_name_prefix="scratchcnn")
-        _executor_workers = WORKERS
+        _executor_key = key
     return list(_executor.map(work, starts))
 
 
