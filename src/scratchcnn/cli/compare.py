@@ -33,6 +33,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--momentum", type=float, help="SGD momentum")
     parser.add_argument("--weight-decay", type=float, help="L2 weight decay")
     parser.add_argument("--seed", type=int, help="seed of the split, initial weights and order")
+    parser.add_argument("--dtype", choices=("float32", "float64"), help="both frameworks' dtype")
     parser.add_argument(
         "--torch-threads", type=int, help="torch intra-op threads (default: torch's own choice)"
     )
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"{err}; scratchcnn compare needs PyTorch: pip install 'scratchcnn[torch]'")
 
     names = ("data", "cache_dir", "train_subset", "val_size", "batch_size", "lr")
-    names += ("momentum", "weight_decay", "seed")
+    names += ("momentum", "weight_decay", "seed", "dtype")
     overrides = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     overrides.update(flip=False, crop_padding=0, progress=False)
     if overrides.get("momentum") == 0.0:
