@@ -23,6 +23,7 @@ from scratchcnn.layers import (
 from scratchcnn.losses import CrossEntropyLoss, log_softmax, softmax
 from scratchcnn.models import build_model, model_config, seed_cnn
 from scratchcnn.parameter import Parameter
+from scratchcnn.serialization import load_model, save_model
 
 __version__ = "0.1.0"
 
@@ -49,9 +50,11 @@ __all__ = [
     "__version__",
     "build_model",
     "get_backend",
+    "load_model",
     "log_softmax",
     "model_config",
     "seed_cnn",
+    "save_model",
     "set_backend",
     "softmax",
     "use_backend",
