@@ -1,0 +1,161 @@
+"""The command line end to end: train, evaluate, predict, help texts and error messages."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers_data import CLASS_NAMES, make_image_folder
+from PIL import Image
+
+from scratchcnn.cli import COMMANDS, main
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("cli")
+    data = make_image_folder(root / "images")
+    code = main(
+        [
+            "train",
+            "--data",
+            str(data),
+            "--cache-dir",
+            str(root / "cache"),
+            "--val-size",
+            "30",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "16",
+            "--lr",
+            "0.02",
+            "--run-dir",
+            str(root / "runs"),
+            "--name",
+            "cli",
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    return data, root / "runs" / "cli"
+
+
+def test_train_writes_a_run_folder(trained_run):
+    _, run = trained_run
+    assert (run / "best.safetensors").is_file()
+    assert json.loads((run / "config.json").read_text())["batch_size"] == 16
+
+
+def test_evaluate_reports_accuracy_per_class_and_loss(trained_run, capsys):
+    data, run = trained_run
+    code = main(
+        [
+            "evaluate",
+            "--checkpoint",
+            str(run / "best.safetensors"),
+            "--data",
+            str(data),
+            "--cache-dir",
+            str(run.parent.parent / "cache"),
+            "--json",
+        ]
+    )
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["images"] == 30
+    assert set(report["per_class_accuracy"]) == set(CLASS_NAMES)
+    # the same number the trainer wrote for the best model
+    results = json.loads((run / "results.json").read_text())
+    assert report["test_accuracy"] == pytest.approx(results["test_accuracy"])
+    assert report["test_loss"] == pytest.approx(results["test_loss"])
+
+
+def test_evaluate_text_output(trained_run, capsys):
+    data, run = trained_run
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(run / "best.safetensors"),
+                "--data",
+                str(data),
+                "--cache-dir",
+                str(run.parent.parent / "cache"),
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "test accuracy:" in out and "per-class accuracy:" in out
+    assert all(name in out for name in CLASS_NAMES)
+
+
+def test_predict_ranks_classes_and_resizes_other_sizes(trained_run, tmp_path, capsys):
+    data, run = trained_run
+    red = tmp_path / "red.png"
+    big = np.zeros((16, 16, 3), dtype=np.uint8)
+    big[..., 0] = 220  # strongly red: class "red" has channel 0 brightened
+    Image.fromarray(big).save(red)
+    same = sorted((data / "test" / "blue").glob("*.png"))[0]
+    code = main(["predict", "--checkpoint", str(run / "best.safetensors"), str(red), str(same)])
+    assert code == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2
+    assert "resized from 16x16 to 8x8" in lines[0]
+    assert lines[0].split(": ", 1)[1].startswith("red ")
+    probabilities = [float(part.split()[-1]) for part in lines[1].split(": ", 1)[1].split(", ")]
+    assert len(probabilities) == 3 and probabilities == sorted(probabilities, reverse=True)
+
+
+def test_missing_checkpoint_and_unreadable_image_give_clear_errors(trained_run, tmp_path, capsys):
+    _, run = trained_run
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "nope.safetensors")]) == 1
+    assert "no checkpoint at" in capsys.readouterr().err
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    assert main(["predict", "--checkpoint", str(run / "best.safetensors"), str(broken)]) == 1
+    assert "cannot read image" in capsys.readouterr().err
+
+
+def test_bad_setting_is_an_error_not_a_traceback(capsys, tmp_path):
+    assert main(["train", "--lr", "-1", "--run-dir", str(tmp_path)]) == 1
+    assert "lr must be > 0, got -1" in capsys.readouterr().err
+
+
+def test_resume_refuses_new_settings(trained_run, capsys):
+    _, run = trained_run
+    assert main(["train", "--resume", str(run), "--epochs", "9"]) == 1
+    assert "--resume continues a run with its saved settings" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert f"usage: scratchcnn {command}" in capsys.readouterr().out
+
+
+def test_train_help_lists_every_config_field(capsys):
+    from dataclasses import fields
+
+    from scratchcnn.training import TrainConfig
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    for field in fields(TrainConfig):
+        assert "--" + field.name.replace("_", "-") in out
+
+
+def test_console_entry_point_runs():
+    result = subprocess.run(
+        [sys.executable, "-m", "scratchcnn", "--version"], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and result.stdout.startswith("scratchcnn ")
