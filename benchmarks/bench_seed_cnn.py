@@ -5,6 +5,7 @@ printed report, so that the README's "Performance" table can be regenerated from
 
     python benchmarks/bench_seed_cnn.py                      # -> benchmarks/results/seed_cnn.txt
     python benchmarks/bench_seed_cnn.py --batch 128 --output /tmp/report.txt
+    python benchmarks/bench_seed_cnn.py --torch-threads 1 --output benchmarks/results/x.txt
 
 Speed is measured and reported here, never asserted in tests.
 """
@@ -28,6 +29,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--backend", choices=("fast", "reference"), default="fast")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=None,
+        help="PyTorch intra-op threads (default: PyTorch's own, all cores)",
+    )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args(argv)
     config = BenchConfig(
@@ -37,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         rounds=args.rounds,
         backend=args.backend,
         vs_torch=not args.no_torch,
+        torch_threads=args.torch_threads,
     )
     report = format_report(run_benchmark(config, log=lambda m: print(m, file=sys.stderr)))
     print(report)

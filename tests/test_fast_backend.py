@@ -166,6 +166,44 @@ def test_col2im_is_the_adjoint_of_im2col(numba_path, x_shape, w_shape, stride, p
     np.testing.assert_allclose(np.sum(cols * grad_cols), np.sum(x * folded), rtol=1e-10)
 
 
+def naive_im2col_nhwc(x, kernel_size, stride, padding, dilation):
+    """Loop im2col. Shape: ``(N, H, W, C) -> (N, OH, OW, KH*KW*C)``, columns ``(kh, kw, c)``."""
+    n, h, w, c = x.shape
+    (top, bottom), (left, right) = padding
+    xp = np.zeros((n, h + top + bottom, w + left + right, c), dtype=x.dtype)
+    xp[:, top : top + h, left : left + w] = x
+    out_h = (h + top + bottom - dilation[0] * (kernel_size[0] - 1) - 1) // stride[0] + 1
+    out_w = (w + left + right - dilation[1] * (kernel_size[1] - 1) - 1) // stride[1] + 1
+    out = np.empty((n, out_h, out_w, kernel_size[0] * kernel_size[1] * c), dtype=x.dtype)
+    for i in range(out_h):
+        for j in range(out_w):
+            column = 0
+            for p in range(kernel_size[0]):
+                for q in range(kernel_size[1]):
+                    row, col = i * stride[0] + p * dilation[0], j * stride[1] + q * dilation[1]
+                    out[:, i, j, column : column + c] = xp[:, row, col]
+                    column += c
+    return out
+
+
+# keep_below 8: few-channel inputs take the whole-kernel-row copy; 0: every input the general path
+@pytest.mark.parametrize("keep_below", [0, 8])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("x_shape", "w_shape", "stride", "padding", "dilation"), CONV_CASES)
+def test_im2col_matches_naive_loops(
+    numba_path, monkeypatch, keep_below, dtype, x_shape, w_shape, stride, padding, dilation
+):
+    monkeypatch.setattr(fast, "KEEP_COLS_BELOW_CHANNELS", keep_below)
+    x = np.random.default_rng(20).standard_normal(x_shape).astype(dtype)
+    x_nhwc = fast.to_nhwc(x)  # strided, as the layers pass it
+    want = naive_im2col_nhwc(x_nhwc, w_shape[1:], stride, padding, dilation)
+    got = fast.im2col_nhwc(x_nhwc, w_shape[1:], stride, padding, dilation)
+    np.testing.assert_array_equal(got, want)
+    buffer = np.full(want.shape, np.nan, dtype=dtype)
+    fast.im2col_nhwc(x_nhwc, w_shape[1:], stride, padding, dilation, out=buffer)
+    np.testing.assert_array_equal(buffer, want)
+
+
 def test_im2col_reads_channels_first_memory_too(numba_path):
     """A plain NCHW array (its NHWC view is strided) gives the same columns as a contiguous one."""
     x = np.random.default_rng(3).standard_normal((2, 3, 5, 5)).astype(np.float32)
@@ -355,3 +393,123 @@ def test_fast_conv_works_in_a_forked_child():
                 os._exit(2)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+# --- inference: no caches, fused ReLU + max-pool -------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("x_shape", "w_shape", "stride", "padding", "dilation"), CONV_CASES)
+def test_conv_forward_for_inference_keeps_nothing(
+    numba_path, monkeypatch, dtype, x_shape, w_shape, stride, padding, dilation
+):
+    """``for_backward=False`` gives the same output from reused scratch rows and keeps nothing."""
+    monkeypatch.setattr(fast, "CHUNK_BYTES", 1)  # one image per chunk: the scratch is reused
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    weight = rng.standard_normal((w_shape[0], x_shape[1], *w_shape[1:])).astype(dtype)
+    bias = rng.standard_normal(w_shape[0]).astype(dtype)
+    out, saved = fast.conv2d_forward(x, weight, bias, stride, padding, dilation, for_backward=False)
+    assert saved is None
+    np.testing.assert_allclose(
+        out, naive_conv2d(x, weight, bias, stride, padding, dilation), **tolerance(dtype)
+    )
+
+
+def test_conv_layer_keeps_no_cache_in_inference():
+    conv = sc.Conv2d(3, 4, 3, padding=1, rng=np.random.default_rng(13))
+    x = np.random.default_rng(14).standard_normal((2, 3, 5, 5)).astype(np.float32)
+    for backend in ("fast", "reference"):
+        with use_backend(backend):
+            conv.forward(x, training=False)
+            assert conv._cache is None
+            with conv.recording():
+                conv.forward(x, training=False)
+            assert conv._cache is not None
+            conv.backward(np.ones((2, 4, 5, 5), dtype=np.float32))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("x_shape", "kernel", "stride", "padding"), POOL_CASES)
+def test_relu_max_pool_matches_naive_loops(numba_path, dtype, x_shape, kernel, stride, padding):
+    rng = np.random.default_rng(15)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    out = fast.relu_max_pool2d_forward(x, kernel, stride, padding)
+    want = naive_max_pool(np.maximum(x, 0), kernel, stride, padding)
+    assert out.shape == want.shape and out.dtype == dtype
+    np.testing.assert_array_equal(out, want)
+
+
+@pytest.mark.parametrize("backend", ["fast", "reference"])
+def test_sequential_inference_fuses_without_changing_results(numba_path, backend):
+    """Fused inference (conv + ReLU + pool per chunk) equals the layer-by-layer forward."""
+    rng = np.random.default_rng(16)
+    model = sc.seed_cnn(rng=np.random.default_rng(0), dtype=np.float64)
+    x = rng.standard_normal((3, 3, 32, 32))
+    with use_backend(backend):
+        fused = model.forward(x, training=False)
+        layer_by_layer = x
+        for layer in model:
+            layer_by_layer = layer.forward(layer_by_layer, training=False)
+        np.testing.assert_allclose(fused, layer_by_layer, rtol=1e-12, atol=1e-12)
+        assert all(layer._cache is None for layer in model.modules())
+        assert model._fuses_relu_pool(1, training=False) == (backend == "fast")
+        with model.recording():  # keeps every cache, so backward works
+            model.forward(x, training=False)
+            model.backward(np.ones_like(fused))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    ("pool", "input_shape"),
+    [
+        (lambda: sc.MaxPool2d(2), (2, 3, 8, 8)),
+        (lambda: sc.MaxPool2d(2), (2, 3, 7, 9)),
+        (lambda: sc.MaxPool2d(3, stride=2, padding=1), (2, 3, 7, 7)),
+    ],
+)
+def test_fused_relu_pool_training_matches_separate_layers(numba_path, dtype, pool, input_shape):
+    """Training through a fused ReLU + max-pool gives the unfused outputs and gradients."""
+    rng = np.random.default_rng(17)
+    model = sc.Sequential(
+        sc.Conv2d(input_shape[1], 4, 3, padding=1, rng=rng, dtype=dtype), sc.ReLU(), pool()
+    )
+    x = rng.standard_normal(input_shape).astype(dtype)
+    x[0, 0, 0, :2] = -1.0  # a window that is all <= 0 after the conv is likely somewhere
+    assert model._fuses_relu_pool(1, training=True)
+    out = model.forward(x, training=True)
+    grad_out = rng.standard_normal(out.shape).astype(dtype)
+    grad_x = model.backward(grad_out)
+    grads = [p.grad.copy() for p in model.parameters()]
+    with use_backend("reference"):  # layer by layer, no fusion
+        want = model.forward(x, training=True)
+        want_grad_x = model.backward(grad_out)
+    np.testing.assert_allclose(out, want, **tolerance(dtype))
+    np.testing.assert_allclose(grad_x, want_grad_x, **tolerance(dtype))
+    for got, param in zip(grads, model.parameters(), strict=True):
+        np.testing.assert_allclose(got, param.grad, **tolerance(dtype))
+
+
+def test_fused_model_passes_gradient_check(numba_path):
+    rng = np.random.default_rng(18)
+    model = sc.Sequential(sc.Conv2d(2, 3, 3, padding=1, rng=rng), sc.ReLU(), sc.MaxPool2d(2))
+    with use_backend("fast"):
+        errors = check_layer(model, (2, 2, 6, 6), rng)
+    assert max(errors.values()) < 1e-6, errors
+
+
+def test_conv_relu_pool_inference_matches_naive_loops(numba_path):
+    """The chunked conv + bias + ReLU + 2x2 pool against the naive conv and pool loops."""
+    rng = np.random.default_rng(19)
+    for dtype in (np.float32, np.float64):
+        x = rng.standard_normal((5, 3, 9, 7)).astype(dtype)
+        weight = rng.standard_normal((4, 3, 3, 3)).astype(dtype)
+        bias = rng.standard_normal(4).astype(dtype)
+        geometry = ((1, 1), ((1, 1), (1, 1)), (1, 1))
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(fast, "CHUNK_BYTES", 1)  # chunks of one image
+            got = fast.conv2d_relu_max_pool2d_forward(
+                x, weight, bias, *geometry, (2, 2), (2, 2), ((0, 0), (0, 0))
+            )
+        conv = naive_conv2d(x, weight, bias, *geometry)
+        want = naive_max_pool(np.maximum(conv, 0), (2, 2), (2, 2), ((0, 0), (0, 0)))
+        assert got.shape == want.shape == (5, 4, 4, 3) and got.dtype == dtype
+        np.testing.assert_allclose(got, want, **tolerance(dtype))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
@@ -125,6 +126,26 @@ def _map_chunks(work, starts: range) -> list:
     return list(_executor.map(work, starts))
 
 
+_thread_scratch = threading.local()
+
+
+def _scratch(slot: int, shape: tuple[int, ...], dtype) -> np.ndarray:
+    """A reused, uninitialised C-contiguous buffer of this thread (one per ``slot``).
+
+    im2col rows and column gradients are built chunk by chunk and dropped at once; reusing one
+    cache-sized buffer per worker thread saves an allocation (and its page faults) per chunk.
+    The contents are only valid until the same thread asks for the same slot again.
+    """
+    buffers = getattr(_thread_scratch, "buffers", None)
+    if buffers is None:
+        buffers = _thread_scratch.buffers = {}
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    buffer = buffers.get(slot)
+    if buffer is None or buffer.size < size:
+        buffer = buffers[slot] = np.empty(size, dtype=np.uint8)
+    return buffer[:size].view(dtype).reshape(shape)
+
+
 def to_nhwc(x: np.ndarray) -> np.ndarray:
     """A channels-last view of an NCHW array (no copy).
 
@@ -184,6 +205,8 @@ def im2col_nhwc(
     n, h, w, c = x.shape
     out_hw = _out_hw((h, w), kernel_size, stride, padding, dilation)
     kernels = numba_kernels()
+    if c < KEEP_COLS_BELOW_CHANNELS and dilation[1] == 1:
+        return _im2col_runs(x, kernel_size, stride, padding, dilation[0], out_hw, out)
     if kernels is None:
         windows = _windows_nhwc(_pad_nhwc(x, padding, 0.0), kernel_size, stride, dilation, out_hw)
         cols = windows.reshape(n, *out_hw, -1)  # (N, OH, OW, KH*KW*C), a copy
@@ -194,6 +217,34 @@ def im2col_nhwc(
     if out is None:
         out = np.empty((n, *out_hw, kernel_size[0] * kernel_size[1] * c), dtype=x.dtype)
     kernels.im2col(x, *kernel_size, *stride, padding[0][0], padding[1][0], *dilation, out)
+    return out
+
+
+def _im2col_runs(x, kernel_size, stride, padding: Pad2d, dil_h: int, out_hw, out) -> np.ndarray:
+    """:func:`im2col_nhwc` for few channels and undilated columns, copied in whole kernel rows.
+
+    In a zero-padded, C-contiguous copy of ``x`` the ``KW * C`` values under one kernel row are
+    contiguous, so the rows come from one strided view ``(N, OH, OW, KH, KW*C)`` copied with runs
+    of ``KW * C`` values (27 values in 3 runs of 9 for a 3x3 RGB kernel), not ``KH * KW`` runs of
+    ``C`` (3-value copies, which made the per-element loop slow).
+    """
+    n, h, w, c = x.shape
+    (top, bottom), (left, right) = padding
+    padded = _scratch(2, (n, h + top + bottom, w + left + right, c), x.dtype)
+    if top or bottom or left or right:
+        padded.fill(0)
+    padded[:, top : top + h, left : left + w] = x
+    s_n, s_h, s_w, s_c = padded.strides
+    run = kernel_size[1] * c
+    windows = as_strided(
+        padded,
+        shape=(n, *out_hw, kernel_size[0], run),
+        strides=(s_n, s_h * stride[0], s_w * stride[1], s_h * dil_h, s_c),
+        writeable=False,
+    )  # (N, OH, OW, KH, KW*C)
+    if out is None:
+        out = np.empty((n, *out_hw, kernel_size[0] * run), dtype=x.dtype)
+    np.copyto(out.reshape(n, *out_hw, kernel_size[0], run), windows)
     return out
 
 
@@ -272,14 +323,16 @@ def conv2d_forward(
     stride: tuple[int, int],
     padding: Pad2d,
     dilation: tuple[int, int],
-) -> tuple[np.ndarray, np.ndarray]:
+    for_backward: bool = True,
+) -> tuple[np.ndarray, ConvSaved | None]:
     """2-D cross-correlation, computed channels-last a few images at a time.
 
     Same contract as ``conv.conv2d_forward``, except for what is kept for backward: the input
     itself, and its im2col matrix only for inputs with few channels (see :class:`ConvSaved`).
     With many channels, rebuilding the matrix in backward (long contiguous copies) is cheaper
     than writing and re-reading a matrix ``KH*KW`` times the input's size; with few (an RGB
-    image: 3-element copies) it is not.
+    image: 3-element copies) it is not. With ``for_backward=False`` (inference) nothing is kept,
+    the im2col rows live only in a reused per-thread buffer, and ``None`` comes back instead.
 
     Shape: ``x (N, C, H, W)``, ``weight (OC, C, KH, KW)``, ``bias (OC,)`` ->
     ``out (N, OC, OH, OW)`` (channels-last memory), and a :class:`ConvSaved` for backward.
@@ -292,21 +345,19 @@ def conv2d_forward(
     weight_cols = _weight_rows(weight).T  # (KH*KW*C, OC)
     out = np.empty((n, out_h, out_w, out_channels), dtype=np.result_type(x, weight))
     chunk = _images_per_chunk(x_nhwc.shape, (out_h, out_w), kernel_size, x.itemsize)
+    width = kernel_size[0] * kernel_size[1] * x_nhwc.shape[3]
     kept = None
-    if x_nhwc.shape[3] < KEEP_COLS_BELOW_CHANNELS:
-        width = kernel_size[0] * kernel_size[1] * x_nhwc.shape[3]
+    if for_backward and x_nhwc.shape[3] < KEEP_COLS_BELOW_CHANNELS:
         kept = np.empty((n, out_h, out_w, width), dtype=x.dtype)
 
     def forward_chunk(start: int) -> None:
         # Small enough to stay in cache between im2col writing it and the product reading it.
-        cols = im2col_nhwc(
-            x_nhwc[start : start + chunk],
-            kernel_size,
-            stride,
-            padding,
-            dilation,
-            out=None if kept is None else kept[start : start + chunk],
-        )
+        x_chunk = x_nhwc[start : start + chunk]
+        if kept is not None:
+            buffer = kept[start : start + chunk]
+        else:
+            buffer = _scratch(0, (x_chunk.shape[0], out_h, out_w, width), x.dtype)
+        cols = im2col_nhwc(x_chunk, kernel_size, stride, padding, dilation, out=buffer)
         rows = out[start : start + chunk].reshape(-1, out_channels)  # (b*OH*OW, OC) view
         np.matmul(cols.reshape(rows.shape[0], -1), weight_cols, out=rows)
         if bias is not None:
@@ -315,7 +366,7 @@ def conv2d_forward(
     numba_kernels()  # load once here, not racing in the worker threads
     with blas_limit():
         _map_chunks(forward_chunk, range(0, n, chunk))
-    return to_nchw(out), ConvSaved(x_nhwc, kept)
+    return to_nchw(out), (ConvSaved(x_nhwc, kept) if for_backward else None)
 
 
 def conv2d_backward(
@@ -349,14 +400,17 @@ def conv2d_backward(
     def backward_chunk(start: int) -> tuple[np.ndarray, np.ndarray]:
         """Fill this chunk's input gradient; return its shares of the weight and bias gradients."""
         stop = min(start + chunk, n)
+        width = weight_rows.shape[1]
         if saved.cols is not None:
             cols = saved.cols[start:stop]
         else:
-            cols = im2col_nhwc(x_nhwc[start:stop], kernel_size, stride, padding, dilation)
-        cols_2d = cols.reshape(-1, cols.shape[-1])  # (b*OH*OW, KH*KW*C)
+            buffer = _scratch(0, (stop - start, out_h, out_w, width), x_nhwc.dtype)
+            cols = im2col_nhwc(x_nhwc[start:stop], kernel_size, stride, padding, dilation, buffer)
+        cols_2d = cols.reshape(-1, width)  # (b*OH*OW, KH*KW*C)
         grad_rows = grad_nhwc[start:stop].reshape(-1, out_channels)  # (b*OH*OW, OC)
         if grad_x is not None:
-            grad_cols = (grad_rows @ weight_rows).reshape(cols.shape)
+            grad_cols = _scratch(1, cols.shape, grad_rows.dtype)
+            np.matmul(grad_rows, weight_rows, out=grad_cols.reshape(cols_2d.shape))
             out = grad_x[start:stop]
             col2im_nhwc(grad_cols, out.shape, kernel_size, stride, padding, dilation, out=out)
         return grad_rows.T @ cols_2d, grad_rows.sum(axis=0)  # (OC, KH*KW*C), (OC,)
@@ -402,6 +456,81 @@ def max_pool2d_forward(
     else:
         kernels.max_pool(x_nhwc, *kernel_size, *stride, padding[0][0], padding[1][0], out, argmax)
     return to_nchw(out), argmax
+
+
+def relu_max_pool2d_forward(
+    x: np.ndarray, kernel_size: tuple[int, int], stride: tuple[int, int], padding: Pad2d
+) -> np.ndarray:
+    """``max_pool(relu(x))`` for inference, in one pass and without argmax.
+
+    ReLU is monotone, so it commutes with a maximum: ``max_pool(relu(x)) == relu(max_pool(x))``.
+    The seed model's 2x2 / stride-2 pool reads each input once and writes each output once; the
+    full-size ReLU output is never written.
+
+    Shape: ``(N, C, H, W) -> (N, C, OH, OW)`` (channels-last memory).
+    """
+    kernels = numba_kernels()
+    no_padding = padding == ((0, 0), (0, 0))
+    if kernels is None or not (kernel_size == (2, 2) and stride == (2, 2) and no_padding):
+        pooled, _ = max_pool2d_forward(x, kernel_size, stride, padding)
+        return relu_forward(pooled)[0]
+    x_nhwc = to_nhwc(x)
+    n, h, w, c = x_nhwc.shape
+    out = np.empty((n, h // 2, w // 2, c), dtype=x.dtype)
+    kernels.max_pool_2x2_bias_relu(x_nhwc, np.zeros(c, dtype=x.dtype), out)
+    return to_nchw(out)
+
+
+def conv2d_relu_max_pool2d_forward(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    stride: tuple[int, int],
+    padding: Pad2d,
+    dilation: tuple[int, int],
+    pool_kernel_size: tuple[int, int],
+    pool_stride: tuple[int, int],
+    pool_padding: Pad2d,
+) -> np.ndarray:
+    """``max_pool(relu(conv2d(x)))`` for inference, pooled while each chunk is in cache.
+
+    For the seed model's 2x2 / stride-2 pool, each chunk's convolution output goes to a reused
+    per-thread buffer and is pooled at once, so the full-size output is never written to memory;
+    the bias is added after pooling (a per-channel constant commutes with the maximum). Other
+    pools, or no Numba, fall back to the three steps one after another.
+
+    Shape: ``x (N, C, H, W)``, ``weight (OC, C, KH, KW)``, ``bias (OC,)`` ->
+    ``(N, OC, OH // 2, OW // 2)`` (channels-last memory).
+    """
+    kernels = numba_kernels()
+    fusable = pool_kernel_size == (2, 2) and pool_stride == (2, 2)
+    if kernels is None or not fusable or pool_padding != ((0, 0), (0, 0)):
+        out, _ = conv2d_forward(x, weight, bias, stride, padding, dilation, for_backward=False)
+        return relu_max_pool2d_forward(out, pool_kernel_size, pool_stride, pool_padding)
+    x_nhwc = to_nhwc(x)
+    n, h, w, c = x_nhwc.shape
+    kernel_size = weight.shape[2:]
+    out_channels = weight.shape[0]
+    out_h, out_w = _out_hw((h, w), kernel_size, stride, padding, dilation)
+    dtype = np.result_type(x, weight)
+    weight_cols = _weight_rows(weight).T  # (KH*KW*C, OC)
+    width = weight_cols.shape[0]
+    bias = np.zeros(out_channels, dtype=dtype) if bias is None else bias.astype(dtype, copy=False)
+    pooled = np.empty((n, out_h // 2, out_w // 2, out_channels), dtype=dtype)
+    chunk = _images_per_chunk(x_nhwc.shape, (out_h, out_w), kernel_size, x.itemsize)
+
+    def forward_chunk(start: int) -> None:
+        x_chunk = x_nhwc[start : start + chunk]
+        images = x_chunk.shape[0]
+        cols = _scratch(0, (images, out_h, out_w, width), x.dtype)
+        im2col_nhwc(x_chunk, kernel_size, stride, padding, dilation, out=cols)
+        conv_out = _scratch(1, (images, out_h, out_w, out_channels), dtype)
+        np.matmul(cols.reshape(-1, width), weight_cols, out=conv_out.reshape(-1, out_channels))
+        kernels.max_pool_2x2_bias_relu(conv_out, bias, pooled[start : start + chunk])
+
+    with blas_limit():
+        _map_chunks(forward_chunk, range(0, n, chunk))
+    return to_nchw(pooled)
 
 
 def max_pool2d_backward(

@@ -194,3 +194,33 @@ def relu_backward(grad_out, positive, out):
     """``out = grad_out where positive else 0`` over flat arrays."""
     for k in prange(grad_out.shape[0]):
         out[k] = grad_out[k] if positive[k] else 0
+
+
+@njit(parallel=PARALLEL, cache=True, nogil=True)
+def max_pool_2x2_bias_relu(x, bias, out):
+    """``max(0, bias + max of each 2x2 window)``, stride 2, for inference (no argmax).
+
+    Equals max-pool(ReLU(x + bias)): a per-channel bias and ReLU are both monotone, so they
+    commute with the window maximum and run on the 4x smaller pooled output.
+
+    Shape: ``x (N, H, W, C)``, ``bias (C,)`` -> ``out (N, H // 2, W // 2, C)``.
+    """
+    n, h, w, c = x.shape
+    out_h, out_w = out.shape[1], out.shape[2]
+    for image_row in prange(n * out_h):
+        b = image_row // out_h
+        oh = image_row % out_h
+        for ow in range(out_w):
+            for ch in range(c):
+                best = x[b, 2 * oh, 2 * ow, ch]
+                value = x[b, 2 * oh, 2 * ow + 1, ch]
+                if _wins(value, best):
+                    best = value
+                value = x[b, 2 * oh + 1, 2 * ow, ch]
+                if _wins(value, best):
+                    best = value
+                value = x[b, 2 * oh + 1, 2 * ow + 1, ch]
+                if _wins(value, best):
+                    best = value
+                best += bias[ch]
+                out[b, oh, ow, ch] = best if best > 0 else 0

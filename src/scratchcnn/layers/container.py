@@ -6,8 +6,11 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from scratchcnn.backend import compute_scope
+from scratchcnn.backend import compute_scope, get_backend
+from scratchcnn.layers.activation import ReLU
 from scratchcnn.layers.base import Layer
+from scratchcnn.layers.conv import Conv2d
+from scratchcnn.layers.pool import MaxPool2d
 
 
 class Sequential(Layer):
@@ -38,15 +41,46 @@ class Sequential(Layer):
         return iter(self.layers)
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        fused_relus = []  # indices of ReLUs computed inside the following max-pool
         with compute_scope():  # the backend's BLAS threading for the whole chain
-            for layer in self.layers:
-                x = layer.forward(x, training)
+            index = 0
+            while index < len(self.layers):
+                layer = self.layers[index]
+                fuses_next = self._fuses_relu_pool(index + 1, training)
+                if type(layer) is Conv2d and fuses_next and not layer._keeps_cache(training):
+                    # Inference: each convolution chunk is pooled while it is in cache.
+                    x = layer.forward_relu_max_pool(x, self.layers[index + 2])
+                    index += 3
+                elif self._fuses_relu_pool(index, training):
+                    # One pass instead of a full-size ReLU output (and mask) plus a pool.
+                    x = self.layers[index + 1].forward_relu(x, training)
+                    fused_relus.append(index)
+                    index += 2
+                else:
+                    x = layer.forward(x, training)
+                    index += 1
+        if self._keeps_cache(training):
+            self._cache = frozenset(fused_relus)
         return x
 
+    def _fuses_relu_pool(self, index: int, training: bool) -> bool:
+        """Whether layers ``index, index + 1`` are a ReLU and a max-pool to run as one (fast
+        backend only; both must agree on keeping a cache)."""
+        if get_backend() != "fast" or index + 1 >= len(self.layers):
+            return False
+        relu, pool = self.layers[index], self.layers[index + 1]
+        return (
+            type(relu) is ReLU
+            and type(pool) is MaxPool2d
+            and relu._keeps_cache(training) == pool._keeps_cache(training)
+        )
+
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        fused_relus = self._pop_cache()
         with compute_scope():
-            for layer in reversed(self.layers):
-                grad_out = layer.backward(grad_out)
+            for index in reversed(range(len(self.layers))):
+                if index not in fused_relus:  # a fused ReLU's gradient is in its pool's
+                    grad_out = self.layers[index].backward(grad_out)
         return grad_out
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:

@@ -6,6 +6,7 @@ import numpy as np
 
 from scratchcnn import functional as F
 from scratchcnn.backend import functional_module
+from scratchcnn.functional import fast
 from scratchcnn.functional.conv import Pad2d
 from scratchcnn.init import initialize
 from scratchcnn.layers._checks import check_input, pair, positive_int
@@ -100,14 +101,44 @@ class Conv2d(Layer):
             )
         bias = self.bias.data if self.bias is not None else None
         backend = functional_module()  # the module of pure functions to compute with
+        keep = self._keeps_cache(training)
+        geometry = (self.stride, self.pad, self.dilation)
         # ``saved`` is what this backend's backward needs: the im2col matrix (reference) or the
-        # input itself (fast, which rebuilds the matrix chunk by chunk).
-        out, saved = backend.conv2d_forward(
-            x, self.weight.data, bias, self.stride, self.pad, self.dilation
-        )
-        if self._keeps_cache(training):
+        # input itself (fast, which rebuilds the matrix chunk by chunk, and in inference keeps
+        # nothing at all).
+        if backend is fast:
+            out, saved = fast.conv2d_forward(
+                x, self.weight.data, bias, *geometry, for_backward=keep
+            )
+        else:
+            out, saved = backend.conv2d_forward(x, self.weight.data, bias, *geometry)
+        if keep:
             self._cache = (backend, saved, x.shape)
         return out
+
+    def forward_relu_max_pool(self, x: np.ndarray, pool: Layer) -> np.ndarray:
+        """``pool(relu(self(x)))`` in evaluation mode on the fast backend, keeping no cache.
+
+        ``Sequential`` fuses a Conv2d, ReLU, MaxPool2d run into this in inference: the pool
+        runs on each batch chunk while its convolution output is still in cache.
+
+        Shape: ``(N, in_channels, H, W) -> pool.output_shape(self.output_shape(...))``.
+        """
+        check_input(self, x, 4, self.in_channels, "(N, C, H, W)")
+        if min(pool.output_shape(self.output_shape(x.shape))[2:]) < 1:
+            raise ValueError(f"{self!r} + {pool!r}: input of spatial size {x.shape[2:]} too small")
+        bias = self.bias.data if self.bias is not None else None
+        return fast.conv2d_relu_max_pool2d_forward(
+            x,
+            self.weight.data,
+            bias,
+            self.stride,
+            self.pad,
+            self.dilation,
+            pool.kernel_size,
+            pool.stride,
+            pool.pad,
+        )
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray | None:
         backend, saved, input_shape = self._pop_cache()

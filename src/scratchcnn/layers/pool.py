@@ -6,6 +6,7 @@ import numpy as np
 
 from scratchcnn import functional as F
 from scratchcnn.backend import functional_module
+from scratchcnn.functional import fast
 from scratchcnn.layers._checks import check_input, pair
 from scratchcnn.layers.base import Layer
 
@@ -72,11 +73,42 @@ class MaxPool2d(_Pool2d):
         backend = functional_module()  # the module of pure functions to compute with
         out, argmax = backend.max_pool2d_forward(x, self.kernel_size, self.stride, self.pad)
         if self._keeps_cache(training):
-            self._cache = (backend, argmax, x.shape)
+            self._cache = (backend, argmax, x.shape, None)
+        return out
+
+    def forward_relu(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """``forward(relu(x))`` in one step (``Sequential`` fuses a ReLU and a max-pool into this).
+
+        ReLU is monotone, so it commutes with the window maximum: the fast backend pools ``x``
+        and applies ReLU to the 4x smaller output (in inference in a single pass). Backward then
+        routes ``grad_out * (out > 0)`` to each window's winner, which is exactly the ReLU's
+        gradient at that winner (a window whose maximum is <= 0 passes nothing either way).
+
+        Shape: ``(N, C, H, W) -> (N, C, OH, OW)``.
+        """
+        self._check(x)
+        backend = functional_module()
+        keep = self._keeps_cache(training)
+        if backend is fast and not keep:
+            return fast.relu_max_pool2d_forward(x, self.kernel_size, self.stride, self.pad)
+        if backend is fast:
+            pooled, argmax = fast.max_pool2d_forward(x, self.kernel_size, self.stride, self.pad)
+            out, positive = fast.relu_forward(pooled)
+        else:
+            out, argmax = F.max_pool2d_forward(
+                np.maximum(x, 0), self.kernel_size, self.stride, self.pad
+            )
+            positive = out > 0
+        if keep:
+            self._cache = (backend, argmax, x.shape, positive)
         return out
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        backend, argmax, input_shape = self._pop_cache()
+        backend, argmax, input_shape, positive = self._pop_cache()
+        if positive is not None:  # forward_relu: the ReLU's gradient, on the pooled side
+            grad_out = (
+                fast.relu_backward(grad_out, positive) if backend is fast else grad_out * positive
+            )
         return backend.max_pool2d_backward(
             grad_out, argmax, input_shape, self.kernel_size, self.stride, self.pad
         )
