@@ -224,3 +224,14 @@ def max_pool_2x2_bias_relu(x, bias, out):
                     best = value
                 best += bias[ch]
                 out[b, oh, ow, ch] = best if best > 0 else 0
+
+
+@njit(parallel=PARALLEL, cache=True, nogil=True)
+def add_bias(rows, bias):
+    """``rows += bias`` for each row, in place (NumPy's broadcast add loops over short rows).
+
+    Shape: ``rows (M, C)`` C-contiguous, ``bias (C,)``.
+    """
+    for r in prange(rows.shape[0]):
+        for ch in range(rows.shape[1]):
+            rows[r, ch] += bias[ch]
