@@ -240,6 +240,7 @@ def test_ctrl_c_saves_mid_epoch_checkpoint_and_resume_is_exact(resume_setup):
 def test_one_epoch_on_5000_real_cifar_images_reaches_35_percent(tmp_path):
     config = TrainConfig(
         data=str(REAL_CIFAR),
+        cache_dir=str(tmp_path / "cache"),  # never touch the user's own dataset cache
         train_subset=5000,
         val_size=10_000,
         epochs=1,
