@@ -83,3 +83,14 @@ def test_load_arrays_reads_back_what_was_written(tmp_path):
     loaded, meta = load_arrays(tmp_path / "x.safetensors")
     assert meta == {"k": [1, 2]}
     assert all(np.array_equal(arrays[k], loaded[k]) for k in arrays)
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "f.bin", b"x")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "f.bin").stat().st_mode & 0o777 == 0o644
