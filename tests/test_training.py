@@ -255,3 +255,10 @@ def test_one_epoch_on_5000_real_cifar_images_reaches_35_percent(tmp_path):
     )
     result = train(config)
     assert result.history[0]["val_accuracy"] >= 0.35
+
+
+def test_tensorboard_flag_writes_event_files(tiny_data, tmp_path):
+    pytest.importorskip("tensorboardX")
+    train(tiny_config(tiny_data, tmp_path, epochs=1, tensorboard=True))
+    events = list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+    assert len(events) == 1 and events[0].stat().st_size > 0
