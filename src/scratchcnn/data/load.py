@@ -187,16 +187,10 @@ def load_fashion_mnist(
     Shape:
         Returns train images (60000, 28, 28, 1) uint8 and test images (10000, 28, 28, 1).
     """
-    cache = default_cache_dir(cache_dir)
     md5s = dict(FASHION_MNIST_FILES) if md5s is None else md5s
-
-    def build() -> Dataset:
-        folder = cache / "downloads" / "fashion-mnist"
-        for file_name, md5 in md5s.items():
-            ensure_file(base_url + file_name, folder / file_name, md5, download, progress, opener)
-        return read_fashion_mnist(folder, md5s)
-
-    return _from_cache_or_build(cache / "fashion-mnist", build)
+    return _load_official_files(
+        "fashion-mnist", read_fashion_mnist, cache_dir, download, progress, base_url, md5s, opener
+    )
 
 
 def load_svhn(
@@ -212,13 +206,29 @@ def load_svhn(
     Shape:
         Returns train images (73257, 32, 32, 3) uint8 and test images (26032, 32, 32, 3).
     """
-    cache = default_cache_dir(cache_dir)
     md5s = dict(SVHN_FILES) if md5s is None else md5s
+    return _load_official_files(
+        "svhn", read_svhn, cache_dir, download, progress, base_url, md5s, opener
+    )
+
+
+def _load_official_files(
+    name: str,
+    reader: Callable[[Path, dict[str, str]], Dataset],
+    cache_dir: str | os.PathLike[str] | None,
+    download: bool,
+    progress: bool,
+    base_url: str,
+    md5s: dict[str, str],
+    opener: Opener | None,
+) -> Dataset:
+    """A dataset published as several md5-checked files: cached arrays, else fetch and read."""
+    cache = default_cache_dir(cache_dir)
 
     def build() -> Dataset:
-        folder = cache / "downloads" / "svhn"
+        folder = cache / "downloads" / name
         for file_name, md5 in md5s.items():
             ensure_file(base_url + file_name, folder / file_name, md5, download, progress, opener)
-        return read_svhn(folder, md5s)
+        return reader(folder, md5s)
 
-    return _from_cache_or_build(cache / "svhn", build)
+    return _from_cache_or_build(cache / name, build)
