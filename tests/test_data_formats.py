@@ -28,6 +28,7 @@ from scratchcnn.data import (
     load_cifar10,
     load_dataset,
     load_fashion_mnist,
+    load_svhn,
     read_cifar10_binary,
     read_cifar10_python,
     read_fashion_mnist,
@@ -36,6 +37,7 @@ from scratchcnn.data import (
 )
 from scratchcnn.data.cifar import CIFAR10_BINARY_URL, CIFAR10_CLASS_NAMES
 from scratchcnn.data.fashion_mnist import FASHION_MNIST_FILES
+from scratchcnn.data.svhn import SVHN_FILES
 
 TRAIN_PER_BATCH = 4
 TEST_COUNT = 6
@@ -431,6 +433,31 @@ def test_svhn_round_trip(tmp_path):
     np.testing.assert_array_equal(dataset.test_images, expected["test_32x32.mat"][0])
     np.testing.assert_array_equal(dataset.test_labels, [0, 1, 9])
     assert dataset.class_names[0] == "0" and dataset.train_labels.dtype == np.int64
+
+
+def test_svhn_download_checks_md5_and_caches(tmp_path):
+    from scipy.io import savemat
+
+    source = tmp_path / "server"
+    source.mkdir()
+    rng = np.random.default_rng(5)
+    for name in SVHN_FILES:
+        savemat(
+            source / name,
+            {
+                "X": rng.integers(0, 256, (32, 32, 3, 2), dtype=np.uint8),
+                "y": np.array([[10], [3]], dtype=np.uint8),
+            },
+        )
+    md5s = {name: _md5(source / name) for name in SVHN_FILES}
+    dataset = load_svhn(
+        tmp_path / "cache", progress=False, base_url=source.as_uri() + "/", md5s=md5s
+    )
+    np.testing.assert_array_equal(dataset.train_labels, [0, 3])
+    assert (tmp_path / "cache" / "downloads" / "svhn" / "train_32x32.mat").is_file()
+    bad = {name: "0" * 32 for name in SVHN_FILES}
+    with pytest.raises(ChecksumError):
+        load_svhn(tmp_path / "other", progress=False, base_url=source.as_uri() + "/", md5s=bad)
 
 
 # ---------------------------------------------------------------- image folders and zips
