@@ -152,6 +152,20 @@ def test_conv_backward_matches_reference(
     np.testing.assert_allclose(skipped[1], want[1], **tolerance(dtype))
 
 
+@pytest.mark.parametrize("workers", [1, 2, 3])
+@pytest.mark.parametrize(("n", "chunk_bytes"), [(1, 1), (5, 1), (64, 1 << 21), (7, 1 << 30)])
+def test_conv_chunks_cover_the_batch_evenly(monkeypatch, workers, n, chunk_bytes):
+    monkeypatch.setattr(fast, "WORKERS", workers)
+    monkeypatch.setattr(fast, "CHUNK_BYTES", chunk_bytes)
+    chunks = fast._chunks(n, (n, 16, 16, 32), (16, 16), (3, 3), 4)
+    assert [i for images in chunks for i in range(images.start, images.stop)] == list(range(n))
+    sizes = [images.stop - images.start for images in chunks]
+    assert max(sizes) - min(sizes) <= 1
+    assert max(sizes) * 16 * 16 * 9 * 32 * 4 <= max(chunk_bytes, 16 * 16 * 9 * 32 * 4)
+    if n >= workers:
+        assert len(chunks) % workers == 0 or len(chunks) == n
+
+
 @pytest.mark.parametrize(("x_shape", "w_shape", "stride", "padding", "dilation"), CONV_CASES)
 def test_col2im_is_the_adjoint_of_im2col(numba_path, x_shape, w_shape, stride, padding, dilation):
     """<im2col(x), c> == <x, col2im(c)> for every x and c: the defining property of col2im."""
@@ -224,11 +238,15 @@ POOL_CASES = [
 ]
 
 
+# On 2 workers (the batch split between them, however small) and in the caller alone.
+@pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(("x_shape", "kernel", "stride", "padding"), POOL_CASES)
 def test_max_pool_matches_reference_and_naive_loops(
-    numba_path, dtype, x_shape, kernel, stride, padding
+    numba_path, monkeypatch, workers, dtype, x_shape, kernel, stride, padding
 ):
+    monkeypatch.setattr(fast, "WORKERS", workers)
+    monkeypatch.setattr(fast, "SPLIT_MIN_BYTES", 0)
     rng = np.random.default_rng(4)
     x = rng.standard_normal(x_shape).astype(dtype)
     out, argmax = fast.max_pool2d_forward(x, kernel, stride, padding)
@@ -427,9 +445,14 @@ def test_conv_layer_keeps_no_cache_in_inference():
             conv.backward(np.ones((2, 4, 5, 5), dtype=np.float32))
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(("x_shape", "kernel", "stride", "padding"), POOL_CASES)
-def test_relu_max_pool_matches_naive_loops(numba_path, dtype, x_shape, kernel, stride, padding):
+def test_relu_max_pool_matches_naive_loops(
+    numba_path, monkeypatch, workers, dtype, x_shape, kernel, stride, padding
+):
+    monkeypatch.setattr(fast, "WORKERS", workers)
+    monkeypatch.setattr(fast, "SPLIT_MIN_BYTES", 0)
     rng = np.random.default_rng(15)
     x = rng.standard_normal(x_shape).astype(dtype)
     out = fast.relu_max_pool2d_forward(x, kernel, stride, padding)

@@ -60,7 +60,7 @@ _executor_key = (0, 0)  # (WORKERS, process id) the executor was made for
 
 # Bytes of im2col rows built at once: the convolution runs a few images at a time so that the
 # rows stay in the core's L2 cache between being written and being multiplied.
-CHUNK_BYTES = 1 << 20
+CHUNK_BYTES = 1 << 21
 
 _kernels: ModuleType | None = None
 _kernels_tried = False
@@ -113,17 +113,38 @@ def blas_limit() -> Iterator[None]:
         _blas_limit_depth -= 1
 
 
-def _map_chunks(work, starts: range) -> list:
-    """``[work(start) for start in starts]``, spread over ``WORKERS`` threads, in order."""
+def _map_chunks(work, chunks: list) -> list:
+    """``[work(chunk) for chunk in chunks]``, spread over ``WORKERS`` threads, in order."""
     global _executor, _executor_key
-    if WORKERS <= 1 or len(starts) <= 1:
-        return [work(start) for start in starts]
+    if WORKERS <= 1 or len(chunks) <= 1:
+        return [work(chunk) for chunk in chunks]
     # A forked child (e.g. a data-loader process) inherits the executor but not its threads.
     key = (WORKERS, os.getpid())
     if _executor is None or _executor_key != key:
         _executor = ThreadPoolExecutor(WORKERS, thread_name_prefix="scratchcnn")
         _executor_key = key
-    return list(_executor.map(work, starts))
+    return list(_executor.map(work, chunks))
+
+
+# Pooling kernels are split over the workers only above this many bytes of input: below it, handing
+# the halves to the threads costs more than it saves.
+SPLIT_MIN_BYTES = 1 << 18
+
+
+def _split_batch(work, n: int, nbytes: int) -> None:
+    """Run ``work(images)`` on ``WORKERS`` even slices of a batch of ``n`` images, in parallel.
+
+    For the memory-bound Numba kernels (pooling) that run between the convolutions: each
+    worker's kernel reads and writes only its own images, and releases the GIL.
+    """
+    parts = min(n, max(1, WORKERS)) if nbytes >= SPLIT_MIN_BYTES else 1
+    _map_chunks(work, _even_slices(n, parts))
+
+
+def _even_slices(n: int, parts: int) -> list[slice]:
+    """``range(n)`` cut into ``parts`` consecutive slices whose lengths differ by at most one."""
+    bounds = [n * i // parts for i in range(parts + 1)]
+    return [slice(start, stop) for start, stop in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 _thread_scratch = threading.local()
@@ -298,10 +319,19 @@ def _weight_rows(weight: np.ndarray) -> np.ndarray:
     return weight.transpose(0, 2, 3, 1).reshape(weight.shape[0], -1)
 
 
-def _images_per_chunk(x_shape_nhwc, out_hw, kernel_size, itemsize: int) -> int:
-    """How many images' im2col rows fit in ``CHUNK_BYTES``."""
+def _chunks(n: int, x_shape_nhwc, out_hw, kernel_size, itemsize: int) -> list[slice]:
+    """The batch cut into chunks whose im2col rows fit in ``CHUNK_BYTES``, for the workers.
+
+    The chunks are as even as possible and, when there are enough images, their number is a
+    multiple of ``WORKERS``, so that no worker is left alone with a last, lopsided chunk.
+    """
     per_image = out_hw[0] * out_hw[1] * kernel_size[0] * kernel_size[1] * x_shape_nhwc[3]
-    return max(1, CHUNK_BYTES // (per_image * itemsize))
+    most = max(1, CHUNK_BYTES // (per_image * itemsize))
+    count = -(-n // most)  # ceil
+    workers = max(1, WORKERS)
+    if n >= workers:
+        count = min(n, -(-count // workers) * workers)
+    return _even_slices(n, count)
 
 
 class ConvSaved(NamedTuple):
@@ -344,22 +374,22 @@ def conv2d_forward(
     out_h, out_w = _out_hw((h, w), kernel_size, stride, padding, dilation)
     weight_cols = _weight_rows(weight).T  # (KH*KW*C, OC)
     out = np.empty((n, out_h, out_w, out_channels), dtype=np.result_type(x, weight))
-    chunk = _images_per_chunk(x_nhwc.shape, (out_h, out_w), kernel_size, x.itemsize)
+    chunks = _chunks(n, x_nhwc.shape, (out_h, out_w), kernel_size, x.itemsize)
     width = kernel_size[0] * kernel_size[1] * x_nhwc.shape[3]
     kernels = numba_kernels()  # loaded here, not racing in the worker threads
     kept = None
     if for_backward and x_nhwc.shape[3] < KEEP_COLS_BELOW_CHANNELS:
         kept = np.empty((n, out_h, out_w, width), dtype=x.dtype)
 
-    def forward_chunk(start: int) -> None:
+    def forward_chunk(images: slice) -> None:
         # Small enough to stay in cache between im2col writing it and the product reading it.
-        x_chunk = x_nhwc[start : start + chunk]
+        x_chunk = x_nhwc[images]
         if kept is not None:
-            buffer = kept[start : start + chunk]
+            buffer = kept[images]
         else:
             buffer = _scratch(0, (x_chunk.shape[0], out_h, out_w, width), x.dtype)
         cols = im2col_nhwc(x_chunk, kernel_size, stride, padding, dilation, out=buffer)
-        rows = out[start : start + chunk].reshape(-1, out_channels)  # (b*OH*OW, OC) view
+        rows = out[images].reshape(-1, out_channels)  # (b*OH*OW, OC) view
         np.matmul(cols.reshape(rows.shape[0], -1), weight_cols, out=rows)
         if bias is not None and kernels is not None:
             kernels.add_bias(rows, bias.astype(rows.dtype, copy=False))
@@ -367,7 +397,7 @@ def conv2d_forward(
             rows += bias
 
     with blas_limit():
-        _map_chunks(forward_chunk, range(0, n, chunk))
+        _map_chunks(forward_chunk, chunks)
     return to_nchw(out), (ConvSaved(x_nhwc, kept) if for_backward else None)
 
 
@@ -397,12 +427,13 @@ def conv2d_backward(
     out_h, out_w = grad_nhwc.shape[1:3]
     weight_rows = _weight_rows(weight)  # (OC, KH*KW*C)
     grad_x = np.empty((n, h, w, c), dtype=grad_out.dtype) if need_input_grad else None
-    chunk = _images_per_chunk(x_nhwc.shape, (out_h, out_w), kernel_size, x_nhwc.itemsize)
-    ones = np.ones(min(chunk, n) * out_h * out_w, dtype=grad_nhwc.dtype)
+    chunks = _chunks(n, x_nhwc.shape, (out_h, out_w), kernel_size, x_nhwc.itemsize)
+    largest = max(images.stop - images.start for images in chunks)
+    ones = np.ones(largest * out_h * out_w, dtype=grad_nhwc.dtype)
 
-    def backward_chunk(start: int) -> tuple[np.ndarray, np.ndarray]:
+    def backward_chunk(images: slice) -> tuple[np.ndarray, np.ndarray]:
         """Fill this chunk's input gradient; return its shares of the weight and bias gradients."""
-        stop = min(start + chunk, n)
+        start, stop = images.start, images.stop
         width = weight_rows.shape[1]
         if saved.cols is not None:
             cols = saved.cols[start:stop]
@@ -423,7 +454,7 @@ def conv2d_backward(
 
     numba_kernels()  # load once here, not racing in the worker threads
     with blas_limit():
-        partial_grads = _map_chunks(backward_chunk, range(0, n, chunk))
+        partial_grads = _map_chunks(backward_chunk, chunks)
     grad_w_rows = np.sum([weight_part for weight_part, _ in partial_grads], axis=0)
     grad_b = np.sum([bias_part for _, bias_part in partial_grads], axis=0)
     grad_w = grad_w_rows.reshape(out_channels, kernel_h, kernel_w, in_channels)
@@ -458,9 +489,16 @@ def max_pool2d_forward(
     argmax = np.empty((n, *out_hw, c), dtype=np.int32)
     no_padding = padding == ((0, 0), (0, 0))
     if kernel_size == (2, 2) and stride == (2, 2) and no_padding:
-        kernels.max_pool_2x2(x_nhwc, out, argmax)
+
+        def pool_images(images: slice) -> None:
+            kernels.max_pool_2x2(x_nhwc[images], out[images], argmax[images])
     else:
-        kernels.max_pool(x_nhwc, *kernel_size, *stride, padding[0][0], padding[1][0], out, argmax)
+        geometry = (*kernel_size, *stride, padding[0][0], padding[1][0])
+
+        def pool_images(images: slice) -> None:
+            kernels.max_pool(x_nhwc[images], *geometry, out[images], argmax[images])
+
+    _split_batch(pool_images, n, x.nbytes)
     return to_nchw(out), argmax
 
 
@@ -483,7 +521,12 @@ def relu_max_pool2d_forward(
     x_nhwc = to_nhwc(x)
     n, h, w, c = x_nhwc.shape
     out = np.empty((n, h // 2, w // 2, c), dtype=x.dtype)
-    kernels.max_pool_2x2_bias_relu(x_nhwc, np.zeros(c, dtype=x.dtype), out)
+    zeros = np.zeros(c, dtype=x.dtype)
+
+    def pool_images(images: slice) -> None:
+        kernels.max_pool_2x2_bias_relu(x_nhwc[images], zeros, out[images])
+
+    _split_batch(pool_images, n, x.nbytes)
     return to_nchw(out)
 
 
@@ -523,19 +566,19 @@ def conv2d_relu_max_pool2d_forward(
     width = weight_cols.shape[0]
     bias = np.zeros(out_channels, dtype=dtype) if bias is None else bias.astype(dtype, copy=False)
     pooled = np.empty((n, out_h // 2, out_w // 2, out_channels), dtype=dtype)
-    chunk = _images_per_chunk(x_nhwc.shape, (out_h, out_w), kernel_size, x.itemsize)
+    chunks = _chunks(n, x_nhwc.shape, (out_h, out_w), kernel_size, x.itemsize)
 
-    def forward_chunk(start: int) -> None:
-        x_chunk = x_nhwc[start : start + chunk]
-        images = x_chunk.shape[0]
-        cols = _scratch(0, (images, out_h, out_w, width), x.dtype)
+    def forward_chunk(images: slice) -> None:
+        x_chunk = x_nhwc[images]
+        count = x_chunk.shape[0]
+        cols = _scratch(0, (count, out_h, out_w, width), x.dtype)
         im2col_nhwc(x_chunk, kernel_size, stride, padding, dilation, out=cols)
-        conv_out = _scratch(1, (images, out_h, out_w, out_channels), dtype)
+        conv_out = _scratch(1, (count, out_h, out_w, out_channels), dtype)
         np.matmul(cols.reshape(-1, width), weight_cols, out=conv_out.reshape(-1, out_channels))
-        kernels.max_pool_2x2_bias_relu(conv_out, bias, pooled[start : start + chunk])
+        kernels.max_pool_2x2_bias_relu(conv_out, bias, pooled[images])
 
     with blas_limit():
-        _map_chunks(forward_chunk, range(0, n, chunk))
+        _map_chunks(forward_chunk, chunks)
     return to_nchw(pooled)
 
 
@@ -558,11 +601,16 @@ def max_pool2d_backward(
     if kernels is not None:
         out = np.empty((n, h, w, c), dtype=grad_out.dtype)
         if kernel_size == (2, 2) and stride == (2, 2) and padding == ((0, 0), (0, 0)):
-            kernels.max_pool_2x2_backward(grad_nhwc, argmax, out)
+
+            def route_images(images: slice) -> None:
+                kernels.max_pool_2x2_backward(grad_nhwc[images], argmax[images], out[images])
         else:
-            kernels.max_pool_backward(
-                grad_nhwc, argmax, kernel_size[1], *stride, padding[0][0], padding[1][0], out
-            )
+            geometry = (kernel_size[1], *stride, padding[0][0], padding[1][0])
+
+            def route_images(images: slice) -> None:
+                kernels.max_pool_backward(grad_nhwc[images], argmax[images], *geometry, out[images])
+
+        _split_batch(route_images, n, out.nbytes)
         return to_nchw(out)
     (top, bottom), (left, right) = padding
     out_h, out_w = grad_nhwc.shape[1:3]
