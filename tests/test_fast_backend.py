@@ -536,3 +536,17 @@ def test_conv_relu_pool_inference_matches_naive_loops(numba_path):
         want = naive_max_pool(np.maximum(conv, 0), (2, 2), (2, 2), ((0, 0), (0, 0)))
         assert got.shape == want.shape == (5, 4, 4, 3) and got.dtype == dtype
         np.testing.assert_allclose(got, want, **tolerance(dtype))
+
+
+def test_allocator_tuning_runs_once_and_can_be_turned_off(monkeypatch):
+    """Keeping freed memory is a process-wide malloc setting: applied once, never an error."""
+    monkeypatch.setattr(fast, "_allocator_tuned", False)
+    monkeypatch.setattr(fast, "KEEP_FREED_MEMORY", False)
+    with fast.blas_limit():
+        pass
+    assert not fast._allocator_tuned
+    monkeypatch.setattr(fast, "KEEP_FREED_MEMORY", True)
+    with fast.blas_limit():
+        pass
+    assert fast._allocator_tuned
+    fast._tune_allocator()  # a second call does nothing

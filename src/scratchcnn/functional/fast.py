@@ -84,6 +84,38 @@ def numba_kernels() -> ModuleType | None:
     return _kernels
 
 
+# Keep freed large blocks in the process's heap (glibc only). A training step allocates and frees
+# batch-sized arrays (8 MB activations and gradients, 7 MB of RGB im2col rows). By default glibc
+# serves blocks this large with mmap and returns them to the OS on free, so every step page-faults
+# them in again: ~2200 page faults per seed-model step, which measured 41 ms -> 26 ms per step
+# when removed (idle 2-core VM). With a 32 MB mmap threshold (above any of these arrays) and no
+# trimming, the next step reuses the blocks. Peak memory is unchanged (the process keeps what it
+# peaked at). ``False`` leaves malloc alone.
+KEEP_FREED_MEMORY = True
+
+_allocator_tuned = False
+
+
+def _tune_allocator() -> None:
+    """Apply ``KEEP_FREED_MEMORY`` once per process (a no-op off glibc)."""
+    global _allocator_tuned
+    if _allocator_tuned or not KEEP_FREED_MEMORY:
+        return
+    _allocator_tuned = True
+    import ctypes
+    import ctypes.util
+
+    libc_name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(libc_name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError, TypeError):  # not glibc: nothing to tune
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
+    mallopt(m_mmap_threshold, 32 << 20)
+    mallopt(m_trim_threshold, 1 << 30)
+
+
 _blas_limit_depth = 0  # > 0 while inside blas_limit(): nested scopes are free
 
 
@@ -95,6 +127,7 @@ def blas_limit() -> Iterator[None]:
     nothing (the outermost one sets and restores the limit).
     """
     global _blas_controller, _blas_limit_depth
+    _tune_allocator()
     if BLAS_THREADS is None or _blas_limit_depth > 0:
         yield
         return
