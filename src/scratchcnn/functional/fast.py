@@ -693,7 +693,11 @@ def relu_backward(grad_out: np.ndarray, positive: np.ndarray) -> np.ndarray:
     same_layout = _element_strides(grad_out) == _element_strides(positive)
     flat_grad, flat_mask = _flat_view(grad_out), _flat_view(positive)
     if kernels is None or not same_layout or flat_grad is None or flat_mask is None:
-        return grad_out * positive
+        # Computed in the mask's memory order: after Flatten the gradient arrives NCHW while the
+        # mask is channels-last, and NumPy's own order for the mixed layouts measured ~7x slower.
+        order = sorted(range(positive.ndim), key=lambda axis: -abs(positive.strides[axis]))
+        out = np.multiply(grad_out.transpose(order), positive.transpose(order))
+        return out.transpose(np.argsort(order))
     out = np.empty_like(grad_out)
     kernels.relu_backward(flat_grad, flat_mask, _flat_view(out))
     return out
