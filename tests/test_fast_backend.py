@@ -550,3 +550,38 @@ def test_allocator_tuning_runs_once_and_can_be_turned_off(monkeypatch):
         pass
     assert fast._allocator_tuned
     fast._tune_allocator()  # a second call does nothing
+
+
+# (M, K, N): the inner dimension split, the output's columns split, its rows split; too small.
+@pytest.mark.parametrize("shape", [(4, 33, 5), (5, 4, 33), (33, 5, 4), (1, 1, 1)])
+@pytest.mark.parametrize("workers", [1, 2, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_split_matmul_matches_numpy(monkeypatch, shape, workers, dtype):
+    monkeypatch.setattr(fast, "WORKERS", workers)
+    monkeypatch.setattr(fast, "SPLIT_MIN_PRODUCT", 0)
+    rng = np.random.default_rng(16)
+    a = rng.standard_normal(shape[:2]).astype(dtype)
+    b = rng.standard_normal(shape[1:]).astype(dtype)
+    got = fast.matmul(a, b.T.copy().T)  # b as a transposed view, as Linear passes its weight
+    assert got.shape == shape[::2] and got.dtype == dtype
+    np.testing.assert_allclose(got, a @ b, **tolerance(dtype))
+
+
+def test_linear_on_split_products_matches_reference(monkeypatch):
+    monkeypatch.setattr(fast, "SPLIT_MIN_PRODUCT", 0)
+    monkeypatch.setattr(fast, "WORKERS", 2)
+    rng = np.random.default_rng(17)
+    x = rng.standard_normal((6, 40))
+    grad_out = rng.standard_normal((6, 7))
+    results = {}
+    for backend in ("fast", "reference"):
+        layer = sc.layers.Linear(40, 7, rng=np.random.default_rng(3), dtype=np.float64)
+        with use_backend(backend):
+            out = layer.forward(x, training=True)
+            grad_x = layer.backward(grad_out)
+        results[backend] = (out, grad_x, layer.weight.grad.copy(), layer.bias.grad.copy())
+    for got, want in zip(results["fast"], results["reference"], strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    with use_backend("fast"):
+        errors = check_layer(sc.layers.Linear(5, 3, rng=rng, dtype=np.float64), (4, 5), rng)
+    assert max(errors.values()) < 1e-6, errors

@@ -657,6 +657,46 @@ def max_pool2d_backward(
     return to_nchw(grad_padded[:, top : top + h, left : left + w])
 
 
+# Products smaller than this many multiply-adds run in the caller alone: below it, handing halves to
+# the workers costs more than it saves.
+SPLIT_MIN_PRODUCT = 1 << 22
+
+
+def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` for 2-D arrays, split across ``WORKERS`` threads of one-thread BLAS.
+
+    A Linear layer's products are made while the convolution workers are idle. The longest of
+    the three dimensions is split: the output's rows or columns (each worker writes its own
+    block), or the shared inner dimension (each worker makes a partial product; they are
+    summed). The seed model's ``(64, 4096) @ (4096, 128)`` splits its inner dimension, and its
+    weight and input gradients (``4096`` output columns) their columns.
+
+    Shape: ``a (M, K)``, ``b (K, N)`` -> ``(M, N)``.
+    """
+    (rows, inner), columns = a.shape, b.shape[1]
+    parts = min(max(1, WORKERS), max(rows, inner, columns))
+    if parts <= 1 or rows * inner * columns < SPLIT_MIN_PRODUCT:
+        return a @ b
+    with blas_limit():
+        if inner >= max(rows, columns):
+            partial = _map_chunks(lambda k: a[:, k] @ b[k], _even_slices(inner, parts))
+            return np.sum(partial, axis=0, dtype=partial[0].dtype)
+        out = np.empty((rows, columns), dtype=np.result_type(a, b))
+        if rows >= columns:
+
+            def rows_block(block: slice) -> None:
+                np.matmul(a[block], b, out=out[block])
+
+            _map_chunks(rows_block, _even_slices(rows, parts))
+        else:
+
+            def columns_block(block: slice) -> None:
+                np.matmul(a, b[:, block], out=out[:, block])
+
+            _map_chunks(columns_block, _even_slices(columns, parts))
+        return out
+
+
 def _flat_view(a: np.ndarray) -> np.ndarray | None:
     """``a``'s elements in memory order as a 1-D view, or ``None`` if that needs a copy."""
     flat = a.ravel(order="K")

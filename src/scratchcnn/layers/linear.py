@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from scratchcnn.backend import get_backend
+from scratchcnn.functional import fast
 from scratchcnn.init import initialize
 from scratchcnn.layers._checks import check_input, positive_int
 from scratchcnn.layers.base import Layer
@@ -35,7 +37,8 @@ class Linear(Layer):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         check_input(self, x, 2, self.in_features, "(N, in_features)")
-        out = x @ self.weight.data.T
+        matmul = fast.matmul if get_backend() == "fast" else np.matmul
+        out = matmul(x, self.weight.data.T)
         if self.bias is not None:
             out += self.bias.data
         if self._keeps_cache(training):
@@ -44,10 +47,11 @@ class Linear(Layer):
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         x = self._pop_cache()
-        self.weight.grad[...] = grad_out.T @ x
+        matmul = fast.matmul if get_backend() == "fast" else np.matmul
+        self.weight.grad[...] = matmul(grad_out.T, x)
         if self.bias is not None:
             self.bias.grad[...] = grad_out.sum(axis=0)
-        return grad_out @ self.weight.data
+        return matmul(grad_out, self.weight.data)
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return input_shape[0], self.out_features
