@@ -585,3 +585,19 @@ def test_linear_on_split_products_matches_reference(monkeypatch):
     with use_backend("fast"):
         errors = check_layer(sc.layers.Linear(5, 3, rng=rng, dtype=np.float64), (4, 5), rng)
     assert max(errors.values()) < 1e-6, errors
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_map_chunks_keeps_order_and_raises(monkeypatch, workers):
+    """The caller and the pool threads share the chunks; results come back in chunk order."""
+    monkeypatch.setattr(fast, "WORKERS", workers)
+    chunks = list(range(17))
+    assert fast._map_chunks(lambda chunk: chunk * chunk, chunks) == [c * c for c in chunks]
+
+    def fails_on_five(chunk: int) -> int:
+        if chunk == 5:
+            raise ValueError("chunk 5")
+        return chunk
+
+    with pytest.raises(ValueError, match="chunk 5"):
+        fast._map_chunks(fails_on_five, chunks)
