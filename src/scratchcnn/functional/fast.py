@@ -49,11 +49,12 @@ _blas_controller = None
 # rows are built from C-element copies (3 for RGB), slow per byte, and the matrix is small.
 KEEP_COLS_BELOW_CHANNELS = 8
 
-# Threads that run the convolution's batch chunks. Each chunk is independent work (im2col, a
-# one-thread BLAS product, col2im) handed out from a queue, so a thread that the OS pauses delays
-# only its own chunk instead of stalling a spin-waiting partner. 1 runs everything in the caller.
+# Threads that run the convolution's batch chunks (the caller plus WORKERS - 1 pool threads; also
+# the pooling kernels' and Linear's halves). Each chunk is independent work (im2col, a one-thread
+# BLAS product, col2im) taken from a shared counter, so a thread that the OS pauses delays only its
+# own chunk instead of stalling a spin-waiting partner. 1 runs everything in the caller.
 # (Under heavy load from other processes, 2 workers measured within 10% of 1 worker; on an idle
-# machine they use the second core.)
+# machine 2 run the seed model's conv2 forward + backward 1.6x faster than 1.)
 WORKERS = os.cpu_count() or 1
 
 _executor: ThreadPoolExecutor | None = None
