@@ -159,3 +159,28 @@ def test_console_entry_point_runs():
         [sys.executable, "-m", "scratchcnn", "--version"], capture_output=True, text=True
     )
     assert result.returncode == 0 and result.stdout.startswith("scratchcnn ")
+
+
+def test_closed_pipe_ends_quietly(trained_run):
+    """``scratchcnn evaluate | head -1``: the reader is gone before the output is written."""
+    data, run = trained_run
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "scratchcnn",
+            "evaluate",
+            "--checkpoint",
+            str(run / "best.safetensors"),
+            "--data",
+            str(data),
+            "--cache-dir",
+            str(run.parent.parent / "cache"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    process.stdout.close()  # nobody will read: every write to stdout now fails
+    stderr = process.communicate(timeout=120)[1].decode()
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
+    assert process.returncode == 141

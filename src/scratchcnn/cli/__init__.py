@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # Order is the order ``scratchcnn --help`` lists them in.
@@ -46,7 +47,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    return int(args._module.run(args) or 0)
+    try:
+        code = int(args._module.run(args) or 0)
+        sys.stdout.flush()  # meet a closed pipe here rather than at interpreter exit
+        return code
+    except BrokenPipeError:
+        # The reader went away (`scratchcnn evaluate | head`): stop quietly, as Unix tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":  # pragma: no cover
