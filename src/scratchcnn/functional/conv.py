@@ -60,6 +60,25 @@ def sliding_windows(
     )
 
 
+def kernel_offset_slices(
+    offset: tuple[int, int],
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+    out_size: tuple[int, int],
+) -> tuple[slice, slice]:
+    """Where kernel position ``offset = (i, j)`` lands in the padded input, for every output pixel.
+
+    Output pixel ``(oh, ow)`` reads padded input ``(oh * stride + i * dilation, ...)``, so over all
+    outputs the rows form ``slice(i * dilation, ..., stride)``. Backward passes use these slabs to
+    add each kernel position's gradient back without a loop over pixels.
+    """
+    starts = (offset[0] * dilation[0], offset[1] * dilation[1])
+    return (
+        slice(starts[0], starts[0] + stride[0] * (out_size[0] - 1) + 1, stride[0]),
+        slice(starts[1], starts[1] + stride[1] * (out_size[1] - 1) + 1, stride[1]),
+    )
+
+
 def im2col(
     x: np.ndarray,
     kernel_size: tuple[int, int],
@@ -102,11 +121,8 @@ def col2im(
     cols = cols.reshape(n, out_h, out_w, c, kh, kw).transpose(0, 3, 4, 5, 1, 2)  # (N,C,KH,KW,OH,OW)
     grad_padded = np.zeros((n, c, h + top + bottom, w + left + right), dtype=cols.dtype)
     for i in range(kh):
-        row0 = i * dilation[0]
-        rows = slice(row0, row0 + stride[0] * (out_h - 1) + 1, stride[0])
         for j in range(kw):
-            col0 = j * dilation[1]
-            columns = slice(col0, col0 + stride[1] * (out_w - 1) + 1, stride[1])
+            rows, columns = kernel_offset_slices((i, j), stride, dilation, (out_h, out_w))
             grad_padded[:, :, rows, columns] += cols[:, :, i, j]
     return grad_padded[:, :, top : top + h, left : left + w]
 

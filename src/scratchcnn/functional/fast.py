@@ -28,7 +28,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from scratchcnn.functional.conv import Pad2d, conv_output_size
+from scratchcnn.functional.conv import Pad2d, conv_output_size, kernel_offset_slices
 
 # Use the Numba kernels when Numba can be imported. Tests set this to False to cover the
 # NumPy-only path that runs wherever Numba is missing.
@@ -357,11 +357,8 @@ def col2im_nhwc(
     slabs = cols.reshape(n, out_h, out_w, kernel_size[0], kernel_size[1], c)
     grad_padded = np.zeros((n, h + top + bottom, w + left + right, c), dtype=cols.dtype)
     for i in range(kernel_size[0]):
-        row0 = i * dilation[0]
-        rows = slice(row0, row0 + stride[0] * (out_h - 1) + 1, stride[0])
         for j in range(kernel_size[1]):
-            col0 = j * dilation[1]
-            columns = slice(col0, col0 + stride[1] * (out_w - 1) + 1, stride[1])
+            rows, columns = kernel_offset_slices((i, j), stride, dilation, (out_h, out_w))
             grad_padded[:, rows, columns] += slabs[:, :, :, i, j]
     if out is None:
         return grad_padded[:, top : top + h, left : left + w]
@@ -671,9 +668,8 @@ def max_pool2d_backward(
     out_h, out_w = grad_nhwc.shape[1:3]
     grad_padded = np.zeros((n, h + top + bottom, w + left + right, c), dtype=grad_out.dtype)
     for i in range(kernel_size[0]):
-        rows = slice(i, i + stride[0] * (out_h - 1) + 1, stride[0])
         for j in range(kernel_size[1]):
-            columns = slice(j, j + stride[1] * (out_w - 1) + 1, stride[1])
+            rows, columns = kernel_offset_slices((i, j), stride, (1, 1), (out_h, out_w))
             won = argmax == i * kernel_size[1] + j
             grad_padded[:, rows, columns] += np.where(won, grad_nhwc, 0)
     return to_nchw(grad_padded[:, top : top + h, left : left + w])

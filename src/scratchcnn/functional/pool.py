@@ -7,7 +7,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from scratchcnn.functional.conv import Pad2d, conv_output_size, pad_input, sliding_windows
+from scratchcnn.functional.conv import (
+    Pad2d,
+    conv_output_size,
+    kernel_offset_slices,
+    pad_input,
+    sliding_windows,
+)
 
 
 def _out_size(shape: tuple[int, ...], kernel_size, stride, padding: Pad2d) -> tuple[int, int]:
@@ -52,9 +58,8 @@ def max_pool2d_backward(
     out_h, out_w = grad_out.shape[2:]
     grad_padded = np.zeros((n, c, h + top + bottom, w + left + right), dtype=grad_out.dtype)
     for i in range(kernel_size[0]):
-        rows = slice(i, i + stride[0] * (out_h - 1) + 1, stride[0])
         for j in range(kernel_size[1]):
-            columns = slice(j, j + stride[1] * (out_w - 1) + 1, stride[1])
+            rows, columns = kernel_offset_slices((i, j), stride, (1, 1), (out_h, out_w))
             won = argmax == i * kernel_size[1] + j
             grad_padded[:, :, rows, columns] += np.where(won, grad_out, 0)
     return grad_padded[:, :, top : top + h, left : left + w]
@@ -89,8 +94,7 @@ def avg_pool2d_backward(
     share = grad_out / (kernel_size[0] * kernel_size[1])
     grad_padded = np.zeros((n, c, h + top + bottom, w + left + right), dtype=grad_out.dtype)
     for i in range(kernel_size[0]):
-        rows = slice(i, i + stride[0] * (out_h - 1) + 1, stride[0])
         for j in range(kernel_size[1]):
-            columns = slice(j, j + stride[1] * (out_w - 1) + 1, stride[1])
+            rows, columns = kernel_offset_slices((i, j), stride, (1, 1), (out_h, out_w))
             grad_padded[:, :, rows, columns] += share
     return grad_padded[:, :, top : top + h, left : left + w]
