@@ -30,6 +30,26 @@ def _wins(value, best):
     return value > best or (value != value and best == best)
 
 
+@njit(cache=True, inline="always")
+def _max_2x2(x, b, oh, ow, ch):
+    """The winner of window ``(oh, ow)`` of a 2x2/stride-2 pool and its position in ``0..3``."""
+    best = x[b, 2 * oh, 2 * ow, ch]
+    where = 0
+    value = x[b, 2 * oh, 2 * ow + 1, ch]
+    if _wins(value, best):
+        best = value
+        where = 1
+    value = x[b, 2 * oh + 1, 2 * ow, ch]
+    if _wins(value, best):
+        best = value
+        where = 2
+    value = x[b, 2 * oh + 1, 2 * ow + 1, ch]
+    if _wins(value, best):
+        best = value
+        where = 3
+    return best, where
+
+
 @njit(parallel=PARALLEL, cache=True, nogil=True)
 def im2col(x, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w, out):
     """Fill ``out (N, OH, OW, KH*KW*C)`` from ``x (N, H, W, C)``; padding reads as zero."""
@@ -115,20 +135,7 @@ def max_pool_2x2(x, out, argmax):
         oh = image_row % out_h
         for ow in range(out_w):
             for ch in range(c):
-                best = x[b, 2 * oh, 2 * ow, ch]
-                where = 0
-                value = x[b, 2 * oh, 2 * ow + 1, ch]
-                if _wins(value, best):
-                    best = value
-                    where = 1
-                value = x[b, 2 * oh + 1, 2 * ow, ch]
-                if _wins(value, best):
-                    best = value
-                    where = 2
-                value = x[b, 2 * oh + 1, 2 * ow + 1, ch]
-                if _wins(value, best):
-                    best = value
-                    where = 3
+                best, where = _max_2x2(x, b, oh, ow, ch)
                 out[b, oh, ow, ch] = best
                 argmax[b, oh, ow, ch] = where
 
@@ -218,17 +225,7 @@ def max_pool_2x2_bias_relu(x, bias, out):
         oh = image_row % out_h
         for ow in range(out_w):
             for ch in range(c):
-                best = x[b, 2 * oh, 2 * ow, ch]
-                value = x[b, 2 * oh, 2 * ow + 1, ch]
-                if _wins(value, best):
-                    best = value
-                value = x[b, 2 * oh + 1, 2 * ow, ch]
-                if _wins(value, best):
-                    best = value
-                value = x[b, 2 * oh + 1, 2 * ow + 1, ch]
-                if _wins(value, best):
-                    best = value
-                best += bias[ch]
+                best = _max_2x2(x, b, oh, ow, ch)[0] + bias[ch]
                 out[b, oh, ow, ch] = best if best > 0 else 0
 
 
