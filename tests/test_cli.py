@@ -45,6 +45,20 @@ def trained_run(tmp_path_factory) -> tuple[Path, Path]:
     return data, root / "runs" / "cli"
 
 
+def evaluate_args(data: Path, run: Path, *extra: str) -> list[str]:
+    """``scratchcnn evaluate`` of a run's best model on the tiny image folder."""
+    return [
+        "evaluate",
+        "--checkpoint",
+        str(run / "best.safetensors"),
+        "--data",
+        str(data),
+        "--cache-dir",
+        str(run.parent.parent / "cache"),
+        *extra,
+    ]
+
+
 def test_train_writes_a_run_folder(trained_run):
     _, run = trained_run
     assert (run / "best.safetensors").is_file()
@@ -53,18 +67,7 @@ def test_train_writes_a_run_folder(trained_run):
 
 def test_evaluate_reports_accuracy_per_class_and_loss(trained_run, capsys):
     data, run = trained_run
-    code = main(
-        [
-            "evaluate",
-            "--checkpoint",
-            str(run / "best.safetensors"),
-            "--data",
-            str(data),
-            "--cache-dir",
-            str(run.parent.parent / "cache"),
-            "--json",
-        ]
-    )
+    code = main(evaluate_args(data, run, "--json"))
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     assert report["images"] == 30
@@ -77,20 +80,7 @@ def test_evaluate_reports_accuracy_per_class_and_loss(trained_run, capsys):
 
 def test_evaluate_text_output(trained_run, capsys):
     data, run = trained_run
-    assert (
-        main(
-            [
-                "evaluate",
-                "--checkpoint",
-                str(run / "best.safetensors"),
-                "--data",
-                str(data),
-                "--cache-dir",
-                str(run.parent.parent / "cache"),
-            ]
-        )
-        == 0
-    )
+    assert main(evaluate_args(data, run)) == 0
     out = capsys.readouterr().out
     assert "test accuracy:" in out and "per-class accuracy:" in out
     assert all(name in out for name in CLASS_NAMES)
@@ -165,18 +155,7 @@ def test_closed_pipe_ends_quietly(trained_run):
     """``scratchcnn evaluate | head -1``: the reader is gone before the output is written."""
     data, run = trained_run
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "scratchcnn",
-            "evaluate",
-            "--checkpoint",
-            str(run / "best.safetensors"),
-            "--data",
-            str(data),
-            "--cache-dir",
-            str(run.parent.parent / "cache"),
-        ],
+        [sys.executable, "-m", "scratchcnn", *evaluate_args(data, run)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
