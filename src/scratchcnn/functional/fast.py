@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import os
 import threading
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from scratchcnn.functional import winograd
 from scratchcnn.functional.conv import Pad2d, conv_output_size, kernel_offset_slices
 
 # Use the Numba kernels when Numba can be imported. Tests set this to False to cover the
@@ -215,7 +217,7 @@ def _scratch(slot: int, shape: tuple[int, ...], dtype) -> np.ndarray:
     buffers = getattr(_thread_scratch, "buffers", None)
     if buffers is None:
         buffers = _thread_scratch.buffers = {}
-    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    size = math.prod(shape) * np.dtype(dtype).itemsize
     buffer = buffers.get(slot)
     if buffer is None or buffer.size < size:
         buffer = buffers[slot] = np.empty(size, dtype=np.uint8)
@@ -420,6 +422,9 @@ def conv2d_forward(
     ``out (N, OC, OH, OW)`` (channels-last memory), and a :class:`ConvSaved` for backward.
     """
     x_nhwc = to_nhwc(x)
+    if winograd.applies(x_nhwc.shape, weight.shape, stride, dilation):
+        out = winograd.conv2d_forward(x_nhwc, weight, bias, padding)
+        return to_nchw(out), (ConvSaved(x_nhwc, None) if for_backward else None)
     n, h, w, _ = x_nhwc.shape
     kernel_size = weight.shape[2:]
     out_channels = weight.shape[0]
@@ -479,6 +484,13 @@ def conv2d_backward(
     out_h, out_w = grad_nhwc.shape[1:3]
     weight_rows = _weight_rows(weight)  # (OC, KH*KW*C)
     grad_x = np.empty((n, h, w, c), dtype=grad_out.dtype) if need_input_grad else None
+    winograd_grad_x = (
+        need_input_grad
+        and winograd.applies(x_nhwc.shape, weight.shape, stride, dilation)
+        and winograd.input_grad_applies(padding)
+    )
+    if winograd_grad_x:  # the chunks below make only the weight and bias gradients
+        grad_x = winograd.conv2d_input_grad(grad_nhwc, weight.astype(grad_nhwc.dtype), padding)
     chunks = _chunks(n, x_nhwc.shape, (out_h, out_w), kernel_size, x_nhwc.itemsize)
     largest = max(images.stop - images.start for images in chunks)
     ones = np.ones(largest * out_h * out_w, dtype=grad_nhwc.dtype)
@@ -494,7 +506,7 @@ def conv2d_backward(
             cols = im2col_nhwc(x_nhwc[start:stop], kernel_size, stride, padding, dilation, buffer)
         cols_2d = cols.reshape(-1, width)  # (b*OH*OW, KH*KW*C)
         grad_rows = grad_nhwc[start:stop].reshape(-1, out_channels)  # (b*OH*OW, OC)
-        if grad_x is not None:
+        if grad_x is not None and not winograd_grad_x:
             grad_cols = _scratch(1, cols.shape, grad_rows.dtype)
             np.matmul(grad_rows, weight_rows, out=grad_cols.reshape(cols_2d.shape))
             out = grad_x[start:stop]
@@ -597,8 +609,9 @@ def conv2d_relu_max_pool2d_forward(
 
     For the seed model's 2x2 / stride-2 pool, each chunk's convolution output goes to a reused
     per-thread buffer and is pooled at once, so the full-size output is never written to memory;
-    the bias is added after pooling (a per-channel constant commutes with the maximum). Other
-    pools, or no Numba, fall back to the three steps one after another.
+    the bias is added after pooling (a per-channel constant commutes with the maximum). A 3x3,
+    stride-1 convolution runs on :mod:`.winograd`, whose 2x2 output tiles are the pool windows.
+    Other pools, or no Numba, fall back to the three steps one after another.
 
     Shape: ``x (N, C, H, W)``, ``weight (OC, C, KH, KW)``, ``bias (OC,)`` ->
     ``(N, OC, OH // 2, OW // 2)`` (channels-last memory).
@@ -609,6 +622,8 @@ def conv2d_relu_max_pool2d_forward(
         out, _ = conv2d_forward(x, weight, bias, stride, padding, dilation, for_backward=False)
         return relu_max_pool2d_forward(out, pool_kernel_size, pool_stride, pool_padding)
     x_nhwc = to_nhwc(x)
+    if winograd.applies(x_nhwc.shape, weight.shape, stride, dilation, pooled=True):
+        return to_nchw(winograd.conv2d_relu_max_pool2d_forward(x_nhwc, weight, bias, padding))
     n, h, w, c = x_nhwc.shape
     kernel_size = weight.shape[2:]
     out_channels = weight.shape[0]

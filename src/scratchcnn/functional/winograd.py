@@ -1,0 +1,226 @@
+"""Winograd F(2x2, 3x3): the fast backend's 3x3, stride-1 convolutions with fewer multiplications.
+
+im2col turns a 3x3 convolution into one matrix product with ``9 * C``-long rows: 36
+multiply-adds per input channel, output channel and 2x2 block of output pixels. Winograd's
+minimal filtering algorithm (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks",
+2015) gets the same 2x2 block from the 4x4 input block under it with 16: 2.25x fewer. In 1-D,
+two outputs of a 3-tap filter ``g`` over inputs ``d0..d3`` are
+
+    y0 = m0 + m1 + m2,  y1 = m1 - m2 - m3,  with
+    m0 = (d0 - d2) g0,  m1 = (d1 + d2) (g0 + g1 + g2) / 2,
+    m2 = (d2 - d1) (g0 - g1 + g2) / 2,  m3 = (d1 - d3) g2,
+
+four multiplications instead of six; nesting it for rows and columns gives 16 instead of 36. In
+matrix form, with a 4x4 input tile ``d`` and the 3x3 filter ``g``,
+
+    Y = A^T [(G g G^T) * (B^T d B)] A      (``*`` elementwise),
+
+and over channels the elementwise products become 16 matrix products, one per position of the
+4x4 transform: ``M[p] = V[p] @ U[p]`` with ``V[p]`` (tiles, C) the transformed inputs and
+``U[p]`` (C, OC) the transformed weights. Those go to NumPy's BLAS; the transforms (additions
+only: every entry of ``B`` and ``A`` is 0 or +-1) are Numba kernels in :mod:`.fast_numba`.
+
+Each chunk of images is (1) copied into a zero-padded buffer, (2) transformed tile by tile, (3)
+multiplied, (4) transformed back, all in per-thread buffers that stay in cache. The result equals
+the im2col convolution up to float rounding (the transforms add and subtract a few extra terms);
+the tests hold both to the naive loops.
+
+Used for kernels of 3x3 with stride 1 and no dilation, when Numba is present and ``ENABLED``;
+every other convolution stays on im2col.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# ``fast`` imports this module in turn; its helpers (chunks, per-thread buffers, the workers) are
+# looked up at call time, so either module may be imported first.
+from scratchcnn.functional import fast
+from scratchcnn.functional.conv import Pad2d
+
+# Use Winograd where it applies (set to False to compare with im2col, as benchmarks do).
+ENABLED = True
+
+# Inputs with fewer channels make the 16 products too thin for BLAS (3-long rows for RGB; the seed
+# model's first layer measured slower than im2col that way). In inference, a conv + ReLU + pool on
+# so few channels runs as one Numba loop per tile instead; everything else goes to im2col.
+MIN_CHANNELS = 8
+
+# Bytes of transformed tiles (inputs and products together) per chunk of images.
+CHUNK_BYTES = 1 << 20
+
+
+def applies(
+    x_shape_nhwc: tuple[int, ...],
+    weight_shape: tuple[int, ...],
+    stride,
+    dilation,
+    pooled: bool = False,
+) -> bool:
+    """Whether a convolution of an ``(N, H, W, C)`` input with an ``(OC, C, KH, KW)`` weight runs
+    on Winograd: 3x3, stride 1, no dilation, Numba, and at least ``MIN_CHANNELS`` inputs unless
+    it is ``pooled`` (:func:`conv2d_relu_max_pool2d_forward` takes any number)."""
+    return (
+        ENABLED
+        and tuple(weight_shape[2:]) == (3, 3)
+        and (pooled or x_shape_nhwc[3] >= MIN_CHANNELS)
+        and tuple(stride) == (1, 1)
+        and tuple(dilation) == (1, 1)
+        and fast.numba_kernels() is not None
+    )
+
+
+def transform_weight(weight: np.ndarray) -> np.ndarray:
+    """``U = G g G^T`` for every filter, laid out for the 16 products (C-contiguous, as BLAS
+    needs each ``U[p]``).
+
+    Shape: ``(OC, C, 3, 3) -> (16, C, OC)``, in the weight's dtype.
+    """
+    u = np.empty((16, weight.shape[1], weight.shape[0]), dtype=weight.dtype)
+    fast.numba_kernels().winograd_weight(weight, u)
+    return u
+
+
+def _tiles(out_hw: tuple[int, int]) -> tuple[int, int]:
+    """Tiles down and across: each covers a 2x2 block of the output (the last may hang over)."""
+    return -(-out_hw[0] // 2), -(-out_hw[1] // 2)
+
+
+def _chunks(n: int, tiles: tuple[int, int], channels: int, out_channels: int, itemsize: int):
+    """The batch cut into chunks whose transformed tiles fit in ``CHUNK_BYTES`` (see ``fast``)."""
+    per_image = tiles[0] * tiles[1] * 16 * (channels + out_channels) * itemsize
+    most = max(1, CHUNK_BYTES // per_image)
+    count = -(-n // most)
+    workers = max(1, fast.WORKERS)
+    if n >= workers:
+        count = min(n, -(-count // workers) * workers)
+    return fast._even_slices(n, count)
+
+
+def _padded(x_nhwc: np.ndarray, padding: Pad2d, tiles: tuple[int, int], dtype) -> np.ndarray:
+    """Step 1: a per-thread copy of the chunk, tall and wide enough for every tile's 4x4 window
+    (the padding, then zeros)."""
+    n, h, w, c = x_nhwc.shape
+    top, left = padding[0][0], padding[1][0]
+    padded = fast._scratch(3, (n, 2 * tiles[0] + 2, 2 * tiles[1] + 2, c), dtype)
+    padded.fill(0)
+    padded[:, top : top + h, left : left + w] = x_nhwc
+    return padded
+
+
+def _products(x_nhwc: np.ndarray, padding: Pad2d, tiles: tuple[int, int], u: np.ndarray):
+    """Steps 1-3 for one chunk: the 16 products ``M`` ``(T, 16, OC)`` in a per-thread buffer."""
+    kernels = fast.numba_kernels()
+    padded = _padded(x_nhwc, padding, tiles, u.dtype)
+    tiles_h, tiles_w = tiles
+    count = x_nhwc.shape[0] * tiles_h * tiles_w
+    v = fast._scratch(4, (count, 16, x_nhwc.shape[3]), u.dtype)
+    kernels.winograd_input(padded, tiles_h, tiles_w, v)
+    m = fast._scratch(5, (count, 16, u.shape[2]), u.dtype)
+    np.matmul(v.transpose(1, 0, 2), u, out=m.transpose(1, 0, 2))
+    return m
+
+
+def _run(x_nhwc, weight, padding, out_hw, finish) -> None:
+    """Steps 1-4 over the batch in chunks on the workers; ``finish(images, m)`` is step 4."""
+    u, tiles, chunks = _plan(x_nhwc, weight, out_hw)
+
+    def chunk_work(images: slice) -> None:
+        finish(images, _products(x_nhwc[images], padding, tiles, u))
+
+    with fast.blas_limit():
+        fast._map_chunks(chunk_work, chunks)
+
+
+def _plan(x_nhwc: np.ndarray, weight: np.ndarray, out_hw: tuple[int, int]):
+    """The transformed weight, the tiles down and across, and the chunks of images."""
+    dtype = np.result_type(x_nhwc, weight)
+    u = transform_weight(weight.astype(dtype, copy=False))
+    tiles = _tiles(out_hw)
+    itemsize = np.dtype(dtype).itemsize
+    chunks = _chunks(x_nhwc.shape[0], tiles, x_nhwc.shape[3], weight.shape[0], itemsize)
+    return u, tiles, chunks
+
+
+def _out_hw(x_nhwc: np.ndarray, padding: Pad2d) -> tuple[int, int]:
+    (top, bottom), (left, right) = padding
+    return x_nhwc.shape[1] + top + bottom - 2, x_nhwc.shape[2] + left + right - 2
+
+
+def _bias(bias: np.ndarray | None, out_channels: int, dtype) -> np.ndarray:
+    return np.zeros(out_channels, dtype) if bias is None else bias.astype(dtype, copy=False)
+
+
+def conv2d_forward(
+    x_nhwc: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, padding: Pad2d
+) -> np.ndarray:
+    """The 3x3, stride-1 cross-correlation of a channels-last batch.
+
+    Shape: ``x_nhwc (N, H, W, C)``, ``weight (OC, C, 3, 3)``, ``bias (OC,)`` ->
+    ``(N, OH, OW, OC)``, C-contiguous.
+    """
+    kernels = fast.numba_kernels()
+    out_hw = _out_hw(x_nhwc, padding)
+    dtype = np.result_type(x_nhwc, weight)
+    out = np.empty((x_nhwc.shape[0], *out_hw, weight.shape[0]), dtype=dtype)
+    bias = _bias(bias, weight.shape[0], dtype)
+    tiles_h, tiles_w = _tiles(out_hw)
+
+    def finish(images: slice, m: np.ndarray) -> None:
+        kernels.winograd_output(m, bias, tiles_h, tiles_w, out[images])
+
+    _run(x_nhwc, weight, padding, out_hw, finish)
+    return out
+
+
+def conv2d_relu_max_pool2d_forward(
+    x_nhwc: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, padding: Pad2d
+) -> np.ndarray:
+    """``max_pool(relu(conv2d(x)))`` with a 2x2 / stride-2 pool: each tile is one pool window.
+
+    Shape: ``x_nhwc (N, H, W, C)``, ``weight (OC, C, 3, 3)``, ``bias (OC,)`` ->
+    ``(N, OH // 2, OW // 2, OC)``, C-contiguous.
+    """
+    kernels = fast.numba_kernels()
+    out_hw = _out_hw(x_nhwc, padding)
+    dtype = np.result_type(x_nhwc, weight)
+    pooled_hw = (out_hw[0] // 2, out_hw[1] // 2)
+    out = np.empty((x_nhwc.shape[0], *pooled_hw, weight.shape[0]), dtype=dtype)
+    bias = _bias(bias, weight.shape[0], dtype)
+    if x_nhwc.shape[3] < MIN_CHANNELS:  # steps 2-4 in one Numba loop per tile
+        u, tiles, _ = _plan(x_nhwc, weight, out_hw)
+        # No transformed tiles are stored: chunk by the padded input alone.
+        chunks = _chunks(x_nhwc.shape[0], tiles, x_nhwc.shape[3], 0, u.itemsize)
+
+        def chunk_work(images: slice) -> None:
+            padded = _padded(x_nhwc[images], padding, tiles, dtype)
+            kernels.winograd_few_channels_relu_pool(padded, u, bias, out[images])
+
+        fast._map_chunks(chunk_work, chunks)
+        return out
+    tiles_h, tiles_w = _tiles(out_hw)
+
+    def finish(images: slice, m: np.ndarray) -> None:
+        kernels.winograd_output_relu_pool(m, bias, tiles_h, tiles_w, out[images])
+
+    _run(x_nhwc, weight, padding, out_hw, finish)
+    return out
+
+
+def input_grad_applies(padding: Pad2d) -> bool:
+    """Whether :func:`conv2d_input_grad` handles this padding (each side 0, 1 or 2)."""
+    return all(0 <= side <= 2 for pair in padding for side in pair)
+
+
+def conv2d_input_grad(grad_nhwc: np.ndarray, weight: np.ndarray, padding: Pad2d) -> np.ndarray:
+    """The gradient of a 3x3, stride-1 convolution with respect to its input.
+
+    It is itself a 3x3, stride-1 convolution: of the output gradient, with each filter rotated
+    by 180 degrees and input and output channels swapped, padded by ``2 - p`` on each side that
+    had padding ``p`` (so ``"same"`` stays ``"same"``).
+
+    Shape: ``grad_nhwc (N, OH, OW, OC)``, ``weight (OC, C, 3, 3)`` -> ``(N, H, W, C)``.
+    """
+    rotated = np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (C, OC, 3, 3)
+    (top, bottom), (left, right) = padding
+    return conv2d_forward(grad_nhwc, rotated, None, ((2 - top, 2 - bottom), (2 - left, 2 - right)))

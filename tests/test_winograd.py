@@ -1,0 +1,200 @@
+"""Winograd F(2x2, 3x3) convolutions against the naive loops in ``reference``.
+
+The kernels are called directly (any channel count) and through the fast backend, which uses
+them for 3x3, stride-1 layers with at least ``winograd.MIN_CHANNELS`` input channels.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import reference as ref
+
+import scratchcnn as sc
+from scratchcnn.backend import use_backend
+from scratchcnn.functional import fast, winograd
+
+if fast.numba_kernels() is None:
+    pytest.skip("Winograd runs on the Numba kernels only", allow_module_level=True)
+
+SAME = ((1, 1), (1, 1))
+PADDINGS = [SAME, ((0, 0), (0, 0)), ((2, 1), (0, 2)), ((0, 1), (1, 0)), ((2, 2), (2, 2))]
+# (N, C, H, W): odd and even sizes, so that the last tile hangs over the output or not.
+SHAPES = [(1, 1, 1, 1), (2, 3, 4, 4), (3, 2, 5, 7), (2, 9, 6, 3), (1, 4, 8, 9)]
+
+
+def tolerance(dtype) -> dict:
+    return {"rtol": 1e-4, "atol": 1e-4} if dtype == np.float32 else {"rtol": 1e-10, "atol": 1e-10}
+
+
+def sample(shape, out_channels, dtype, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(dtype)
+    weight = rng.standard_normal((out_channels, shape[1], 3, 3)).astype(dtype)
+    bias = rng.standard_normal(out_channels).astype(dtype)
+    return x, weight, bias
+
+
+def output_hw(shape, padding):
+    return shape[2] + sum(padding[0]) - 2, shape[3] + sum(padding[1]) - 2
+
+
+def cases():
+    for shape, padding in itertools.product(SHAPES, PADDINGS):
+        if min(output_hw(shape, padding)) >= 1:
+            yield shape, padding
+
+
+@pytest.fixture(
+    params=[(1, 1 << 30), (2, 1), (3, 1)], ids=["whole-batch", "2-workers", "3-workers"]
+)
+def chunking(request, monkeypatch):
+    """The batch in one chunk on one thread, or one image per chunk on several threads."""
+    workers, chunk_bytes = request.param
+    monkeypatch.setattr(fast, "WORKERS", workers)
+    monkeypatch.setattr(winograd, "CHUNK_BYTES", chunk_bytes)
+
+
+def test_weight_transform_is_g_g_g_transposed():
+    g_matrix = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+    _, weight, _ = sample((1, 3, 4, 4), 2, np.float64, 0)
+    u = winograd.transform_weight(weight)
+    for o, c in itertools.product(range(2), range(3)):
+        want = g_matrix @ weight[o, c] @ g_matrix.T  # (4, 4)
+        np.testing.assert_allclose(u[:, c, o].reshape(4, 4), want, rtol=1e-15)
+
+
+def test_one_tile_by_the_textbook_formula():
+    """One 4x4 input tile: ``Y = A^T [(G g G^T) * (B^T d B)] A`` gives the 2x2 correlation."""
+    b_t = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=float)
+    a_t = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=float)
+    d, g, _ = sample((1, 1, 4, 4), 1, np.float64, 1)
+    u = winograd.transform_weight(g)[:, 0, 0].reshape(4, 4)
+    textbook = a_t @ (u * (b_t @ d[0, 0] @ b_t.T)) @ a_t.T
+    direct = ref.conv2d(d, g, None, (1, 1), ((0, 0), (0, 0)), (1, 1))[0, 0]
+    np.testing.assert_allclose(textbook, direct, rtol=1e-12)
+    got = winograd.conv2d_forward(fast.to_nhwc(d), g, None, ((0, 0), (0, 0)))
+    np.testing.assert_allclose(got[0, :, :, 0], direct, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("shape", "padding"), list(cases()))
+def test_forward_matches_naive_loops(chunking, dtype, shape, padding):
+    x, weight, bias = sample(shape, 5, dtype, 2)
+    got = winograd.conv2d_forward(fast.to_nhwc(x), weight, bias, padding)
+    want = ref.conv2d(x.astype(np.float64), weight, bias, (1, 1), padding, (1, 1))
+    assert got.dtype == dtype and got.flags.c_contiguous
+    np.testing.assert_allclose(fast.to_nchw(got), want, **tolerance(dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("shape", "padding"), list(cases()))
+def test_fused_relu_pool_matches_naive_loops(chunking, dtype, shape, padding):
+    if min(output_hw(shape, padding)) < 2:
+        pytest.skip("no complete 2x2 pooling window")
+    x, weight, bias = sample(shape, 4, dtype, 3)
+    got = winograd.conv2d_relu_max_pool2d_forward(fast.to_nhwc(x), weight, bias, padding)
+    conv = ref.conv2d(x.astype(np.float64), weight, bias, (1, 1), padding, (1, 1))
+    want, _ = ref.max_pool2d(np.maximum(conv, 0), (2, 2), (2, 2), ((0, 0), (0, 0)))
+    assert got.dtype == dtype
+    np.testing.assert_allclose(fast.to_nchw(got), want, **tolerance(dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("shape", "padding"), list(cases()))
+def test_input_gradient_matches_naive_loops(chunking, dtype, shape, padding):
+    x, weight, _ = sample(shape, 3, dtype, 4)
+    grad_out = np.random.default_rng(5).standard_normal((shape[0], 3, *output_hw(shape, padding)))
+    grad_out = grad_out.astype(dtype)
+    got = winograd.conv2d_input_grad(fast.to_nhwc(grad_out), weight, padding)
+    want, _, _ = ref.conv2d_backward(grad_out, x, weight, (1, 1), padding, (1, 1))
+    assert got.shape == fast.to_nhwc(x).shape and got.dtype == dtype
+    np.testing.assert_allclose(fast.to_nchw(got), want, **tolerance(dtype))
+
+
+def test_padding_beyond_two_is_left_to_im2col():
+    assert winograd.input_grad_applies(SAME)
+    assert winograd.input_grad_applies(((0, 2), (2, 0)))
+    assert not winograd.input_grad_applies(((3, 1), (1, 1)))
+
+
+@pytest.mark.parametrize(
+    ("channels", "kernel", "stride", "dilation", "expected"),
+    [
+        (8, 3, 1, 1, True),
+        (64, 3, 1, 1, True),
+        (7, 3, 1, 1, False),  # too few channels: RGB inputs stay on im2col
+        (8, 5, 1, 1, False),
+        (8, 3, 2, 1, False),
+        (8, 3, 1, 2, False),
+    ],
+)
+def test_applies_only_to_3x3_stride_1_layers_with_enough_channels(
+    channels, kernel, stride, dilation, expected
+):
+    shape = (2, 10, 10, channels)
+    weight_shape = (4, channels, kernel, kernel)
+    assert winograd.applies(shape, weight_shape, (stride,) * 2, (dilation,) * 2) is expected
+
+
+def test_disabled_or_without_numba_it_is_never_used(monkeypatch):
+    shape, weight_shape = (2, 10, 10, 16), (4, 16, 3, 3)
+    monkeypatch.setattr(winograd, "ENABLED", False)
+    assert not winograd.applies(shape, weight_shape, (1, 1), (1, 1))
+    monkeypatch.setattr(winograd, "ENABLED", True)
+    monkeypatch.setattr(fast, "USE_NUMBA", False)
+    assert not winograd.applies(shape, weight_shape, (1, 1), (1, 1))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("padding", [SAME, ((0, 0), (0, 0)), ((3, 0), (1, 2))])
+def test_fast_backend_convolution_on_winograd_matches_naive_loops(chunking, dtype, padding):
+    """Forward and all three gradients through ``fast`` for a layer Winograd takes (C >= 8)."""
+    x, weight, bias = sample((3, 9, 6, 7), 5, dtype, 6)
+    assert winograd.applies(fast.to_nhwc(x).shape, weight.shape, (1, 1), (1, 1))
+    out, saved = fast.conv2d_forward(x, weight, bias, (1, 1), padding, (1, 1))
+    want = ref.conv2d(x.astype(np.float64), weight, bias, (1, 1), padding, (1, 1))
+    np.testing.assert_allclose(out, want, **tolerance(dtype))
+    grad_out = np.random.default_rng(7).standard_normal(out.shape).astype(dtype)
+    got = fast.conv2d_backward(grad_out, saved, x.shape, weight, (1, 1), padding, (1, 1))
+    wants = ref.conv2d_backward(grad_out, x, weight, (1, 1), padding, (1, 1))
+    for name, g, w in zip(("input", "weight", "bias"), got, wants, strict=True):
+        assert g.shape == w.shape and g.dtype == dtype, name
+        np.testing.assert_allclose(g, w, **tolerance(dtype), err_msg=name)
+
+
+def test_float32_error_is_as_small_as_im2col_on_the_seed_model_layer(monkeypatch):
+    """The transforms add a few terms per output; float32 results stay as close to the float64
+    truth as im2col's (both measured against the same float64 convolution)."""
+    x, weight, bias = sample((4, 32, 16, 16), 64, np.float64, 8)
+    truth = ref.conv2d(x, weight, bias, (1, 1), SAME, (1, 1))
+    x32, w32, b32 = x.astype(np.float32), weight.astype(np.float32), bias.astype(np.float32)
+    wino = fast.to_nchw(winograd.conv2d_forward(fast.to_nhwc(x32), w32, b32, SAME))
+    monkeypatch.setattr(winograd, "ENABLED", False)
+    im2col, _ = fast.conv2d_forward(x32, w32, b32, (1, 1), SAME, (1, 1), for_backward=False)
+    wino_error, im2col_error = np.abs(wino - truth).max(), np.abs(im2col - truth).max()
+    assert wino_error < 4 * im2col_error + 1e-6, (wino_error, im2col_error)
+    assert wino_error / np.abs(truth).max() < 1e-5
+
+
+def test_seed_model_gives_the_same_results_with_and_without_winograd(monkeypatch):
+    """The seed model's conv2 is on Winograd: a training step and inference agree with im2col."""
+    results = []
+    for enabled in (True, False):
+        monkeypatch.setattr(winograd, "ENABLED", enabled)
+        model = sc.seed_cnn(rng=np.random.default_rng(9))
+        x = np.random.default_rng(10).standard_normal((6, 3, 32, 32)).astype(np.float32)
+        with use_backend("fast"):
+            logits = model.forward(x, training=True)
+            grad_in = model.backward(np.ones_like(logits) / logits.size)
+            inference = model.forward(x)
+        grads = {name: p.grad.copy() for name, p in model.named_parameters()}
+        results.append((logits, grad_in, inference, grads))
+    (logits, grad_in, inference, grads), (logits0, grad_in0, inference0, grads0) = results
+    np.testing.assert_allclose(logits, logits0, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(inference, inference0, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(grad_in, grad_in0, rtol=1e-4, atol=1e-7)
+    for name in grads0:
+        np.testing.assert_allclose(grads[name], grads0[name], rtol=1e-3, atol=1e-6, err_msg=name)
