@@ -102,22 +102,58 @@ def test_fused_relu_pool_matches_naive_loops(chunking, dtype, shape, padding):
     np.testing.assert_allclose(fast.to_nchw(got), want, **tolerance(dtype))
 
 
+@pytest.mark.parametrize("need_input_grad", [True, False])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(("shape", "padding"), list(cases()))
-def test_input_gradient_matches_naive_loops(chunking, dtype, shape, padding):
+def test_gradients_match_naive_loops(chunking, need_input_grad, dtype, shape, padding):
     x, weight, _ = sample(shape, 3, dtype, 4)
     grad_out = np.random.default_rng(5).standard_normal((shape[0], 3, *output_hw(shape, padding)))
     grad_out = grad_out.astype(dtype)
-    got = winograd.conv2d_input_grad(fast.to_nhwc(grad_out), weight, padding)
-    want, _, _ = ref.conv2d_backward(grad_out, x, weight, (1, 1), padding, (1, 1))
-    assert got.shape == fast.to_nhwc(x).shape and got.dtype == dtype
-    np.testing.assert_allclose(fast.to_nchw(got), want, **tolerance(dtype))
+    grad_x, grad_w, grad_b = winograd.conv2d_backward(
+        fast.to_nhwc(x),
+        np.ascontiguousarray(fast.to_nhwc(grad_out)),
+        weight,
+        padding,
+        need_input_grad,
+    )
+    want_x, want_w, want_b = ref.conv2d_backward(grad_out, x, weight, (1, 1), padding, (1, 1))
+    if need_input_grad:
+        assert grad_x.shape == fast.to_nhwc(x).shape and grad_x.dtype == dtype
+        np.testing.assert_allclose(fast.to_nchw(grad_x), want_x, **tolerance(dtype))
+    else:
+        assert grad_x is None
+    assert grad_w.dtype == grad_b.dtype == dtype
+    np.testing.assert_allclose(grad_w, want_w, **tolerance(dtype))
+    np.testing.assert_allclose(grad_b, want_b, **tolerance(dtype))
 
 
-def test_padding_beyond_two_is_left_to_im2col():
-    assert winograd.input_grad_applies(SAME)
-    assert winograd.input_grad_applies(((0, 2), (2, 0)))
-    assert not winograd.input_grad_applies(((3, 1), (1, 1)))
+def test_transforms_are_adjoint_pairs():
+    """<T x, y> == <x, T* y> for the input, output and weight transforms and their adjoints."""
+    kernels = fast.numba_kernels()
+    rng = np.random.default_rng(11)
+    tiles = (3, 2)
+    padded = rng.standard_normal((2, 8, 6, 5))
+    v = np.empty((12, 16, 5))
+    kernels.winograd_input(padded, *tiles, v)
+    grad_v = rng.standard_normal(v.shape)
+    grad_padded = np.zeros_like(padded)
+    kernels.winograd_input_grad(grad_v, *tiles, grad_padded)
+    np.testing.assert_allclose(np.vdot(v, grad_v), np.vdot(padded, grad_padded), rtol=1e-12)
+
+    m = rng.standard_normal((12, 16, 4))
+    out = np.empty((2, 5, 4, 4))  # an odd height: the last tiles hang over
+    kernels.winograd_output(m, np.zeros(4), *tiles, out)
+    grad_out = rng.standard_normal(out.shape)
+    grad_m = np.empty_like(m)
+    kernels.winograd_output_grad(grad_out, *tiles, grad_m)
+    np.testing.assert_allclose(np.vdot(out, grad_out), np.vdot(m, grad_m), rtol=1e-12)
+
+    weight = rng.standard_normal((4, 5, 3, 3))
+    u = winograd.transform_weight(weight)
+    grad_u = rng.standard_normal(u.shape)
+    grad_weight = np.empty_like(weight)
+    kernels.winograd_weight_grad(grad_u, grad_weight)
+    np.testing.assert_allclose(np.vdot(u, grad_u), np.vdot(weight, grad_weight), rtol=1e-12)
 
 
 @pytest.mark.parametrize(

@@ -481,16 +481,14 @@ def conv2d_backward(
     x_nhwc = saved.x_nhwc
     n, h, w, c = x_nhwc.shape
     grad_nhwc = np.ascontiguousarray(to_nhwc(grad_out))  # free if already channels-last memory
+    if winograd.applies(x_nhwc.shape, weight.shape, stride, dilation):
+        grad_x, grad_w, grad_b = winograd.conv2d_backward(
+            x_nhwc, grad_nhwc, weight, padding, need_input_grad
+        )
+        return (None if grad_x is None else to_nchw(grad_x)), grad_w, grad_b
     out_h, out_w = grad_nhwc.shape[1:3]
     weight_rows = _weight_rows(weight)  # (OC, KH*KW*C)
     grad_x = np.empty((n, h, w, c), dtype=grad_out.dtype) if need_input_grad else None
-    winograd_grad_x = (
-        need_input_grad
-        and winograd.applies(x_nhwc.shape, weight.shape, stride, dilation)
-        and winograd.input_grad_applies(padding)
-    )
-    if winograd_grad_x:  # the chunks below make only the weight and bias gradients
-        grad_x = winograd.conv2d_input_grad(grad_nhwc, weight.astype(grad_nhwc.dtype), padding)
     chunks = _chunks(n, x_nhwc.shape, (out_h, out_w), kernel_size, x_nhwc.itemsize)
     largest = max(images.stop - images.start for images in chunks)
     ones = np.ones(largest * out_h * out_w, dtype=grad_nhwc.dtype)
@@ -506,7 +504,7 @@ def conv2d_backward(
             cols = im2col_nhwc(x_nhwc[start:stop], kernel_size, stride, padding, dilation, buffer)
         cols_2d = cols.reshape(-1, width)  # (b*OH*OW, KH*KW*C)
         grad_rows = grad_nhwc[start:stop].reshape(-1, out_channels)  # (b*OH*OW, OC)
-        if grad_x is not None and not winograd_grad_x:
+        if grad_x is not None:
             grad_cols = _scratch(1, cols.shape, grad_rows.dtype)
             np.matmul(grad_rows, weight_rows, out=grad_cols.reshape(cols_2d.shape))
             out = grad_x[start:stop]

@@ -443,3 +443,134 @@ def winograd_few_channels_relu_pool(padded, u, bias, out):
             for o in range(out_channels):
                 best = _window_max(_winograd_tile(m, 0, o)) + bias[o]
                 out[b, i, j, o] = best if best > 0 else 0
+
+
+# --- Winograd backward: the adjoints of the three transforms --------------------------------------
+
+
+@njit(cache=True, inline="always")
+def _a_column(g0, g1):
+    """``A`` applied to a 2-vector, ``A = [[1, 0], [1, 1], [1, -1], [0, -1]]``."""
+    return g0, g0 + g1, g0 - g1, -g1
+
+
+@njit(cache=True, inline="always")
+def _output_grad_tile(out, t, ch, g00, g01, g10, g11):
+    """``out[t, :, ch] = A g A^T`` for the 2x2 output gradient ``g`` of tile ``t``."""
+    r00, r10, r20, r30 = _a_column(g00, g10)  # A g, column 0 ...
+    r01, r11, r21, r31 = _a_column(g01, g11)  # ... and column 1
+    out[t, 0, ch], out[t, 1, ch], out[t, 2, ch], out[t, 3, ch] = _a_column(r00, r01)
+    out[t, 4, ch], out[t, 5, ch], out[t, 6, ch], out[t, 7, ch] = _a_column(r10, r11)
+    out[t, 8, ch], out[t, 9, ch], out[t, 10, ch], out[t, 11, ch] = _a_column(r20, r21)
+    out[t, 12, ch], out[t, 13, ch], out[t, 14, ch], out[t, 15, ch] = _a_column(r30, r31)
+
+
+@njit(parallel=PARALLEL, cache=True, nogil=True)
+def winograd_output_grad(grad, tiles_h, tiles_w, out):
+    """``out[t, :, c] = A g A^T`` for the 2x2 block ``g`` of output gradient under each tile (zero
+    past the edge): the adjoint of ``winograd_output``.
+
+    Shape: ``grad (N, OH, OW, OC)`` -> ``out (T, 16, OC)``.
+    """
+    n, out_h, out_w, c = grad.shape
+    for image_row in prange(n * tiles_h):
+        b = image_row // tiles_h
+        y = 2 * (image_row % tiles_h)
+        for j in range(tiles_w):
+            t = image_row * tiles_w + j
+            x = 2 * j
+            if y + 1 < out_h and x + 1 < out_w:
+                for ch in range(c):
+                    g00, g01 = grad[b, y, x, ch], grad[b, y, x + 1, ch]
+                    g10, g11 = grad[b, y + 1, x, ch], grad[b, y + 1, x + 1, ch]
+                    _output_grad_tile(out, t, ch, g00, g01, g10, g11)
+            else:
+                right, below = x + 1 < out_w, y + 1 < out_h
+                for ch in range(c):
+                    zero = grad[b, y, x, ch] * 0
+                    g00 = grad[b, y, x, ch]
+                    g01 = grad[b, y, x + 1, ch] if right else zero
+                    g10 = grad[b, y + 1, x, ch] if below else zero
+                    g11 = grad[b, y + 1, x + 1, ch] if right and below else zero
+                    _output_grad_tile(out, t, ch, g00, g01, g10, g11)
+
+
+@njit(cache=True, inline="always")
+def _b_column(e0, e1, e2, e3):
+    """``B`` applied to a 4-vector: the adjoint of ``_b_transposed_column``."""
+    return e0, e1 - e2 + e3, e1 + e2 - e0, -e3
+
+
+@njit(cache=True, inline="always")
+def _add_row(out, b, y, x, ch, row):
+    """``out[b, y, x:x+4, ch] += row``."""
+    out[b, y, x, ch] += row[0]
+    out[b, y, x + 1, ch] += row[1]
+    out[b, y, x + 2, ch] += row[2]
+    out[b, y, x + 3, ch] += row[3]
+
+
+@njit(parallel=PARALLEL, cache=True, nogil=True)
+def winograd_input_grad(grad_v, tiles_h, tiles_w, out):
+    """``out[b, y:y+4, x:x+4, c] += B grad_v[t, :, c] B^T`` for every tile: the adjoint of
+    ``winograd_input``. Neighbouring tiles overlap by two rows or columns, so ``out`` must start
+    at zero and one image's tiles are added one after another.
+
+    Shape: ``grad_v (T, 16, C)`` -> ``out (N, >= 2 * tiles_h + 2, >= 2 * tiles_w + 2, C)``.
+    """
+    c = out.shape[3]
+    for b in prange(out.shape[0]):
+        for i in range(tiles_h):
+            y = 2 * i
+            for j in range(tiles_w):
+                t = (b * tiles_h + i) * tiles_w + j
+                x = 2 * j
+                for ch in range(c):
+                    # B on the left combines the rows of the 4x4 gradient, column by column ...
+                    e00, e10, e20, e30 = _b_column(
+                        grad_v[t, 0, ch], grad_v[t, 4, ch], grad_v[t, 8, ch], grad_v[t, 12, ch]
+                    )
+                    e01, e11, e21, e31 = _b_column(
+                        grad_v[t, 1, ch], grad_v[t, 5, ch], grad_v[t, 9, ch], grad_v[t, 13, ch]
+                    )
+                    e02, e12, e22, e32 = _b_column(
+                        grad_v[t, 2, ch], grad_v[t, 6, ch], grad_v[t, 10, ch], grad_v[t, 14, ch]
+                    )
+                    e03, e13, e23, e33 = _b_column(
+                        grad_v[t, 3, ch], grad_v[t, 7, ch], grad_v[t, 11, ch], grad_v[t, 15, ch]
+                    )
+                    # ... and B^T on the right combines the columns of each row.
+                    _add_row(out, b, y, x, ch, _b_column(e00, e01, e02, e03))
+                    _add_row(out, b, y + 1, x, ch, _b_column(e10, e11, e12, e13))
+                    _add_row(out, b, y + 2, x, ch, _b_column(e20, e21, e22, e23))
+                    _add_row(out, b, y + 3, x, ch, _b_column(e30, e31, e32, e33))
+
+
+@njit(cache=True, inline="always")
+def _g_transposed_column(x0, x1, x2, x3):
+    """``G^T`` applied to a 4-vector (length 4 -> 3): the adjoint of ``G``."""
+    return x0 + (x1 + x2) / 2, (x1 - x2) / 2, (x1 + x2) / 2 + x3
+
+
+@njit(cache=True, nogil=True)
+def winograd_weight_grad(grad_u, out):
+    """``out[o, c] = G^T X G`` with ``X[i, j] = grad_u[4 i + j, c, o]``: the adjoint of
+    ``winograd_weight``, in float64 inside.
+
+    Shape: ``grad_u (16, C, OC)`` -> ``out (OC, C, 3, 3)``.
+    """
+    channels, out_channels = grad_u.shape[1], grad_u.shape[2]
+    rows = np.empty((3, 4))  # G^T X
+    for c in range(channels):
+        for o in range(out_channels):
+            for j in range(4):
+                rows[0, j], rows[1, j], rows[2, j] = _g_transposed_column(
+                    float(grad_u[j, c, o]),
+                    float(grad_u[4 + j, c, o]),
+                    float(grad_u[8 + j, c, o]),
+                    float(grad_u[12 + j, c, o]),
+                )
+            for k in range(3):
+                out[o, c, k, 0], out[o, c, k, 1], out[o, c, k, 2] = _g_transposed_column(
+                    rows[k, 0], rows[k, 1], rows[k, 2], rows[k, 3]
+                )
