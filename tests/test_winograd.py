@@ -55,6 +55,7 @@ def chunking(request, monkeypatch):
     workers, chunk_bytes = request.param
     monkeypatch.setattr(fast, "WORKERS", workers)
     monkeypatch.setattr(winograd, "CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(winograd, "FEW_CHANNELS_CHUNK_IMAGES", min(chunk_bytes, 1 << 30))
 
 
 def test_weight_transform_is_g_g_g_transposed():
