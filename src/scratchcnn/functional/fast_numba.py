@@ -486,8 +486,8 @@ def winograd_output_grad(grad, tiles_h, tiles_w, out):
                     _output_grad_tile(out, t, ch, g00, g01, g10, g11)
             else:
                 right, below = x + 1 < out_w, y + 1 < out_h
+                zero = np.zeros(1, dtype=out.dtype)[0]
                 for ch in range(c):
-                    zero = grad[b, y, x, ch] * 0
                     g00 = grad[b, y, x, ch]
                     g01 = grad[b, y, x + 1, ch] if right else zero
                     g10 = grad[b, y + 1, x, ch] if below else zero
