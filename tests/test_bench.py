@@ -79,3 +79,24 @@ def test_cli_bench_writes_its_report(tmp_path, capsys):
     assert main([*argv, "--output", str(report)]) == 0
     assert "Per-layer profile" in capsys.readouterr().out
     assert "images/s" in report.read_text() or "img/s" in report.read_text()
+
+
+def test_winograd_ablation_script_reports_both_settings(tmp_path, capsys):
+    """``benchmarks/ablate_winograd.py`` times the model with and without Winograd and leaves
+    Winograd switched back on."""
+    import importlib.util
+    from pathlib import Path
+
+    from scratchcnn.functional import winograd
+
+    path = Path(__file__).parent.parent / "benchmarks" / "ablate_winograd.py"
+    spec = importlib.util.spec_from_file_location("ablate_winograd", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    report = tmp_path / "ablation.txt"
+    argv = ["--batch", "2", "--steps", "1", "--rounds", "1", "--output", str(report)]
+    assert script.main(argv) == 0
+    text = report.read_text()
+    assert text == capsys.readouterr().out
+    assert "Winograd" in text and "im2col only" in text and "speed-up" in text
+    assert winograd.ENABLED
