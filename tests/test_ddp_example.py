@@ -22,6 +22,10 @@ from scratchcnn.serialization import load_model, save_model  # noqa: E402
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "ddp_finetune.py"
 
 
+# What a C++ std::terminate prints when torch's gloo threads die at process exit.
+TEARDOWN_ABORT = "terminate called without an active exception"
+
+
 def tiny_image_folder(root: Path) -> Path:
     """Two classes of 8x8 images, dark and bright: ``train/<class>/*.png``, ``test/...``."""
     rng = np.random.default_rng(0)
@@ -56,6 +60,12 @@ def test_ddp_finetune_with_two_processes(tmp_path):
     command += ["--epochs", "2", "--batch-size", "4", "--lr", "0.05", "--out", str(out)]
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    if done.returncode != 0 and TEARDOWN_ABORT in done.stderr and "wrote" in done.stdout:
+        # Once in about eight runs on the 2-core build machine, a process aborted in torch's
+        # gloo teardown after all the work was done (model written). Not scratchcnn's code:
+        # run once more, and everything below still has to hold.
+        out.unlink(missing_ok=True)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 processes, 24 training images" in done.stdout
     assert "epoch 2/2: train loss" in done.stdout
