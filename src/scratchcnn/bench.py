@@ -380,11 +380,13 @@ def format_report(result: BenchResult) -> str:
     ]
     lines += [f"  {key:<6} {value}" for key, value in result.machine.items()]
     if cfg.backend == "fast":
-        from scratchcnn.functional import fast
+        from scratchcnn.functional import fast, winograd
 
         kernels = "Numba kernels" if fast.numba_kernels() is not None else "NumPy kernels"
         blas = "default" if fast.BLAS_THREADS is None else str(fast.BLAS_THREADS)
         lines.append(f"  fast   {kernels}, BLAS threads inside the model: {blas}")
+        on = winograd.ENABLED and fast.numba_kernels() is not None
+        lines.append(f"         Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions: {on}")
     if cfg.torch_threads is not None:
         lines.append(f"  torch threads set to {cfg.torch_threads} for this run")
     lines += [
