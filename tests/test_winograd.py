@@ -15,6 +15,7 @@ import reference as ref
 import scratchcnn as sc
 from scratchcnn.backend import use_backend
 from scratchcnn.functional import fast, winograd
+from scratchcnn.gradcheck import check_layer
 
 if fast.numba_kernels() is None:
     pytest.skip("Winograd runs on the Numba kernels only", allow_module_level=True)
@@ -235,3 +236,16 @@ def test_seed_model_gives_the_same_results_with_and_without_winograd(monkeypatch
     np.testing.assert_allclose(grad_in, grad_in0, rtol=1e-4, atol=1e-7)
     for name in grads0:
         np.testing.assert_allclose(grads[name], grads0[name], rtol=1e-3, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("padding", ["same", 0, 2])
+def test_winograd_layer_passes_gradient_checks(padding):
+    """A Conv2d that runs on Winograd (8 input channels, 3x3, stride 1): float64 gradients
+    against central differences, as for every other layer."""
+    rng = np.random.default_rng(12)
+    layer = sc.Conv2d(8, 3, 3, padding=padding, rng=rng)
+    input_shape = (2, 8, 5, 6)
+    assert winograd.applies((2, 5, 6, 8), layer.weight.shape, layer.stride, layer.dilation)
+    with use_backend("fast"):
+        errors = check_layer(layer, input_shape, rng)
+    assert max(errors.values()) < 1e-6, errors
