@@ -249,3 +249,67 @@ def test_winograd_layer_passes_gradient_checks(padding):
     with use_backend("fast"):
         errors = check_layer(layer, input_shape, rng)
     assert max(errors.values()) < 1e-6, errors
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_chain_of_blocks_matches_naive_loops(chunking, dtype):
+    """Three conv + ReLU + pool blocks per chunk: an RGB-like few-channel block first, odd sizes."""
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((3, 3, 22, 19)).astype(dtype)
+    blocks = []
+    for in_channels, out_channels, padding in (
+        (3, 9, SAME),
+        (9, 8, ((0, 1), (1, 0))),
+        (8, 5, SAME),
+    ):
+        weight = rng.standard_normal((out_channels, in_channels, 3, 3)).astype(dtype)
+        blocks.append((weight, rng.standard_normal(out_channels).astype(dtype), padding))
+    blocks[1] = (blocks[1][0], None, blocks[1][2])  # a block without bias
+    want = x.astype(np.float64)
+    for weight, bias, padding in blocks:
+        conv = ref.conv2d(want, weight, bias, (1, 1), padding, (1, 1))
+        want, _ = ref.max_pool2d(np.maximum(conv, 0), (2, 2), (2, 2), ((0, 0), (0, 0)))
+    got = winograd.conv_relu_pool_chain(fast.to_nhwc(x), blocks)
+    assert got.shape == fast.to_nhwc(want).shape == (3, 2, 2, 5) and got.dtype == dtype
+    np.testing.assert_allclose(fast.to_nchw(got), want, **tolerance(dtype))
+
+
+def test_sequential_inference_runs_winograd_blocks_as_one_chain(monkeypatch):
+    """The seed model's two conv blocks go through one chain call, with the reference backend's
+    results; a model whose second block cannot pool on Winograd runs its blocks one by one."""
+    calls = []
+    chain = fast.conv2d_relu_max_pool2d_chain
+    monkeypatch.setattr(
+        fast,
+        "conv2d_relu_max_pool2d_chain",
+        lambda x, blocks: calls.append(len(blocks)) or chain(x, blocks),
+    )
+    model = sc.seed_cnn(rng=np.random.default_rng(14))
+    x = np.random.default_rng(15).standard_normal((5, 3, 32, 32)).astype(np.float32)
+    with use_backend("fast"):
+        got = model.forward(x)
+    with use_backend("reference"):
+        want = model.forward(x)
+    assert calls == [2]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+    calls.clear()
+    rng = np.random.default_rng(16)
+    mixed = sc.Sequential(
+        sc.Conv2d(3, 8, 3, padding=1, rng=rng), sc.ReLU(), sc.MaxPool2d(2),
+        sc.Conv2d(8, 4, 5, padding=2, rng=rng), sc.ReLU(), sc.MaxPool2d(2),
+    )  # fmt: skip
+    with use_backend("fast"):
+        got = mixed.forward(x)
+    with use_backend("reference"):
+        want = mixed.forward(x)
+    assert calls == []  # a 5x5 kernel is not Winograd's: each block pools on its own
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_chain_input_errors_name_the_first_layer():
+    model = sc.seed_cnn(rng=np.random.default_rng(17))
+    with use_backend("fast"), pytest.raises(ValueError, match="Conv2d"):
+        model.forward(np.zeros((2, 4, 32, 32), np.float32))  # 4 channels, not 3
+    with use_backend("fast"), pytest.raises(ValueError, match="Conv2d"):
+        model.forward(np.zeros((3, 32, 32), np.float32))  # no batch axis

@@ -649,6 +649,40 @@ def conv2d_relu_max_pool2d_forward(
     return to_nchw(pooled)
 
 
+def pools_on_winograd(
+    x_shape: tuple[int, ...],
+    weight_shape: tuple[int, ...],
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+    pool_kernel_size: tuple[int, int],
+    pool_stride: tuple[int, int],
+    pool_padding: Pad2d,
+) -> bool:
+    """Whether a conv, ReLU, max-pool run on an NCHW input of ``x_shape`` pools inside Winograd's
+    tiles (a 3x3 stride-1 convolution, a 2x2 / stride-2 pool): what
+    :func:`conv2d_relu_max_pool2d_chain` takes."""
+    nhwc_shape = (x_shape[0], x_shape[2], x_shape[3], x_shape[1])
+    return (
+        pool_kernel_size == (2, 2)
+        and pool_stride == (2, 2)
+        and pool_padding == ((0, 0), (0, 0))
+        and winograd.applies(nhwc_shape, weight_shape, stride, dilation, pooled=True)
+    )
+
+
+def conv2d_relu_max_pool2d_chain(x: np.ndarray, blocks: list) -> np.ndarray:
+    """Conv + ReLU + max-pool blocks in a row, for inference, each chunk of images through all of
+    them while it is in cache (:func:`.winograd.conv_relu_pool_chain`).
+
+    ``blocks`` lists ``(weight, bias or None, padding)`` of blocks that each pass
+    :func:`pools_on_winograd` on their input.
+
+    Shape: ``x (N, C, H, W)`` -> the last block's pooled ``(N, OC, PH, PW)`` (channels-last
+    memory).
+    """
+    return to_nchw(winograd.conv_relu_pool_chain(to_nhwc(x), blocks))
+
+
 def max_pool2d_backward(
     grad_out: np.ndarray,
     argmax: np.ndarray,

@@ -31,6 +31,8 @@ every other convolution stays on im2col.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 # ``fast`` imports this module in turn; its helpers (chunks, per-thread buffers, the workers) are
@@ -139,13 +141,12 @@ def _run(x_nhwc, weight, padding, out_hw, finish) -> None:
 def _plan(x_nhwc: np.ndarray, weight: np.ndarray, out_hw: tuple[int, int], per_position: int):
     """The transformed weight, the tiles down and across, and the chunks of images: as many
     images as fit ``CHUNK_BYTES`` of transformed tiles, ``per_position`` values at each of a
-    tile's 16 positions (``0``: ``FEW_CHANNELS_CHUNK_IMAGES``)."""
+    tile's 16 positions."""
     dtype = np.result_type(x_nhwc, weight)
     u = transform_weight(weight.astype(dtype, copy=False))
     tiles = _tiles(out_hw)
     per_image = tiles[0] * tiles[1] * 16 * per_position * np.dtype(dtype).itemsize
-    most = CHUNK_BYTES // per_image if per_position else FEW_CHANNELS_CHUNK_IMAGES
-    return u, tiles, _chunks(x_nhwc.shape[0], most)
+    return u, tiles, _chunks(x_nhwc.shape[0], CHUNK_BYTES // per_image)
 
 
 def _out_hw(x_nhwc: np.ndarray, padding: Pad2d) -> tuple[int, int]:
@@ -187,27 +188,73 @@ def conv2d_relu_max_pool2d_forward(
     Shape: ``x_nhwc (N, H, W, C)``, ``weight (OC, C, 3, 3)``, ``bias (OC,)`` ->
     ``(N, OH // 2, OW // 2, OC)``, C-contiguous.
     """
+    return conv_relu_pool_chain(x_nhwc, [(weight, bias, padding)])
+
+
+class _PoolBlock(NamedTuple):
+    """One conv + ReLU + pool block of a chain, ready to run on chunks of images."""
+
+    u: np.ndarray  # transformed weight (16, C, OC)
+    bias: np.ndarray  # (OC,)
+    padding: Pad2d
+    tiles: tuple[int, int]
+    pooled_hw: tuple[int, int]
+    few_channels: bool  # the one-loop path (fewer than MIN_CHANNELS inputs)
+
+
+def conv_relu_pool_chain(x_nhwc: np.ndarray, blocks: list) -> np.ndarray:
+    """Conv + ReLU + 2x2 max-pool blocks one after another, each chunk of images through all
+    of them while it is in cache (inference).
+
+    A chunk's pooled output from one block stays in a per-thread buffer as the next block's
+    input, so the blocks in between never write their outputs to memory, and the workers are
+    handed the batch once. ``blocks`` lists ``(weight (OC, C, 3, 3), bias (OC,) or None,
+    padding)``, each taking the previous block's pooled output.
+
+    Shape: ``x_nhwc (N, H, W, C)`` -> the last block's ``(N, PH, PW, OC)``, C-contiguous.
+    """
     kernels = fast.numba_kernels()
-    out_hw = _out_hw(x_nhwc, padding)
-    dtype = np.result_type(x_nhwc, weight)
-    pooled_hw = (out_hw[0] // 2, out_hw[1] // 2)
-    out = np.empty((x_nhwc.shape[0], *pooled_hw, weight.shape[0]), dtype=dtype)
-    bias = _bias(bias, weight.shape[0], dtype)
-    if x_nhwc.shape[3] < MIN_CHANNELS:  # steps 2-4 in one Numba loop per tile
-        u, tiles, chunks = _plan(x_nhwc, weight, out_hw, 0)
+    n = x_nhwc.shape[0]
+    dtype = np.result_type(x_nhwc, *(weight for weight, _, _ in blocks))
+    itemsize = np.dtype(dtype).itemsize
+    plans, most = [], n
+    hw, channels = x_nhwc.shape[1:3], x_nhwc.shape[3]
+    for weight, bias, padding in blocks:
+        out_channels = weight.shape[0]
+        (top, bottom), (left, right) = padding
+        out_hw = (hw[0] + top + bottom - 2, hw[1] + left + right - 2)
+        tiles = _tiles(out_hw)
+        few_channels = channels < MIN_CHANNELS
+        if few_channels:  # no transformed tiles stored; small chunks share out the work
+            most = min(most, FEW_CHANNELS_CHUNK_IMAGES)
+        else:
+            per_image = tiles[0] * tiles[1] * 16 * (channels + out_channels) * itemsize
+            most = min(most, CHUNK_BYTES // per_image)
+        hw, channels = (out_hw[0] // 2, out_hw[1] // 2), out_channels
+        u = transform_weight(weight.astype(dtype, copy=False))
+        plans.append(
+            _PoolBlock(u, _bias(bias, out_channels, dtype), padding, tiles, hw, few_channels)
+        )
+    out = np.empty((n, *hw, channels), dtype=dtype)
 
-        def chunk_work(images: slice) -> None:
-            padded = _padded(x_nhwc[images], padding, tiles, dtype)
-            kernels.winograd_few_channels_relu_pool(padded, u, bias, out[images])
+    def chunk_work(images: slice) -> None:
+        block_input = x_nhwc[images]
+        for index, plan in enumerate(plans):
+            if index == len(plans) - 1:
+                block_output = out[images]
+            else:  # slots 7, 8, ...: clear of the ones the steps use
+                shape = (block_input.shape[0], *plan.pooled_hw, plan.u.shape[2])
+                block_output = fast._scratch(7 + index, shape, dtype)
+            if plan.few_channels:  # steps 2-4 in one Numba loop per tile
+                padded = _padded(block_input, plan.padding, plan.tiles, dtype)
+                kernels.winograd_few_channels_relu_pool(padded, plan.u, plan.bias, block_output)
+            else:
+                m = _products(block_input, plan.padding, plan.tiles, plan.u)
+                kernels.winograd_output_relu_pool(m, plan.bias, *plan.tiles, block_output)
+            block_input = block_output
 
-        fast._map_chunks(chunk_work, chunks)
-        return out
-    tiles_h, tiles_w = _tiles(out_hw)
-
-    def finish(images: slice, m: np.ndarray) -> None:
-        kernels.winograd_output_relu_pool(m, bias, tiles_h, tiles_w, out[images])
-
-    _run(x_nhwc, weight, padding, out_hw, finish)
+    with fast.blas_limit():
+        fast._map_chunks(chunk_work, _chunks(n, max(1, most)))
     return out
 
 

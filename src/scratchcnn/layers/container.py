@@ -9,7 +9,7 @@ import numpy as np
 from scratchcnn.backend import compute_scope, get_backend
 from scratchcnn.layers.activation import ReLU
 from scratchcnn.layers.base import Layer
-from scratchcnn.layers.conv import Conv2d
+from scratchcnn.layers.conv import Conv2d, relu_max_pool_chain
 from scratchcnn.layers.pool import MaxPool2d
 
 
@@ -48,7 +48,13 @@ class Sequential(Layer):
                 layer = self.layers[index]
                 fuses_next = self._fuses_relu_pool(index + 1, training)
                 if type(layer) is Conv2d and fuses_next and not layer._keeps_cache(training):
-                    # Inference: each convolution chunk is pooled while it is in cache.
+                    # Inference: each convolution chunk is pooled while it is in cache; a run of
+                    # such blocks on Winograd takes each chunk through all of them.
+                    chain = self._winograd_chain(index, x.shape)
+                    if len(chain) > 1:
+                        x = relu_max_pool_chain(chain, x)
+                        index += 3 * len(chain)
+                        continue
                     x = layer.forward_relu_max_pool(x, self.layers[index + 2])
                     index += 3
                 elif self._fuses_relu_pool(index, training):
@@ -62,6 +68,24 @@ class Sequential(Layer):
         if self._keeps_cache(training):
             self._cache = frozenset(fused_relus)
         return x
+
+    def _winograd_chain(self, index: int, input_shape: tuple[int, ...]) -> list:
+        """The ``(conv, pool)`` pairs of the Conv2d, ReLU, MaxPool2d blocks from ``index`` on that
+        can run as one :func:`relu_max_pool_chain` in inference (possibly none)."""
+        chain = []
+        while (
+            len(input_shape) == 4  # anything else gets the layer's own error message
+            and index < len(self.layers)
+            and type(self.layers[index]) is Conv2d
+            and self._fuses_relu_pool(index + 1, training=False)
+            and not self.layers[index]._keeps_cache(False)
+            and self.layers[index].pools_on_winograd(self.layers[index + 2], input_shape)
+        ):
+            conv, pool = self.layers[index], self.layers[index + 2]
+            chain.append((conv, pool))
+            input_shape = pool.output_shape(conv.output_shape(input_shape))
+            index += 3
+        return chain
 
     def _fuses_relu_pool(self, index: int, training: bool) -> bool:
         """Whether layers ``index, index + 1`` are a ReLU and a max-pool to run as one (fast

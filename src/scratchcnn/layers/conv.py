@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from scratchcnn import functional as F
-from scratchcnn.backend import functional_module
+from scratchcnn.backend import functional_module, get_backend
 from scratchcnn.functional import fast
 from scratchcnn.functional.conv import Pad2d
 from scratchcnn.init import initialize
@@ -140,6 +140,24 @@ class Conv2d(Layer):
             pool.pad,
         )
 
+    def pools_on_winograd(self, pool: Layer, input_shape: tuple[int, ...]) -> bool:
+        """Whether this layer, a ReLU and ``pool`` on an input of ``input_shape`` can join a
+        :func:`relu_max_pool_chain`: the fast backend, a 3x3 stride-1 convolution (Winograd),
+        a 2x2 / stride-2 max-pool, and a pooled output of at least one pixel."""
+        return (
+            get_backend() == "fast"
+            and min(pool.output_shape(self.output_shape(input_shape))[2:]) >= 1
+            and fast.pools_on_winograd(
+                input_shape,
+                self.weight.shape,
+                self.stride,
+                self.dilation,
+                pool.kernel_size,
+                pool.stride,
+                pool.pad,
+            )
+        )
+
     def backward(self, grad_out: np.ndarray) -> np.ndarray | None:
         backend, saved, input_shape = self._pop_cache()
         grad_x, grad_w, grad_b = backend.conv2d_backward(
@@ -179,3 +197,21 @@ class Conv2d(Layer):
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
             f"stride={self.stride}, padding={self.padding!r}, dilation={self.dilation}"
         )
+
+
+def relu_max_pool_chain(blocks: list[tuple[Conv2d, Layer]], x: np.ndarray) -> np.ndarray:
+    """``pool(relu(conv(...)))`` for several ``(conv, pool)`` blocks in a row, in evaluation mode.
+
+    ``Sequential`` runs back-to-back Conv2d, ReLU, MaxPool2d blocks that all pass
+    :meth:`Conv2d.pools_on_winograd` through this: each chunk of images goes through every
+    block while it is in cache, and the workers are handed the batch once. Keeps no cache.
+
+    Shape: ``(N, C, H, W)`` -> the last pool's output shape.
+    """
+    first = blocks[0][0]
+    check_input(first, x, 4, first.in_channels, "(N, C, H, W)")
+    params = [
+        (conv.weight.data, None if conv.bias is None else conv.bias.data, conv.pad)
+        for conv, _ in blocks
+    ]
+    return fast.conv2d_relu_max_pool2d_chain(x, params)
