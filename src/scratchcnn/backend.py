@@ -5,7 +5,8 @@ Both backends implement the same math behind the same layer API:
 - ``"reference"``: the readable im2col code in ``functional.conv`` and ``functional.pool``, NCHW
   throughout; the version to read and step through.
 - ``"fast"``: ``functional.fast``, channels-last inside, with Numba kernels when Numba is
-  installed (NumPy slab operations otherwise).
+  installed (NumPy slab operations otherwise) and Winograd F(2x2, 3x3) for 3x3 stride-1
+  convolutions (``functional.winograd``, Numba only).
 
 Layers look the backend up when they run ``forward`` and remember it for their ``backward``, so
 switching between a forward and its backward is safe.

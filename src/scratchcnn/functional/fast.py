@@ -9,7 +9,8 @@ operation sees the same logical values, and the next fast layer reads them witho
 
 The loops (im2col, col2im, pooling, ReLU) run as Numba kernels (:mod:`.fast_numba`) when Numba is
 installed, and as NumPy slab operations otherwise; set ``USE_NUMBA = False`` to force the NumPy
-path (tests do this). The matrix products always go to NumPy's BLAS.
+path (tests do this). The matrix products always go to NumPy's BLAS. With Numba, 3x3 stride-1
+convolutions run on Winograd F(2x2, 3x3) instead of im2col (:mod:`.winograd`).
 
 Output sizes follow ``functional.conv``: ``out = floor((in + p0 + p1 - d(k - 1) - 1) / s) + 1``.
 """

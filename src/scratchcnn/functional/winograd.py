@@ -25,8 +25,10 @@ multiplied, (4) transformed back, all in per-thread buffers that stay in cache. 
 the im2col convolution up to float rounding (the transforms add and subtract a few extra terms);
 the tests hold both to the naive loops.
 
-Used for kernels of 3x3 with stride 1 and no dilation, when Numba is present and ``ENABLED``;
-every other convolution stays on im2col.
+Used for kernels of 3x3 with stride 1 and no dilation, when Numba is present and ``ENABLED``:
+forward and backward with ``MIN_CHANNELS`` or more input channels, and in inference for any
+number when a ReLU and a 2x2 / stride-2 max-pool follow (the output tiles are the pool windows;
+see :func:`conv_relu_pool_chain`). Every other convolution stays on im2col.
 """
 
 from __future__ import annotations
@@ -127,17 +129,6 @@ def _products(x_nhwc: np.ndarray, padding: Pad2d, tiles: tuple[int, int], u: np.
     return m
 
 
-def _run(x_nhwc, weight, padding, out_hw, finish) -> None:
-    """Steps 1-4 over the batch in chunks on the workers; ``finish(images, m)`` is step 4."""
-    u, tiles, chunks = _plan(x_nhwc, weight, out_hw, x_nhwc.shape[3] + weight.shape[0])
-
-    def chunk_work(images: slice) -> None:
-        finish(images, _products(x_nhwc[images], padding, tiles, u))
-
-    with fast.blas_limit():
-        fast._map_chunks(chunk_work, chunks)
-
-
 def _plan(x_nhwc: np.ndarray, weight: np.ndarray, out_hw: tuple[int, int], per_position: int):
     """The transformed weight, the tiles down and across, and the chunks of images: as many
     images as fit ``CHUNK_BYTES`` of transformed tiles, ``per_position`` values at each of a
@@ -171,12 +162,14 @@ def conv2d_forward(
     dtype = np.result_type(x_nhwc, weight)
     out = np.empty((x_nhwc.shape[0], *out_hw, weight.shape[0]), dtype=dtype)
     bias = _bias(bias, weight.shape[0], dtype)
-    tiles_h, tiles_w = _tiles(out_hw)
+    u, tiles, chunks = _plan(x_nhwc, weight, out_hw, x_nhwc.shape[3] + weight.shape[0])
 
-    def finish(images: slice, m: np.ndarray) -> None:
-        kernels.winograd_output(m, bias, tiles_h, tiles_w, out[images])
+    def chunk_work(images: slice) -> None:
+        m = _products(x_nhwc[images], padding, tiles, u)  # steps 1-3
+        kernels.winograd_output(m, bias, *tiles, out[images])  # step 4
 
-    _run(x_nhwc, weight, padding, out_hw, finish)
+    with fast.blas_limit():
+        fast._map_chunks(chunk_work, chunks)
     return out
 
 
