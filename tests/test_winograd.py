@@ -177,6 +177,13 @@ def test_applies_only_to_3x3_stride_1_layers_with_enough_channels(
     assert winograd.applies(shape, weight_shape, (stride,) * 2, (dilation,) * 2) is expected
 
 
+def test_few_channels_apply_only_when_pooled():
+    """RGB-like inputs run on Winograd only as conv + ReLU + pool (the one-loop kernel)."""
+    shape, weight_shape = (2, 10, 10, 3), (4, 3, 3, 3)
+    assert not winograd.applies(shape, weight_shape, (1, 1), (1, 1))
+    assert winograd.applies(shape, weight_shape, (1, 1), (1, 1), pooled=True)
+
+
 def test_disabled_or_without_numba_it_is_never_used(monkeypatch):
     shape, weight_shape = (2, 10, 10, 16), (4, 16, 3, 3)
     monkeypatch.setattr(winograd, "ENABLED", False)
