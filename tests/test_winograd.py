@@ -1,7 +1,8 @@
 """Winograd F(2x2, 3x3) convolutions against the naive loops in ``reference``.
 
 The kernels are called directly (any channel count) and through the fast backend, which uses
-them for 3x3, stride-1 layers with at least ``winograd.MIN_CHANNELS`` input channels.
+them for 3x3, stride-1 layers with at least ``winograd.MIN_CHANNELS`` input channels, and in
+inference for conv + ReLU + 2x2 max-pool blocks with any number.
 """
 
 from __future__ import annotations
