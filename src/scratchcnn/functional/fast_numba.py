@@ -31,23 +31,35 @@ def _wins(value, best):
 
 
 @njit(cache=True, inline="always")
-def _max_2x2(x, b, oh, ow, ch):
-    """The winner of window ``(oh, ow)`` of a 2x2/stride-2 pool and its position in ``0..3``."""
-    best = x[b, 2 * oh, 2 * ow, ch]
+def _window_max(window):
+    """The winner of a 2x2 window ``(y00, y01, y10, y11)`` and its position in ``0..3``, by
+    ``_wins``' rule."""
+    best, y01, y10, y11 = window
     where = 0
-    value = x[b, 2 * oh, 2 * ow + 1, ch]
-    if _wins(value, best):
-        best = value
+    if _wins(y01, best):
+        best = y01
         where = 1
-    value = x[b, 2 * oh + 1, 2 * ow, ch]
-    if _wins(value, best):
-        best = value
+    if _wins(y10, best):
+        best = y10
         where = 2
-    value = x[b, 2 * oh + 1, 2 * ow + 1, ch]
-    if _wins(value, best):
-        best = value
+    if _wins(y11, best):
+        best = y11
         where = 3
     return best, where
+
+
+@njit(cache=True, inline="always")
+def _max_2x2(x, b, oh, ow, ch):
+    """The winner of window ``(oh, ow)`` of a 2x2/stride-2 pool and its position in ``0..3``."""
+    top, left = 2 * oh, 2 * ow
+    return _window_max(
+        (
+            x[b, top, left, ch],
+            x[b, top, left + 1, ch],
+            x[b, top + 1, left, ch],
+            x[b, top + 1, left + 1, ch],
+        )
+    )
 
 
 @njit(parallel=PARALLEL, cache=True, nogil=True)
@@ -346,19 +358,6 @@ def winograd_output(m, bias, tiles_h, tiles_w, out):
                             out[b, y + 1, x + 1, ch] = y11 + bias[ch]
 
 
-@njit(cache=True, inline="always")
-def _window_max(window):
-    """The maximum of a 2x2 window ``(y00, y01, y10, y11)``, with ``_wins``' rule for NaN."""
-    best, y01, y10, y11 = window
-    if _wins(y01, best):
-        best = y01
-    if _wins(y10, best):
-        best = y10
-    if _wins(y11, best):
-        best = y11
-    return best
-
-
 @njit(parallel=PARALLEL, cache=True, nogil=True)
 def winograd_output_relu_pool(m, bias, tiles_h, tiles_w, out):
     """``max(0, bias + max of each tile's 2x2 outputs)``: conv, ReLU and 2x2/stride-2 max-pool.
@@ -376,7 +375,7 @@ def winograd_output_relu_pool(m, bias, tiles_h, tiles_w, out):
         for j in range(out_w):
             t = (b * tiles_h + i) * tiles_w + j
             for ch in range(c):
-                best = _window_max(_winograd_tile(m, t, ch)) + bias[ch]
+                best = _window_max(_winograd_tile(m, t, ch))[0] + bias[ch]
                 out[b, i, j, ch] = best if best > 0 else 0
 
 
@@ -441,7 +440,7 @@ def winograd_few_channels_relu_pool(padded, u, bias, out):
                         for o in range(out_channels):
                             m[0, p, o] += value * u[p, ch, o]
             for o in range(out_channels):
-                best = _window_max(_winograd_tile(m, 0, o)) + bias[o]
+                best = _window_max(_winograd_tile(m, 0, o))[0] + bias[o]
                 out[b, i, j, o] = best if best > 0 else 0
 
 
