@@ -111,6 +111,13 @@ class Optimizer:
     def _update(self, index: int, param: Parameter, lr: float) -> None:
         raise NotImplementedError
 
+    def _l2_grad(self, param: Parameter) -> np.ndarray:
+        """``p.grad + weight_decay * w`` (L2 decay folded into the gradient, as torch does), a
+        new array: ``p.grad`` itself is never touched. For optimizers with ``weight_decay``."""
+        if self.weight_decay != 0.0:
+            return param.grad + self.weight_decay * param.data
+        return param.grad
+
     def _buffer(self, name: str, index: int, init: np.ndarray | None = None) -> np.ndarray:
         """The buffer ``name`` of parameter ``index``, created from ``init`` (or zeros)."""
         buf = self._buffers[name][index]
@@ -284,9 +291,7 @@ class SGD(Optimizer):
         }
 
     def _update(self, index: int, param: Parameter, lr: float) -> None:
-        grad = param.grad
-        if self.weight_decay != 0.0:
-            grad = grad + self.weight_decay * param.data  # a new array: never touch p.grad
+        grad = self._l2_grad(param)
         if self.momentum != 0.0:
             first = self._buffers["momentum"][index] is None
             buf = self._buffer("momentum", index, init=grad)
@@ -347,14 +352,12 @@ class Adam(Optimizer):
     def hyperparameters(self) -> dict[str, Any]:
         return {"betas": list(self.betas), "eps": self.eps, "weight_decay": self.weight_decay}
 
-    def _decay(self, param: Parameter, lr: float, grad: np.ndarray) -> np.ndarray:
+    def _decay(self, param: Parameter, lr: float) -> np.ndarray:
         """Adam's L2 decay: fold ``weight_decay * w`` into the gradient."""
-        if self.weight_decay != 0.0:
-            return grad + self.weight_decay * param.data
-        return grad
+        return self._l2_grad(param)
 
     def _update(self, index: int, param: Parameter, lr: float) -> None:
-        grad = self._decay(param, lr, param.grad)
+        grad = self._decay(param, lr)
         beta1, beta2 = self.betas
         exp_avg = self._buffer("exp_avg", index)
         exp_avg_sq = self._buffer("exp_avg_sq", index)
@@ -394,10 +397,10 @@ class AdamW(Adam):
     ) -> None:
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
 
-    def _decay(self, param: Parameter, lr: float, grad: np.ndarray) -> np.ndarray:
+    def _decay(self, param: Parameter, lr: float) -> np.ndarray:
         if self.weight_decay != 0.0:
             param.data *= 1.0 - lr * self.weight_decay
-        return grad
+        return param.grad
 
 
 class RMSprop(Optimizer):
@@ -468,9 +471,7 @@ class RMSprop(Optimizer):
         }
 
     def _update(self, index: int, param: Parameter, lr: float) -> None:
-        grad = param.grad
-        if self.weight_decay != 0.0:
-            grad = grad + self.weight_decay * param.data
+        grad = self._l2_grad(param)
         alpha = self.alpha
         square_avg = self._buffer("square_avg", index)
         square_avg *= alpha
