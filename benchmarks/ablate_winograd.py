@@ -21,6 +21,7 @@ from pathlib import Path
 from scratchcnn.backend import use_backend
 from scratchcnn.bench import BenchConfig, _scratch_steps, build_model
 from scratchcnn.functional import winograd
+from scratchcnn.serialization import atomic_write_text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,8 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     report = "\n".join(lines) + "\n"
     sys.stdout.write(report)
     if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(report)
+        atomic_write_text(args.output, report)
     return 0
 
 

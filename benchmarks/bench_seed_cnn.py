@@ -1,7 +1,7 @@
 """Benchmark the seed CNN against PyTorch and write the report to a file.
 
-Runs the same code as ``scratchcnn bench --vs-torch`` (``scratchcnn.bench``) and saves the
-printed report, so that the README's "Performance" table can be regenerated from one run::
+Runs ``scratchcnn bench --vs-torch`` (7 rounds by default) and saves the printed report, so
+that the README's "Performance" table can be regenerated from one run::
 
     python benchmarks/bench_seed_cnn.py                      # -> benchmarks/results/seed_cnn.txt
     python benchmarks/bench_seed_cnn.py --batch 128 --output /tmp/report.txt
@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from scratchcnn.bench import BenchConfig, format_report, run_benchmark
+from scratchcnn.cli import main as scratchcnn_main
 
 DEFAULT_OUTPUT = Path(__file__).parent / "results" / "seed_cnn.txt"
 
@@ -37,21 +37,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args(argv)
-    config = BenchConfig(
-        batch=args.batch,
-        dtype=args.dtype,
-        steps=args.steps,
-        rounds=args.rounds,
-        backend=args.backend,
-        vs_torch=not args.no_torch,
-        torch_threads=args.torch_threads,
-    )
-    report = format_report(run_benchmark(config, log=lambda m: print(m, file=sys.stderr)))
-    print(report)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(report + "\n", encoding="utf-8")
-    print(f"report written to {args.output}", file=sys.stderr)
-    return 0
+    bench_argv = ["bench", "--batch", str(args.batch), "--dtype", args.dtype]
+    bench_argv += ["--steps", str(args.steps), "--rounds", str(args.rounds)]
+    bench_argv += ["--backend", args.backend, "--output", str(args.output)]
+    if not args.no_torch:
+        bench_argv.append("--vs-torch")
+    if args.torch_threads is not None:
+        bench_argv += ["--torch-threads", str(args.torch_threads)]
+    status = scratchcnn_main(bench_argv)  # `scratchcnn bench ...`: one code path for both
+    if status == 0:
+        print(f"report written to {args.output}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

@@ -84,15 +84,9 @@ def test_cli_bench_writes_its_report(tmp_path, capsys):
 def test_winograd_ablation_script_reports_both_settings(tmp_path, capsys):
     """``benchmarks/ablate_winograd.py`` times the model with and without Winograd and leaves
     Winograd switched back on."""
-    import importlib.util
-    from pathlib import Path
-
     from scratchcnn.functional import winograd
 
-    path = Path(__file__).parent.parent / "benchmarks" / "ablate_winograd.py"
-    spec = importlib.util.spec_from_file_location("ablate_winograd", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = _benchmark_script("ablate_winograd")
     report = tmp_path / "ablation.txt"
     argv = ["--batch", "2", "--steps", "1", "--rounds", "1", "--output", str(report)]
     assert script.main(argv) == 0
@@ -100,3 +94,26 @@ def test_winograd_ablation_script_reports_both_settings(tmp_path, capsys):
     assert text == capsys.readouterr().out
     assert "Winograd" in text and "im2col only" in text and "speed-up" in text
     assert winograd.ENABLED
+
+
+def _benchmark_script(name: str):
+    """A script from ``benchmarks/``, imported as a module."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
+def test_benchmark_script_writes_the_cli_report(tmp_path, capsys):
+    """``benchmarks/bench_seed_cnn.py`` runs ``scratchcnn bench`` and saves what it prints."""
+    report = tmp_path / "results" / "seed.txt"  # the folder does not exist yet
+    argv = ["--batch", "2", "--steps", "1", "--rounds", "1", "--no-torch", "--output", str(report)]
+    assert _benchmark_script("bench_seed_cnn").main(argv) == 0
+    printed = capsys.readouterr()
+    assert report.read_text() == printed.out
+    assert "Per-layer profile" in printed.out and "PyTorch" not in printed.out
+    assert f"report written to {report}" in printed.err

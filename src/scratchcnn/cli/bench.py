@@ -68,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     report = format_report(run_benchmark(config, log=lambda m: print(m, file=sys.stderr)))
     print(report)
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as file:
-            file.write(report + "\n")
+        from scratchcnn.serialization import atomic_write_text
+
+        atomic_write_text(args.output, report + "\n")
     return 0
