@@ -339,6 +339,8 @@ def winograd_output(m, bias, tiles_h, tiles_w, out):
         for j in range(tiles_w):
             t = image_row * tiles_w + j
             x = 2 * j
+            # Whole tiles take a branch without bounds tests, so that its channel loop
+            # vectorises; only tiles hanging over the last row or column take the other.
             if y + 1 < out_h and x + 1 < out_w:
                 for ch in range(c):
                     y00, y01, y10, y11 = _winograd_tile(m, t, ch)
@@ -478,7 +480,7 @@ def winograd_output_grad(grad, tiles_h, tiles_w, out):
         for j in range(tiles_w):
             t = image_row * tiles_w + j
             x = 2 * j
-            if y + 1 < out_h and x + 1 < out_w:
+            if y + 1 < out_h and x + 1 < out_w:  # whole tiles: no bounds tests (as above)
                 for ch in range(c):
                     g00, g01 = grad[b, y, x, ch], grad[b, y, x + 1, ch]
                     g10, g11 = grad[b, y + 1, x, ch], grad[b, y + 1, x + 1, ch]
