@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 from scratchcnn.backend import use_backend
-from scratchcnn.bench import BenchConfig, _scratch_steps, build_model
 from scratchcnn.functional import winograd
 from scratchcnn.serialization import atomic_write_text
+from scratchcnn.tools.bench import BenchConfig, _scratch_steps, build_model
 
 
 def main(argv: list[str] | None = None) -> int:

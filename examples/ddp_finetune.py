@@ -28,8 +28,8 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from scratchcnn.bridge import from_torch, to_torch
 from scratchcnn.data import Normalizer, load_dataset
+from scratchcnn.interop.bridge import from_torch, to_torch
 from scratchcnn.serialization import load_model, save_model
 
 KEPT_METADATA = ("class_names", "normalization", "image_shape", "config")

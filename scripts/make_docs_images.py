@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from scratchcnn import interpret, metrics, viz
+from scratchcnn import viz
+from scratchcnn.analysis import interpret, metrics
 from scratchcnn.report import load_checkpoint, load_test_images, run_checkpoint
 from scratchcnn.training.evaluate import predict_proba
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scratchcnn.bench import (
+from scratchcnn.cli import main
+from scratchcnn.tools.bench import (
     BenchConfig,
     build_model,
     format_report,
@@ -14,7 +15,6 @@ from scratchcnn.bench import (
     matmul_peak_gflops,
     run_benchmark,
 )
-from scratchcnn.cli import main
 
 TINY = {"batch": 2, "steps": 1, "rounds": 1, "warmup": 1, "peak_size": 64}
 
@@ -52,7 +52,7 @@ def test_bench_against_torch_on_a_tiny_batch():
 
 def test_torch_twin_computes_the_same_logits():
     torch = pytest.importorskip("torch")
-    from scratchcnn.bench import torch_model_from
+    from scratchcnn.tools.bench import torch_model_from
 
     model, x, _ = build_model(BenchConfig(batch=3))
     twin = torch_model_from(model, "float32")

@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 from scratchcnn import layers as L  # noqa: E402
-from scratchcnn.bridge import (  # noqa: E402
+from scratchcnn.interop.bridge import (  # noqa: E402
     TorchGlobalAvgPool2d,
     TorchResidual,
     from_torch,

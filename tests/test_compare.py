@@ -13,14 +13,14 @@ pytest.importorskip("matplotlib")
 from PIL import Image  # noqa: E402
 
 from scratchcnn.cli import main  # noqa: E402
-from scratchcnn.compare import (  # noqa: E402
+from scratchcnn.data import Normalizer  # noqa: E402
+from scratchcnn.interop.compare import (  # noqa: E402
     compare_frameworks,
     count_code_lines,
     lines_of_code,
     markdown_table,
     write_report,
 )
-from scratchcnn.data import Normalizer  # noqa: E402
 from scratchcnn.models import seed_cnn  # noqa: E402
 from scratchcnn.training import TrainConfig, TrainingData  # noqa: E402
 

@@ -14,8 +14,8 @@ torch = pytest.importorskip("torch")
 
 from PIL import Image  # noqa: E402
 
-from scratchcnn.bridge import from_torch, to_torch  # noqa: E402
 from scratchcnn.data import Normalizer, load_dataset  # noqa: E402
+from scratchcnn.interop.bridge import from_torch, to_torch  # noqa: E402
 from scratchcnn.models import seed_cnn  # noqa: E402
 from scratchcnn.serialization import load_model, save_model  # noqa: E402
 

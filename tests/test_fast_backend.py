@@ -17,7 +17,7 @@ import scratchcnn as sc
 from scratchcnn import functional as F
 from scratchcnn.backend import functional_module, get_backend, set_backend, use_backend
 from scratchcnn.functional import fast
-from scratchcnn.gradcheck import check_layer
+from scratchcnn.tools.gradcheck import check_layer
 
 HAVE_NUMBA = fast.numba_kernels() is not None
 

@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 
 from scratchcnn import layers as L
-from scratchcnn.gradcheck import (
+from scratchcnn.layers.base import Layer
+from scratchcnn.losses import CrossEntropyLoss
+from scratchcnn.parameter import Parameter
+from scratchcnn.tools.gradcheck import (
     CheckResult,
     all_passed,
     builtin_checks,
@@ -16,9 +19,6 @@ from scratchcnn.gradcheck import (
     numerical_gradient,
     relative_error,
 )
-from scratchcnn.layers.base import Layer
-from scratchcnn.losses import CrossEntropyLoss
-from scratchcnn.parameter import Parameter
 
 THRESHOLD = 1e-6
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scratchcnn import interpret
 from scratchcnn import layers as L
+from scratchcnn.analysis import interpret
 from scratchcnn.data import Normalizer
 from scratchcnn.models import seed_cnn
 

@@ -1,11 +1,11 @@
-"""scratchcnn.metrics against scikit-learn, on random and structured predictions."""
+"""scratchcnn.analysis.metrics against scikit-learn, on random and structured predictions."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from scratchcnn import metrics
+from scratchcnn.analysis import metrics
 
 sk = pytest.importorskip("sklearn.metrics")
 sk_calibration = pytest.importorskip("sklearn.calibration")

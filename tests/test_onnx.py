@@ -15,8 +15,8 @@ ort = pytest.importorskip("onnxruntime")
 from scratchcnn import layers as L  # noqa: E402
 from scratchcnn.cli import main  # noqa: E402
 from scratchcnn.data import Normalizer, load_dataset  # noqa: E402
+from scratchcnn.interop.onnx_export import build_onnx_model, export_onnx  # noqa: E402
 from scratchcnn.models import seed_cnn  # noqa: E402
-from scratchcnn.onnx_export import build_onnx_model, export_onnx  # noqa: E402
 from scratchcnn.serialization import save_model  # noqa: E402
 
 CIFAR_ZIP = Path(__file__).resolve().parents[1].parent / "shared/datasets/cifar10-jpeg.zip"

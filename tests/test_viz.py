@@ -13,7 +13,8 @@ import pytest
 pytest.importorskip("matplotlib")
 from PIL import Image  # noqa: E402
 
-from scratchcnn import interpret, metrics, viz  # noqa: E402
+from scratchcnn import viz
+from scratchcnn.analysis import interpret, metrics  # noqa: E402
 from scratchcnn.data import Normalizer  # noqa: E402
 from scratchcnn.models import seed_cnn  # noqa: E402
 from scratchcnn.optim.lr_finder import LRFinderResult  # noqa: E402
@@ -214,7 +215,8 @@ def test_show_displays_inline(setup: dict, monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_importing_scratchcnn_does_not_import_matplotlib() -> None:
     code = (
-        "import sys, scratchcnn, scratchcnn.viz, scratchcnn.metrics, scratchcnn.interpret; "
+        "import sys, scratchcnn, scratchcnn.viz, scratchcnn.analysis.metrics, "
+        "scratchcnn.analysis.interpret; "
         "print(sorted(m for m in sys.modules if m.startswith('matplotlib')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

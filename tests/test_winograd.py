@@ -16,7 +16,7 @@ import reference as ref
 import scratchcnn as sc
 from scratchcnn.backend import use_backend
 from scratchcnn.functional import fast, winograd
-from scratchcnn.gradcheck import check_layer
+from scratchcnn.tools.gradcheck import check_layer
 
 if fast.numba_kernels() is None:
     pytest.skip("Winograd runs on the Numba kernels only", allow_module_level=True)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from scratchcnn import interpret, metrics
+from scratchcnn.analysis import interpret, metrics
 from scratchcnn.data import Normalizer
 from scratchcnn.layers.base import Layer
 

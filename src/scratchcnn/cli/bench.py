@@ -45,7 +45,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from scratchcnn.bench import BenchConfig, format_report, run_benchmark
+    from scratchcnn.tools.bench import BenchConfig, format_report, run_benchmark
 
     config = BenchConfig(
         model=args.model,

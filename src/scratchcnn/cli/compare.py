@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         import torch
 
-        from scratchcnn.compare import compare_frameworks, markdown_table, write_report
+        from scratchcnn.interop.compare import compare_frameworks, markdown_table, write_report
     except ImportError as err:
         return fail(f"{err}; scratchcnn compare needs PyTorch: pip install 'scratchcnn[torch]'")
 

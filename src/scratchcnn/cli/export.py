@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from scratchcnn.cli._common import default_checkpoint, fail
 
     try:
-        from scratchcnn.onnx_export import export_checkpoint
+        from scratchcnn.interop.onnx_export import export_checkpoint
     except ImportError as err:  # pragma: no cover - onnx is an optional extra
         return fail(f"{err}; export needs the onnx package: pip install 'scratchcnn[onnx]'")
     try:

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from scratchcnn.functional.fast import blas_limit
-    from scratchcnn.gradcheck import all_passed, builtin_checks, format_results
+    from scratchcnn.tools.gradcheck import all_passed, builtin_checks, format_results
 
     # Tiny float64 products: extra BLAS threads only wait for each other on a busy machine.
     with blas_limit():

@@ -86,7 +86,8 @@ def _draw(args: argparse.Namespace):
 
     import numpy as np
 
-    from scratchcnn import interpret, metrics, viz
+    from scratchcnn import viz
+    from scratchcnn.analysis import interpret, metrics
     from scratchcnn.cli._common import default_checkpoint
     from scratchcnn.losses import softmax
     from scratchcnn.report import load_checkpoint, load_test_images, run_checkpoint

@@ -89,7 +89,7 @@ class Layer:
 
         Shape: ``input_shape`` excludes the batch axis, e.g. ``(3, 32, 32)``.
         """
-        from scratchcnn.summary import format_summary
+        from scratchcnn.layers.summary import format_summary
 
         dtype = next((p.dtype for p in self.parameters()), np.float32)
         text = format_summary(self, tuple(input_shape), dtype)

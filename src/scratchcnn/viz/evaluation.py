@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from scratchcnn import metrics
+from scratchcnn.analysis import metrics
 from scratchcnn.viz._common import (
     draw_mosaic,
     finish,

@@ -25,8 +25,8 @@ from scratchcnn.viz._common import (
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from scratchcnn.analysis.interpret import LayerActivationStats
     from scratchcnn.data import Normalizer
-    from scratchcnn.interpret import LayerActivationStats
 
 
 def _convs(model: Layer) -> list[L.Conv2d]:
@@ -128,7 +128,7 @@ def plot_activations(
     """
     import matplotlib
 
-    from scratchcnn.interpret import feature_maps
+    from scratchcnn.analysis.interpret import feature_maps
 
     dtype = next((p.dtype for p in model.parameters()), np.float32)
     x = normalizer(np.asarray(image)[None]).astype(dtype)
@@ -165,7 +165,7 @@ def plot_top_activations(
     """For each of some filters, the dataset images that excite it most (best on the left).
 
     Shape: ``images (N, H, W, C)`` uint8; ``indices (channels, k)`` from
-    :func:`scratchcnn.interpret.top_activating_images`.
+    :func:`scratchcnn.analysis.interpret.top_activating_images`.
     """
     filters = list(range(min(8, len(indices)))) if filters is None else list(filters)
     k = indices.shape[1]

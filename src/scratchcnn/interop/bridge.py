@@ -42,7 +42,7 @@ try:
     from torch import nn
 except ImportError as error:  # pragma: no cover - exercised only without torch
     raise ImportError(
-        "scratchcnn.bridge needs PyTorch; install it with pip install 'scratchcnn[torch]'"
+        "scratchcnn.interop.bridge needs PyTorch; install it with pip install 'scratchcnn[torch]'"
     ) from error
 
 from scratchcnn import layers as L

@@ -414,7 +414,7 @@ def receptive_fields(model: Layer, input_shape: tuple[int, ...]) -> list[tuple[s
 
     Shape: ``input_shape`` is one example without the batch axis, e.g. ``(3, 32, 32)``.
     """
-    from scratchcnn.summary import summarize
+    from scratchcnn.layers.summary import summarize
 
     rows = summarize(model, tuple(input_shape), _model_dtype(model))
     return [(name, row.receptive_field) for name, row in zip(layer_names(model), rows, strict=True)]

@@ -1,12 +1,13 @@
 """scratchcnn and PyTorch side by side: one architecture, one start, one batch order, two engines.
 
 :func:`compare_frameworks` builds the model in scratchcnn, copies its initial weights into a
-hand-written PyTorch model (:func:`torch_seed_cnn`, or :func:`scratchcnn.bridge.to_torch` for
-other architectures), and trains both with SGD on exactly the same batches in the same order:
-every batch is made once, by scratchcnn's :func:`~scratchcnn.training.trainer.make_batch` with
-augmentation off, and fed to both. Each step records both losses and batch accuracies; each
-epoch records both validation metrics and the seconds each framework spent training.
-:func:`write_report` turns the result into a figure, a markdown table and a JSON of the curves.
+hand-written PyTorch model (:func:`torch_seed_cnn`, or
+:func:`scratchcnn.interop.bridge.to_torch` for other architectures), and trains both with SGD on
+exactly the same batches in the same order: every batch is made once, by scratchcnn's
+:func:`~scratchcnn.training.trainer.make_batch` with augmentation off, and fed to both. Each
+step records both losses and batch accuracies; each epoch records both validation metrics and
+the seconds each framework spent training. :func:`write_report` turns the result into a figure,
+a markdown table and a JSON of the curves.
 
 In float64 the two loss curves agree to rounding. In float32 the same math summed in different
 orders agrees to 1e-7..1e-5 relative until a near-tie (a max-pool window, a ReLU input at zero)
@@ -143,7 +144,7 @@ def _torch_model_for(config: TrainConfig, model: Layer, data: TrainingData):
     """The torch model with ``model``'s weights: hand-written for seed_cnn, bridged otherwise."""
     import torch
 
-    from scratchcnn.bridge import scratchcnn_state_to_torch, to_torch
+    from scratchcnn.interop.bridge import scratchcnn_state_to_torch, to_torch
 
     if config.model != "seed_cnn":
         return to_torch(model).train()

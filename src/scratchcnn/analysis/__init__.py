@@ -1,0 +1,1 @@
+"""Looking at trained models: attribution, feature analysis and evaluation metrics."""

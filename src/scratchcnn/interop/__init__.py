@@ -1,0 +1,1 @@
+"""Interoperability: the PyTorch bridge, ONNX export and the comparison with PyTorch."""

@@ -1,0 +1,1 @@
+"""Tools around the engine: gradient checking and speed measurement."""
