@@ -9,6 +9,7 @@ import pytest
 
 from scratchcnn import layers as L
 from scratchcnn.losses import CrossEntropyLoss
+from scratchcnn.models import seed_cnn
 
 
 def rng(seed: int = 0) -> np.random.Generator:
@@ -366,3 +367,33 @@ def test_residual_shape_mismatch_error() -> None:
 def test_sequential_rejects_non_layers() -> None:
     with pytest.raises(TypeError, match="item 1"):
         L.Sequential(L.ReLU(), "relu")
+
+
+def test_freeze_matches_names_prefixes_and_globs() -> None:
+    model = seed_cnn(rng=np.random.default_rng(0))
+    assert model.freeze("0") == ["0.weight", "0.bias"]
+    assert model.freeze("*.bias") == ["0.bias", "3.bias", "7.bias", "9.bias"]
+    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
+    assert frozen == {"0.weight", "0.bias", "3.bias", "7.bias", "9.bias"}
+    assert model.unfreeze("3") == ["3.weight", "3.bias"]
+    assert model[3].bias.requires_grad  # unfrozen again
+    model.unfreeze()
+    assert all(p.requires_grad for p in model.parameters())
+    model.freeze("9")
+    assert "requires_grad=False" in repr(model[9].weight)
+
+
+def test_freeze_rejects_a_pattern_that_matches_nothing() -> None:
+    model = seed_cnn(rng=np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"'conv9' matches no parameter; parameters are \['0\.w"):
+        model.freeze("conv9")
+
+
+def test_sequential_item_assignment_replaces_a_layer() -> None:
+    model = seed_cnn(rng=np.random.default_rng(0))
+    head = L.Linear(128, 3, rng=np.random.default_rng(1))
+    model[9] = head
+    assert model[9] is head
+    assert model(np.zeros((2, 3, 32, 32), np.float32)).shape == (2, 3)
+    with pytest.raises(TypeError, match="must be a Layer"):
+        model[9] = "not a layer"

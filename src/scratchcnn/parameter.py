@@ -9,17 +9,20 @@ class Parameter:
     """A named array with a gradient buffer of the same shape and dtype.
 
     Layers fill ``grad`` in ``backward``; optimizers read ``grad`` and update ``data`` in place,
-    so an optimizer needs nothing but an iterable of parameters.
+    so an optimizer needs nothing but an iterable of parameters. A parameter with
+    ``requires_grad = False`` is frozen: optimizers leave it alone, and layers may skip computing
+    its gradient (see :meth:`scratchcnn.layers.Layer.freeze`).
 
     Shape: ``data`` and ``grad`` share any shape, e.g. ``(out_channels, in_channels, kh, kw)``.
     """
 
-    __slots__ = ("name", "data", "grad")
+    __slots__ = ("name", "data", "grad", "requires_grad")
 
-    def __init__(self, data: np.ndarray, name: str = "") -> None:
+    def __init__(self, data: np.ndarray, name: str = "", requires_grad: bool = True) -> None:
         self.name = name
         self.data = data
         self.grad = np.zeros_like(data)
+        self.requires_grad = requires_grad
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -43,4 +46,8 @@ class Parameter:
         self.grad = np.zeros_like(self.data)
 
     def __repr__(self) -> str:
-        return f"Parameter(name={self.name!r}, shape={self.data.shape}, dtype={self.data.dtype})"
+        frozen = "" if self.requires_grad else ", requires_grad=False"
+        return (
+            f"Parameter(name={self.name!r}, shape={self.data.shape}, dtype={self.data.dtype}"
+            f"{frozen})"
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -99,6 +100,42 @@ class Layer:
 
     def num_parameters(self) -> int:
         return sum(p.size for p in self.parameters())
+
+    def freeze(self, *patterns: str) -> list[str]:
+        """Stop training the parameters whose names match any of ``patterns``; return their names.
+
+        A pattern matches a parameter name exactly, as a prefix of dotted components (``"0"``
+        matches ``0.weight`` and ``0.bias``; ``"3.block"`` matches everything in that block), or
+        as a shell-style glob (``"*.bias"``). With no patterns, every parameter is frozen. A
+        pattern that matches nothing is an error that lists the parameter names.
+        """
+        return self._set_requires_grad(patterns, False)
+
+    def unfreeze(self, *patterns: str) -> list[str]:
+        """Train again the parameters matching ``patterns`` (all with none); see :meth:`freeze`."""
+        return self._set_requires_grad(patterns, True)
+
+    def _set_requires_grad(self, patterns: tuple[str, ...], value: bool) -> list[str]:
+        named = list(self.named_parameters())
+        matched: dict[str, None] = {}  # ordered set
+        for pattern in patterns or ("*",):
+            hits = [
+                name
+                for name, _ in named
+                if name == pattern
+                or name.startswith(pattern + ".")
+                or fnmatch.fnmatchcase(name, pattern)
+            ]
+            if not hits:
+                raise ValueError(
+                    f"pattern {pattern!r} matches no parameter; parameters are "
+                    f"{[name for name, _ in named]}"
+                )
+            matched.update(dict.fromkeys(hits))
+        for name, param in named:
+            if name in matched:
+                param.requires_grad = value
+        return list(matched)
 
     def zero_grad(self) -> None:
         for param in self.parameters():

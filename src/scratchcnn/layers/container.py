@@ -37,6 +37,12 @@ class Sequential(Layer):
     def __getitem__(self, index: int) -> Layer:
         return self.layers[index]
 
+    def __setitem__(self, index: int, layer: Layer) -> None:
+        """Replace one layer (e.g. a new classifier head for transfer learning)."""
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential item {index} must be a Layer, got {layer!r}")
+        self.layers[index] = layer
+
     def __iter__(self) -> Iterator[Layer]:
         return iter(self.layers)
 
