@@ -18,8 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from scratchcnn import fast
 from scratchcnn.backend import use_backend
-from scratchcnn.functional import winograd
 from scratchcnn.serialization import atomic_write_text
 from scratchcnn.tools.bench import BenchConfig, _scratch_steps, build_model
 
@@ -35,11 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     train_step, infer_step, _, _ = _scratch_steps(model, x, y, lr=0.01)
     settings = {"Winograd": True, "im2col only": False}
     times: dict[tuple[str, str], list[float]] = {}
-    try:
-        with use_backend("fast"):
-            for round_index in range(args.rounds + 1):  # round 0 warms up (Numba, allocator)
-                for name, enabled in settings.items():
-                    winograd.ENABLED = enabled
+    fast.keep_freed_memory()  # as the trainer does
+    with use_backend("fast"):
+        for round_index in range(args.rounds + 1):  # round 0 warms up (Numba, allocator)
+            for name, enabled in settings.items():
+                with fast.settings(winograd=enabled):
                     for kind, step in (("train", train_step), ("infer", infer_step)):
                         start = time.perf_counter()
                         for _ in range(args.steps):
@@ -47,8 +47,6 @@ def main(argv: list[str] | None = None) -> int:
                         if round_index > 0:
                             elapsed = (time.perf_counter() - start) / args.steps
                             times.setdefault((name, kind), []).append(1e3 * elapsed)
-    finally:
-        winograd.ENABLED = True
     lines = [
         f"seed CNN, batch {args.batch}, float32, fast backend, "
         f"{args.steps} steps x {args.rounds} rounds (medians, ms per batch)",

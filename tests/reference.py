@@ -182,3 +182,90 @@ def avg_pool2d_backward(
             share = grad_out[:, :, i, j] / (kernel[0] * kernel[1])
             grad_xp[:, :, rows, cols] += share[:, :, None, None]
     return grad_xp[:, :, top : top + h, left : left + w]
+
+
+def relu(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``max(x, 0)`` element by element (NaN stays NaN) and its derivative (1 where x > 0).
+
+    Shape: any -> same (twice).
+    """
+    out = np.array([v if not v <= 0 else 0.0 for v in x.ravel()], dtype=x.dtype)
+    slope = np.array([1.0 if v > 0 else 0.0 for v in x.ravel()], dtype=x.dtype)
+    return out.reshape(x.shape), slope.reshape(x.shape)
+
+
+def gelu(x: np.ndarray, approximate: str = "none") -> tuple[np.ndarray, np.ndarray]:
+    """GELU and its derivative element by element with ``math.erf`` / ``math.tanh``.
+
+    Shape: any -> same (twice).
+    """
+    import math
+
+    out, slope = np.empty(x.size), np.empty(x.size)
+    for k, v in enumerate(x.ravel().astype(float)):
+        if approximate == "tanh":
+            inner = math.sqrt(2 / math.pi) * (v + 0.044715 * v**3)
+            t = math.tanh(inner)
+            out[k] = 0.5 * v * (1 + t)
+            d_inner = math.sqrt(2 / math.pi) * (1 + 3 * 0.044715 * v**2)
+            slope[k] = 0.5 * (1 + t) + 0.5 * v * (1 - t * t) * d_inner
+        else:
+            cdf = 0.5 * (1 + math.erf(v / math.sqrt(2)))
+            out[k] = v * cdf
+            slope[k] = cdf + v * math.exp(-0.5 * v * v) / math.sqrt(2 * math.pi)
+    return out.reshape(x.shape).astype(x.dtype), slope.reshape(x.shape).astype(x.dtype)
+
+
+def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    """``out[n, o] = sum_i x[n, i] weight[o, i] + bias[o]`` with explicit sums.
+
+    Shape: ``x (N, in)``, ``weight (out, in)`` -> ``(N, out)``.
+    """
+    out = np.zeros((x.shape[0], weight.shape[0]), dtype=x.dtype)
+    for n in range(x.shape[0]):
+        for o in range(weight.shape[0]):
+            out[n, o] = np.sum(x[n] * weight[o]) + (0 if bias is None else bias[o])
+    return out
+
+
+def batch_norm(
+    x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float, stats=None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-channel normalisation, channel by channel; batch statistics unless ``stats``.
+
+    Shape: ``x (N, C, ...)`` -> ``out`` like ``x``, ``mean (C,)``, ``var (C,)`` (biased).
+    """
+    out = np.empty_like(x)
+    means, variances = np.empty(x.shape[1]), np.empty(x.shape[1])
+    for c in range(x.shape[1]):
+        values = x[:, c]
+        mean = values.mean() if stats is None else stats[0][c]
+        var = ((values - values.mean()) ** 2).mean() if stats is None else stats[1][c]
+        out[:, c] = weight[c] * (values - mean) / np.sqrt(var + eps) + bias[c]
+        means[c], variances[c] = mean, var
+    return out, means, variances
+
+
+def batch_norm_backward(
+    grad_out: np.ndarray, x: np.ndarray, weight: np.ndarray, eps: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Training-mode gradients through the staged graph (CS231n's way, not the compact formula):
+    ``x -> mu -> var -> x_hat -> out``, each stage's local derivative in turn.
+
+    Shape: ``grad_out, x (N, C, ...)`` -> ``grad_x`` like ``x``, ``(C,)``, ``(C,)``.
+    """
+    grad_x = np.empty_like(x)
+    grad_w, grad_b = np.empty(x.shape[1]), np.empty(x.shape[1])
+    for c in range(x.shape[1]):
+        v, g = x[:, c], grad_out[:, c]
+        m = v.size
+        mu = v.mean()
+        var = ((v - mu) ** 2).mean()
+        inv_std = 1.0 / np.sqrt(var + eps)
+        x_hat = (v - mu) * inv_std
+        grad_b[c], grad_w[c] = g.sum(), (g * x_hat).sum()
+        d_x_hat = g * weight[c]
+        d_var = np.sum(d_x_hat * (v - mu)) * -0.5 * inv_std**3
+        d_mu = -np.sum(d_x_hat) * inv_std + d_var * np.mean(-2.0 * (v - mu))
+        grad_x[:, c] = d_x_hat * inv_std + d_var * 2.0 * (v - mu) / m + d_mu / m
+    return grad_x, grad_w, grad_b

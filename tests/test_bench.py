@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from scratchcnn.cli import main
+from scratchcnn.layers import fuse
 from scratchcnn.tools.bench import (
     BenchConfig,
     build_model,
@@ -35,7 +36,8 @@ def test_bench_runs_on_a_tiny_batch(backend):
     assert result.train_s > 0 and result.infer_s > 0
     assert result.forward_flops > 0
     names = [row.name for row in result.layers]
-    assert names[0] == "0 Conv2d" and names[-1] == "SGD update"
+    # the profile times the units of the fused model, as a training step runs them
+    assert names[0].startswith("0 ConvReLUMaxPoolChain 3->32->64") and names[-1] == "SGD update"
     assert sum(row.share for row in result.layers) == pytest.approx(1.0)
     report = format_report(result)
     assert "Per-layer profile" in report and "GFLOP/s" in report
@@ -64,7 +66,7 @@ def test_torch_twin_computes_the_same_logits():
 def test_layer_profile_rows_cover_the_model():
     model, x, y = build_model(BenchConfig(batch=2))
     rows = layer_profile(model, x, y, steps=1, lr=0.01)
-    assert len(rows) == len(model) + 2
+    assert len(rows) == len(fuse(model).units()) + 2  # the fused model's units, loss, update
     assert all(row.forward_ms >= 0 and row.backward_ms >= 0 for row in rows)
 
 
@@ -83,9 +85,10 @@ def test_cli_bench_writes_its_report(tmp_path, capsys):
 
 def test_winograd_ablation_script_reports_both_settings(tmp_path, capsys):
     """``benchmarks/ablate_winograd.py`` times the model with and without Winograd and leaves
-    Winograd switched back on."""
-    from scratchcnn.functional import winograd
+    the settings as they were."""
+    from scratchcnn import fast
 
+    before = fast.current_settings()
     script = _benchmark_script("ablate_winograd")
     report = tmp_path / "ablation.txt"
     argv = ["--batch", "2", "--steps", "1", "--rounds", "1", "--output", str(report)]
@@ -93,7 +96,7 @@ def test_winograd_ablation_script_reports_both_settings(tmp_path, capsys):
     text = report.read_text()
     assert text == capsys.readouterr().out
     assert "Winograd" in text and "im2col only" in text and "speed-up" in text
-    assert winograd.ENABLED
+    assert fast.current_settings() == before and before.winograd
 
 
 def _benchmark_script(name: str):

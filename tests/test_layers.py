@@ -8,8 +8,16 @@ import numpy as np
 import pytest
 
 from scratchcnn import layers as L
+from scratchcnn.backend import available_backends, use_backend
 from scratchcnn.losses import CrossEntropyLoss
 from scratchcnn.models import seed_cnn
+
+
+@pytest.fixture(autouse=True, params=available_backends())
+def each_backend(request):
+    """Every test in this file runs on each backend (a bug in either fails its own test)."""
+    with use_backend(request.param):
+        yield request.param
 
 
 def rng(seed: int = 0) -> np.random.Generator:

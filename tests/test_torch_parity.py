@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from scratchcnn import layers as L
+from scratchcnn.backend import available_backends, use_backend
 from scratchcnn.layers.base import Layer
 from scratchcnn.losses import CrossEntropyLoss
 from scratchcnn.models import seed_cnn
@@ -20,6 +21,13 @@ DTYPES = {
     np.float64: (torch.float64, {"rtol": 1e-10, "atol": 1e-10}),
 }
 GELU_FLOAT64_TOL = {"rtol": 1e-6, "atol": 1e-6}
+
+
+@pytest.fixture(autouse=True, params=available_backends())
+def each_backend(request):
+    """Every test in this file runs on each backend (a bug in either fails its own test)."""
+    with use_backend(request.param):
+        yield request.param
 
 
 def copy_into_torch(ours: Layer, theirs: nn.Module) -> None:

@@ -1,8 +1,9 @@
 """Winograd F(2x2, 3x3) convolutions against the naive loops in ``reference``.
 
 The kernels are called directly (any channel count) and through the fast backend, which uses
-them for 3x3, stride-1 layers with at least ``winograd.MIN_CHANNELS`` input channels, and in
-inference for conv + ReLU + 2x2 max-pool blocks with any number.
+them for 3x3, stride-1 layers with at least ``winograd_min_channels`` input channels (a
+:class:`scratchcnn.fast.Settings` field), and in inference for conv + ReLU + 2x2 max-pool blocks
+with any number.
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ import pytest
 import reference as ref
 
 import scratchcnn as sc
-from scratchcnn.backend import use_backend
-from scratchcnn.functional import fast, winograd
+from scratchcnn import fast
+from scratchcnn.backend import ConvGeometry, use_backend
+from scratchcnn.fast import conv, winograd
+from scratchcnn.fast.layout import to_nchw, to_nhwc
+from scratchcnn.fast.runtime import kernels
 from scratchcnn.tools.gradcheck import check_layer
 
-if fast.numba_kernels() is None:
+if kernels(fast.current_settings()) is None:
     pytest.skip("Winograd runs on the Numba kernels only", allow_module_level=True)
 
 SAME = ((1, 1), (1, 1))
@@ -52,18 +56,20 @@ def cases():
 @pytest.fixture(
     params=[(1, 1 << 30), (2, 1), (3, 1)], ids=["whole-batch", "2-workers", "3-workers"]
 )
-def chunking(request, monkeypatch):
-    """The batch in one chunk on one thread, or one image per chunk on several threads."""
+def chunking(request):
+    """The batch in one chunk on one thread, or one image per chunk on several threads; yields
+    the settings in effect."""
     workers, chunk_bytes = request.param
-    monkeypatch.setattr(fast, "WORKERS", workers)
-    monkeypatch.setattr(winograd, "CHUNK_BYTES", chunk_bytes)
-    monkeypatch.setattr(winograd, "FEW_CHANNELS_CHUNK_IMAGES", min(chunk_bytes, 1 << 30))
+    with fast.settings(
+        workers=workers, winograd_chunk_bytes=chunk_bytes, few_channels_chunk_images=chunk_bytes
+    ) as settings:
+        yield settings
 
 
 def test_weight_transform_is_g_g_g_transposed():
     g_matrix = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
     _, weight, _ = sample((1, 3, 4, 4), 2, np.float64, 0)
-    u = winograd.transform_weight(weight)
+    u = winograd.transform_weight(weight, fast.current_settings())
     for o, c in itertools.product(range(2), range(3)):
         want = g_matrix @ weight[o, c] @ g_matrix.T  # (4, 4)
         np.testing.assert_allclose(u[:, c, o].reshape(4, 4), want, rtol=1e-15)
@@ -74,11 +80,12 @@ def test_one_tile_by_the_textbook_formula():
     b_t = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=float)
     a_t = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=float)
     d, g, _ = sample((1, 1, 4, 4), 1, np.float64, 1)
-    u = winograd.transform_weight(g)[:, 0, 0].reshape(4, 4)
+    settings = fast.current_settings()
+    u = winograd.transform_weight(g, settings)[:, 0, 0].reshape(4, 4)
     textbook = a_t @ (u * (b_t @ d[0, 0] @ b_t.T)) @ a_t.T
     direct = ref.conv2d(d, g, None, (1, 1), ((0, 0), (0, 0)), (1, 1))[0, 0]
     np.testing.assert_allclose(textbook, direct, rtol=1e-12)
-    got = winograd.conv2d_forward(fast.to_nhwc(d), g, None, ((0, 0), (0, 0)))
+    got = winograd.conv2d_forward(to_nhwc(d), g, None, ((0, 0), (0, 0)), settings)
     np.testing.assert_allclose(got[0, :, :, 0], direct, rtol=1e-12)
 
 
@@ -86,76 +93,84 @@ def test_one_tile_by_the_textbook_formula():
 @pytest.mark.parametrize(("shape", "padding"), list(cases()))
 def test_forward_matches_naive_loops(chunking, dtype, shape, padding):
     x, weight, bias = sample(shape, 5, dtype, 2)
-    got = winograd.conv2d_forward(fast.to_nhwc(x), weight, bias, padding)
+    got = winograd.conv2d_forward(to_nhwc(x), weight, bias, padding, chunking)
     want = ref.conv2d(x.astype(np.float64), weight, bias, (1, 1), padding, (1, 1))
     assert got.dtype == dtype and got.flags.c_contiguous
-    np.testing.assert_allclose(fast.to_nchw(got), want, **tolerance(dtype))
+    np.testing.assert_allclose(to_nchw(got), want, **tolerance(dtype))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize(("shape", "padding"), list(cases()))
+@pytest.mark.parametrize(
+    ("shape", "padding"),
+    [c for c in cases() if min(output_hw(*c)) >= 2],  # a whole 2x2 window
+)
 def test_fused_relu_pool_matches_naive_loops(chunking, dtype, shape, padding):
-    if min(output_hw(shape, padding)) < 2:
-        pytest.skip("no complete 2x2 pooling window")
     x, weight, bias = sample(shape, 4, dtype, 3)
-    got = winograd.conv2d_relu_max_pool2d_forward(fast.to_nhwc(x), weight, bias, padding)
-    conv = ref.conv2d(x.astype(np.float64), weight, bias, (1, 1), padding, (1, 1))
-    want, _ = ref.max_pool2d(np.maximum(conv, 0), (2, 2), (2, 2), ((0, 0), (0, 0)))
+    got = winograd.conv_relu_pool_chain(to_nhwc(x), [(weight, bias, padding)], chunking)
+    conv_out = ref.conv2d(x.astype(np.float64), weight, bias, (1, 1), padding, (1, 1))
+    want, _ = ref.max_pool2d(np.maximum(conv_out, 0), (2, 2), (2, 2), ((0, 0), (0, 0)))
     assert got.dtype == dtype
-    np.testing.assert_allclose(fast.to_nchw(got), want, **tolerance(dtype))
+    np.testing.assert_allclose(to_nchw(got), want, **tolerance(dtype))
 
 
-@pytest.mark.parametrize("need_input_grad", [True, False])
+@pytest.mark.parametrize(("need_input_grad", "need_weight_grad"), [(1, 1), (0, 1), (1, 0)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(("shape", "padding"), list(cases()))
-def test_gradients_match_naive_loops(chunking, need_input_grad, dtype, shape, padding):
+def test_gradients_match_naive_loops(
+    chunking, need_input_grad, need_weight_grad, dtype, shape, padding
+):
     x, weight, _ = sample(shape, 3, dtype, 4)
     grad_out = np.random.default_rng(5).standard_normal((shape[0], 3, *output_hw(shape, padding)))
     grad_out = grad_out.astype(dtype)
     grad_x, grad_w, grad_b = winograd.conv2d_backward(
-        fast.to_nhwc(x),
-        np.ascontiguousarray(fast.to_nhwc(grad_out)),
+        to_nhwc(x),
+        np.ascontiguousarray(to_nhwc(grad_out)),
         weight,
         padding,
-        need_input_grad,
+        bool(need_input_grad),
+        bool(need_weight_grad),
+        chunking,
     )
     want_x, want_w, want_b = ref.conv2d_backward(grad_out, x, weight, (1, 1), padding, (1, 1))
     if need_input_grad:
-        assert grad_x.shape == fast.to_nhwc(x).shape and grad_x.dtype == dtype
-        np.testing.assert_allclose(fast.to_nchw(grad_x), want_x, **tolerance(dtype))
+        assert grad_x.shape == to_nhwc(x).shape and grad_x.dtype == dtype
+        np.testing.assert_allclose(to_nchw(grad_x), want_x, **tolerance(dtype))
     else:
         assert grad_x is None
-    assert grad_w.dtype == grad_b.dtype == dtype
-    np.testing.assert_allclose(grad_w, want_w, **tolerance(dtype))
-    np.testing.assert_allclose(grad_b, want_b, **tolerance(dtype))
+    if need_weight_grad:
+        assert grad_w.dtype == grad_b.dtype == dtype
+        np.testing.assert_allclose(grad_w, want_w, **tolerance(dtype))
+        np.testing.assert_allclose(grad_b, want_b, **tolerance(dtype))
+    else:
+        assert grad_w is None and grad_b is None
 
 
 def test_transforms_are_adjoint_pairs():
     """<T x, y> == <x, T* y> for the input, output and weight transforms and their adjoints."""
-    kernels = fast.numba_kernels()
+    compiled = kernels(fast.current_settings())
     rng = np.random.default_rng(11)
     tiles = (3, 2)
     padded = rng.standard_normal((2, 8, 6, 5))
     v = np.empty((12, 16, 5))
-    kernels.winograd_input(padded, *tiles, v)
+    compiled.winograd_input(padded, *tiles, v)
     grad_v = rng.standard_normal(v.shape)
     grad_padded = np.zeros_like(padded)
-    kernels.winograd_input_grad(grad_v, *tiles, grad_padded)
+    compiled.winograd_input_grad(grad_v, *tiles, grad_padded)
     np.testing.assert_allclose(np.vdot(v, grad_v), np.vdot(padded, grad_padded), rtol=1e-12)
 
     m = rng.standard_normal((12, 16, 4))
     out = np.empty((2, 5, 4, 4))  # an odd height: the last tiles hang over
-    kernels.winograd_output(m, np.zeros(4), *tiles, out)
+    compiled.winograd_output(m, np.zeros(4), *tiles, out)
     grad_out = rng.standard_normal(out.shape)
     grad_m = np.empty_like(m)
-    kernels.winograd_output_grad(grad_out, *tiles, grad_m)
+    compiled.winograd_output_grad(grad_out, *tiles, grad_m)
     np.testing.assert_allclose(np.vdot(out, grad_out), np.vdot(m, grad_m), rtol=1e-12)
 
     weight = rng.standard_normal((4, 5, 3, 3))
-    u = winograd.transform_weight(weight)
+    u = winograd.transform_weight(weight, fast.current_settings())
     grad_u = rng.standard_normal(u.shape)
     grad_weight = np.empty_like(weight)
-    kernels.winograd_weight_grad(grad_u, grad_weight)
+    compiled.winograd_weight_grad(grad_u, grad_weight)
     np.testing.assert_allclose(np.vdot(u, grad_u), np.vdot(weight, grad_weight), rtol=1e-12)
 
 
@@ -175,23 +190,28 @@ def test_applies_only_to_3x3_stride_1_layers_with_enough_channels(
 ):
     shape = (2, 10, 10, channels)
     weight_shape = (4, channels, kernel, kernel)
-    assert winograd.applies(shape, weight_shape, (stride,) * 2, (dilation,) * 2) is expected
+    geometry = ConvGeometry((kernel,) * 2, (stride,) * 2, SAME, (dilation,) * 2)
+    assert winograd.applies(shape, weight_shape, geometry, fast.current_settings()) is expected
+
+
+def geometry_3x3() -> ConvGeometry:
+    return ConvGeometry((3, 3), (1, 1), SAME)
 
 
 def test_few_channels_apply_only_when_pooled():
     """RGB-like inputs run on Winograd only as conv + ReLU + pool (the one-loop kernel)."""
     shape, weight_shape = (2, 10, 10, 3), (4, 3, 3, 3)
-    assert not winograd.applies(shape, weight_shape, (1, 1), (1, 1))
-    assert winograd.applies(shape, weight_shape, (1, 1), (1, 1), pooled=True)
+    settings = fast.current_settings()
+    assert not winograd.applies(shape, weight_shape, geometry_3x3(), settings)
+    assert winograd.applies(shape, weight_shape, geometry_3x3(), settings, pooled=True)
 
 
-def test_disabled_or_without_numba_it_is_never_used(monkeypatch):
+def test_disabled_or_without_numba_it_is_never_used():
     shape, weight_shape = (2, 10, 10, 16), (4, 16, 3, 3)
-    monkeypatch.setattr(winograd, "ENABLED", False)
-    assert not winograd.applies(shape, weight_shape, (1, 1), (1, 1))
-    monkeypatch.setattr(winograd, "ENABLED", True)
-    monkeypatch.setattr(fast, "USE_NUMBA", False)
-    assert not winograd.applies(shape, weight_shape, (1, 1), (1, 1))
+    assert winograd.applies(shape, weight_shape, geometry_3x3(), fast.current_settings())
+    for off in ({"winograd": False}, {"numba": False}, {"winograd_min_channels": 17}):
+        with fast.settings(**off) as settings:
+            assert not winograd.applies(shape, weight_shape, geometry_3x3(), settings), off
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -199,43 +219,45 @@ def test_disabled_or_without_numba_it_is_never_used(monkeypatch):
 def test_fast_backend_convolution_on_winograd_matches_naive_loops(chunking, dtype, padding):
     """Forward and all three gradients through ``fast`` for a layer Winograd takes (C >= 8)."""
     x, weight, bias = sample((3, 9, 6, 7), 5, dtype, 6)
-    assert winograd.applies(fast.to_nhwc(x).shape, weight.shape, (1, 1), (1, 1))
-    out, saved = fast.conv2d_forward(x, weight, bias, (1, 1), padding, (1, 1))
+    geometry = ConvGeometry((3, 3), (1, 1), padding)
+    assert winograd.applies(to_nhwc(x).shape, weight.shape, geometry, chunking)
+    out, saved = conv.conv2d_forward(x, weight, bias, geometry, True, chunking)
     want = ref.conv2d(x.astype(np.float64), weight, bias, (1, 1), padding, (1, 1))
     np.testing.assert_allclose(out, want, **tolerance(dtype))
     grad_out = np.random.default_rng(7).standard_normal(out.shape).astype(dtype)
-    got = fast.conv2d_backward(grad_out, saved, x.shape, weight, (1, 1), padding, (1, 1))
+    got = conv.conv2d_backward(saved, grad_out, True, True, chunking)
     wants = ref.conv2d_backward(grad_out, x, weight, (1, 1), padding, (1, 1))
     for name, g, w in zip(("input", "weight", "bias"), got, wants, strict=True):
         assert g.shape == w.shape and g.dtype == dtype, name
         np.testing.assert_allclose(g, w, **tolerance(dtype), err_msg=name)
 
 
-def test_float32_error_is_as_small_as_im2col_on_the_seed_model_layer(monkeypatch):
+def test_float32_error_is_as_small_as_im2col_on_the_seed_model_layer():
     """The transforms add a few terms per output; float32 results stay as close to the float64
     truth as im2col's (both measured against the same float64 convolution)."""
     x, weight, bias = sample((4, 32, 16, 16), 64, np.float64, 8)
     truth = ref.conv2d(x, weight, bias, (1, 1), SAME, (1, 1))
     x32, w32, b32 = x.astype(np.float32), weight.astype(np.float32), bias.astype(np.float32)
-    wino = fast.to_nchw(winograd.conv2d_forward(fast.to_nhwc(x32), w32, b32, SAME))
-    monkeypatch.setattr(winograd, "ENABLED", False)
-    im2col, _ = fast.conv2d_forward(x32, w32, b32, (1, 1), SAME, (1, 1), for_backward=False)
+    settings = fast.current_settings()
+    wino = to_nchw(winograd.conv2d_forward(to_nhwc(x32), w32, b32, SAME, settings))
+    with fast.settings(winograd=False) as off:
+        im2col, _ = conv.conv2d_forward(x32, w32, b32, geometry_3x3(), False, off)
     wino_error, im2col_error = np.abs(wino - truth).max(), np.abs(im2col - truth).max()
     assert wino_error < 4 * im2col_error + 1e-6, (wino_error, im2col_error)
     assert wino_error / np.abs(truth).max() < 1e-5
 
 
-def test_seed_model_gives_the_same_results_with_and_without_winograd(monkeypatch):
+def test_seed_model_gives_the_same_results_with_and_without_winograd():
     """The seed model's conv2 is on Winograd: a training step and inference agree with im2col."""
     results = []
     for enabled in (True, False):
-        monkeypatch.setattr(winograd, "ENABLED", enabled)
         model = sc.seed_cnn(rng=np.random.default_rng(9))
+        fused = sc.fuse(model)
         x = np.random.default_rng(10).standard_normal((6, 3, 32, 32)).astype(np.float32)
-        with use_backend("fast"):
-            logits = model.forward(x, training=True)
-            grad_in = model.backward(np.ones_like(logits) / logits.size)
-            inference = model.forward(x)
+        with use_backend("fast"), fast.settings(winograd=enabled):
+            logits = fused.forward(x, training=True)
+            grad_in = fused.backward(np.ones_like(logits) / logits.size)
+            inference = fused.forward(x)
         grads = {name: p.grad.copy() for name, p in model.named_parameters()}
         results.append((logits, grad_in, inference, grads))
     (logits, grad_in, inference, grads), (logits0, grad_in0, inference0, grads0) = results
@@ -253,7 +275,8 @@ def test_winograd_layer_passes_gradient_checks(padding):
     rng = np.random.default_rng(12)
     layer = sc.Conv2d(8, 3, 3, padding=padding, rng=rng)
     input_shape = (2, 8, 5, 6)
-    assert winograd.applies((2, 5, 6, 8), layer.weight.shape, layer.stride, layer.dilation)
+    settings = fast.current_settings()
+    assert winograd.applies((2, 5, 6, 8), layer.weight.shape, layer.geometry, settings)
     with use_backend("fast"):
         errors = check_layer(layer, input_shape, rng)
     assert max(errors.values()) < 1e-6, errors
@@ -277,25 +300,26 @@ def test_chain_of_blocks_matches_naive_loops(chunking, dtype):
     for weight, bias, padding in blocks:
         conv = ref.conv2d(want, weight, bias, (1, 1), padding, (1, 1))
         want, _ = ref.max_pool2d(np.maximum(conv, 0), (2, 2), (2, 2), ((0, 0), (0, 0)))
-    got = winograd.conv_relu_pool_chain(fast.to_nhwc(x), blocks)
-    assert got.shape == fast.to_nhwc(want).shape == (3, 2, 2, 5) and got.dtype == dtype
-    np.testing.assert_allclose(fast.to_nchw(got), want, **tolerance(dtype))
+    got = winograd.conv_relu_pool_chain(to_nhwc(x), blocks, chunking)
+    assert got.shape == to_nhwc(want).shape == (3, 2, 2, 5) and got.dtype == dtype
+    np.testing.assert_allclose(to_nchw(got), want, **tolerance(dtype))
 
 
-def test_sequential_inference_runs_winograd_blocks_as_one_chain(monkeypatch):
-    """The seed model's two conv blocks go through one chain call, with the reference backend's
-    results; a model whose second block cannot pool on Winograd runs its blocks one by one."""
+def test_fused_inference_runs_winograd_blocks_as_one_chain(monkeypatch):
+    """The fused seed model's two conv blocks go through one Winograd chain call, with the
+    reference backend's results; a model whose second block cannot pool on Winograd runs its
+    blocks one by one."""
     calls = []
-    chain = fast.conv2d_relu_max_pool2d_chain
+    chain = winograd.conv_relu_pool_chain
     monkeypatch.setattr(
-        fast,
-        "conv2d_relu_max_pool2d_chain",
-        lambda x, blocks: calls.append(len(blocks)) or chain(x, blocks),
+        winograd,
+        "conv_relu_pool_chain",
+        lambda x, blocks, settings: calls.append(len(blocks)) or chain(x, blocks, settings),
     )
     model = sc.seed_cnn(rng=np.random.default_rng(14))
     x = np.random.default_rng(15).standard_normal((5, 3, 32, 32)).astype(np.float32)
     with use_backend("fast"):
-        got = model.forward(x)
+        got = sc.fuse(model).forward(x)
     with use_backend("reference"):
         want = model.forward(x)
     assert calls == [2]
@@ -308,16 +332,18 @@ def test_sequential_inference_runs_winograd_blocks_as_one_chain(monkeypatch):
         sc.Conv2d(8, 4, 5, padding=2, rng=rng), sc.ReLU(), sc.MaxPool2d(2),
     )  # fmt: skip
     with use_backend("fast"):
-        got = mixed.forward(x)
+        got = sc.fuse(mixed).forward(x)
     with use_backend("reference"):
         want = mixed.forward(x)
-    assert calls == []  # a 5x5 kernel is not Winograd's: each block pools on its own
+    assert calls == [1]  # a 5x5 kernel is not Winograd's: the first block pools on its own
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
-def test_chain_input_errors_name_the_first_layer():
-    model = sc.seed_cnn(rng=np.random.default_rng(17))
-    with use_backend("fast"), pytest.raises(ValueError, match="Conv2d"):
+def test_chain_input_errors_name_the_layer():
+    model = sc.fuse(sc.seed_cnn(rng=np.random.default_rng(17)))
+    with use_backend("fast"), pytest.raises(ValueError, match=r"Conv2d\(3, 32"):
         model.forward(np.zeros((2, 4, 32, 32), np.float32))  # 4 channels, not 3
     with use_backend("fast"), pytest.raises(ValueError, match="Conv2d"):
         model.forward(np.zeros((3, 32, 32), np.float32))  # no batch axis
+    with use_backend("fast"), pytest.raises(ValueError, match=r"Conv2d\(32, 64.*too small"):
+        model.forward(np.zeros((2, 3, 2, 2), np.float32))  # the second block gets 1 pixel

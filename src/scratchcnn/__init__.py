@@ -1,5 +1,6 @@
 """scratchcnn: a convolutional neural network library written from scratch in NumPy."""
 
+from scratchcnn import fast  # registers the "fast" backend
 from scratchcnn.backend import get_backend, set_backend, use_backend
 from scratchcnn.layers import (
     GELU,
@@ -19,6 +20,8 @@ from scratchcnn.layers import (
     Sequential,
     Sigmoid,
     Tanh,
+    fuse,
+    unfuse,
 )
 from scratchcnn.losses import CrossEntropyLoss, log_softmax, softmax
 from scratchcnn.models import build_model, model_config, seed_cnn
@@ -49,6 +52,8 @@ __all__ = [
     "Tanh",
     "__version__",
     "build_model",
+    "fast",
+    "fuse",
     "get_backend",
     "load_model",
     "log_softmax",
@@ -57,5 +62,6 @@ __all__ = [
     "save_model",
     "set_backend",
     "softmax",
+    "unfuse",
     "use_backend",
 ]

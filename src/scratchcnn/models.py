@@ -65,7 +65,9 @@ MODELS = {"seed_cnn": seed_cnn}
 
 
 def model_config(model: Layer) -> dict:
-    """A JSON-able description of the architecture (not the weights)."""
+    """A JSON-able description of the architecture (not the weights); a fused model is
+    described as the plain model it computes."""
+    model = L.unfuse(model)
     if isinstance(model, L.Sequential):
         return {"type": "Sequential", "layers": [model_config(layer) for layer in model]}
     if isinstance(model, L.Residual):

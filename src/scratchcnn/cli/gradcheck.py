@@ -28,11 +28,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from scratchcnn.functional.fast import blas_limit
+    from scratchcnn.fast.runtime import blas_limit
     from scratchcnn.tools.gradcheck import all_passed, builtin_checks, format_results
 
     # Tiny float64 products: extra BLAS threads only wait for each other on a busy machine.
-    with blas_limit():
+    with blas_limit(1):
         results = builtin_checks(np.random.default_rng(args.seed))
     print(format_results(results, args.threshold))
     return 0 if all_passed(results, args.threshold) else 1

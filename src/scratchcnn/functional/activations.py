@@ -26,6 +26,14 @@ def erf(x: np.ndarray) -> np.ndarray:
     return scipy_erf(x).astype(x.dtype, copy=False)
 
 
+def relu(x: np.ndarray) -> np.ndarray:
+    """``max(x, 0)``; NaN stays NaN. Its derivative is 1 where ``x > 0`` and 0 elsewhere.
+
+    Shape: any -> same.
+    """
+    return np.maximum(x, 0)
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
     """Logistic function ``1 / (1 + exp(-x))``, stable for large ``|x|``.
 

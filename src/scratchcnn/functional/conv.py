@@ -158,17 +158,20 @@ def conv2d_backward(
     padding: Pad2d,
     dilation: tuple[int, int],
     need_input_grad: bool = True,
-) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    need_weight_grad: bool = True,
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     """Gradients of a convolution with respect to its input, weight and bias.
 
     Shape: ``grad_out (N, OC, OH, OW)``, ``cols (N*OH*OW, C*KH*KW)`` ->
-    ``grad_x (N, C, H, W)`` (``None`` unless ``need_input_grad``), ``grad_w (OC, C, KH, KW)``,
-    ``grad_b (OC,)``.
+    ``grad_x (N, C, H, W)`` (``None`` unless ``need_input_grad``), ``grad_w (OC, C, KH, KW)``
+    and ``grad_b (OC,)`` (both ``None`` unless ``need_weight_grad``).
     """
     out_channels = weight.shape[0]
     grad_rows = grad_out.transpose(0, 2, 3, 1).reshape(-1, out_channels)  # (N*OH*OW, OC)
-    grad_w = (grad_rows.T @ cols).reshape(weight.shape)
-    grad_b = grad_rows.sum(axis=0)
+    grad_w = grad_b = None
+    if need_weight_grad:
+        grad_w = (grad_rows.T @ cols).reshape(weight.shape)
+        grad_b = grad_rows.sum(axis=0)
     grad_x = None
     if need_input_grad:
         grad_cols = grad_rows @ weight.reshape(out_channels, -1)  # (N*OH*OW, C*KH*KW)

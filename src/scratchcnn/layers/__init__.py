@@ -5,6 +5,14 @@ from scratchcnn.layers.base import Layer
 from scratchcnn.layers.container import Residual, Sequential
 from scratchcnn.layers.conv import Conv2d
 from scratchcnn.layers.dropout import Dropout
+from scratchcnn.layers.fused import (
+    ConvReLUMaxPool,
+    ConvReLUMaxPoolChain,
+    Fused,
+    ReLUMaxPool,
+    fuse,
+    unfuse,
+)
 from scratchcnn.layers.linear import Linear
 from scratchcnn.layers.norm import BatchNorm1d, BatchNorm2d
 from scratchcnn.layers.pool import AvgPool2d, GlobalAvgPool2d, MaxPool2d
@@ -14,8 +22,11 @@ __all__ = [
     "BatchNorm1d",
     "BatchNorm2d",
     "Conv2d",
+    "ConvReLUMaxPool",
+    "ConvReLUMaxPoolChain",
     "Dropout",
     "Flatten",
+    "Fused",
     "GELU",
     "GlobalAvgPool2d",
     "Layer",
@@ -23,8 +34,11 @@ __all__ = [
     "Linear",
     "MaxPool2d",
     "ReLU",
+    "ReLUMaxPool",
     "Residual",
     "Sequential",
     "Sigmoid",
     "Tanh",
+    "fuse",
+    "unfuse",
 ]

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from scratchcnn import functional as F
-from scratchcnn.backend import get_backend
-from scratchcnn.functional import fast
+from scratchcnn.backend import current_backend
 from scratchcnn.layers.base import Layer
 
 
@@ -28,20 +27,16 @@ class ReLU(_Elementwise):
     """
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        if get_backend() == "fast":
-            out, positive = fast.relu_forward(x)  # one pass, keeps x's memory layout
-        else:
-            out = np.maximum(x, 0)
-            positive = out > 0
-        if self._keeps_cache(training):
-            self._cache = positive
+        backend = current_backend()
+        keep = self._keeps_cache(training)
+        out, saved = backend.relu_forward(x, keep)
+        if keep:
+            self._cache = (backend, saved)
         return out
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        positive = self._pop_cache()
-        if get_backend() == "fast":
-            return fast.relu_backward(grad_out, positive)
-        return grad_out * positive
+        backend, saved = self._pop_cache()
+        return backend.relu_backward(saved, grad_out)
 
     def kink_distance(self, x: np.ndarray) -> float:
         return float(np.min(np.abs(x)))
@@ -92,13 +87,16 @@ class GELU(_Elementwise):
         self.approximate = approximate
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        if self._keeps_cache(training):
-            self._cache = x
-        return F.gelu(x, self.approximate)
+        backend = current_backend()
+        keep = self._keeps_cache(training)
+        out, saved = backend.gelu_forward(x, self.approximate, keep)
+        if keep:
+            self._cache = (backend, saved)
+        return out
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        x = self._pop_cache()
-        return grad_out * F.gelu_grad(x, self.approximate)
+        backend, saved = self._pop_cache()
+        return backend.gelu_backward(saved, grad_out)
 
     def config(self) -> dict:
         return {"approximate": self.approximate}
@@ -159,6 +157,9 @@ class Flatten(Layer):
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return input_shape[0], int(np.prod(input_shape[1:]))
+
+    def receptive_field(self, rf: int | None, jump: int) -> tuple[int | None, int]:
+        return None, jump
 
     def flops(self, input_shape: tuple[int, ...]) -> int:
         return 0

@@ -20,6 +20,11 @@ class Layer:
 
     Buffers (like batch-norm running statistics) are arrays that are saved in ``state_dict`` but
     are not trained; a layer lists their attribute names in ``_buffer_names``.
+
+    A container names its children (``named_children``); names join with dots into parameter
+    names (``3.block.0.weight``). A child named ``""`` adds no component: the fused layers of
+    :func:`scratchcnn.layers.fuse` stand in their parent under that name, so the layers they
+    fuse keep their own names (``0.weight``) and a fused model's ``state_dict`` is the original's.
     """
 
     _buffer_names: tuple[str, ...] = ()
@@ -51,6 +56,25 @@ class Layer:
         """Constructor arguments (JSON-able) that rebuild this layer's architecture."""
         return {}
 
+    def describe(self) -> str:
+        """A short label for the summary table, e.g. ``Conv2d 3->32 3x3 s1 p=same``."""
+        return type(self).__name__
+
+    def receptive_field(self, rf: int | None, jump: int) -> tuple[int | None, int]:
+        """Grow a receptive field through this layer; ``(rf, jump)`` in pixels of the input.
+
+        ``rf`` is the side of the input window one output pixel sees, ``jump`` the input
+        distance between neighbouring output pixels; a ``k``-wide window with dilation ``d`` and
+        stride ``s`` gives ``rf + (d (k - 1)) * jump`` and ``jump * s``. ``None`` once the
+        spatial axes are gone. Element-wise layers (the default) change neither.
+        """
+        return rf, jump
+
+    def units(self) -> list[Layer]:
+        """The layers a forward pass runs one after another at the top level (the rows of the
+        summary table and of the speed profile): ``[self]``, or a container's children."""
+        return [self]
+
     # --- parameters and state -----------------------------------------------------------------
     def named_children(self) -> Iterator[tuple[str, Layer]]:
         """Direct sub-layers with their names (containers override this)."""
@@ -66,7 +90,7 @@ class Layer:
         for name, param in self._own_parameters():
             yield prefix + name, param
         for child_name, child in self.named_children():
-            yield from child.named_parameters(f"{prefix}{child_name}.")
+            yield from child.named_parameters(_join(prefix, child_name))
 
     def parameters(self) -> Iterator[Parameter]:
         """All trainable parameters; the only thing an optimizer needs."""
@@ -77,7 +101,7 @@ class Layer:
         for name in self._buffer_names:
             yield prefix + name, getattr(self, name)
         for child_name, child in self.named_children():
-            yield from child.named_buffers(f"{prefix}{child_name}.")
+            yield from child.named_buffers(_join(prefix, child_name))
 
     def modules(self) -> Iterator[Layer]:
         """This layer and every layer below it, depth first."""
@@ -90,7 +114,7 @@ class Layer:
 
         Shape: ``input_shape`` excludes the batch axis, e.g. ``(3, 32, 32)``.
         """
-        from scratchcnn.layers.summary import format_summary
+        from scratchcnn.layers.summary import format_summary  # the table code, kept apart
 
         dtype = next((p.dtype for p in self.parameters()), np.float32)
         text = format_summary(self, tuple(input_shape), dtype)
@@ -180,7 +204,7 @@ class Layer:
     def _named_modules(self, prefix: str = "") -> Iterator[tuple[str, Layer]]:
         yield prefix, self
         for child_name, child in self.named_children():
-            yield from child._named_modules(f"{prefix}{child_name}.")
+            yield from child._named_modules(_join(prefix, child_name))
 
     # --- modes and dtype ----------------------------------------------------------------------
     def train(self, mode: bool = True) -> Layer:
@@ -200,6 +224,11 @@ class Layer:
                 setattr(module, name, getattr(module, name).astype(dtype))
             module._cache = None
         return self
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The dtype of the parameters (float32 for a layer without any)."""
+        return next((p.dtype for p in self.parameters()), np.dtype(np.float32))
 
     @contextmanager
     def recording(self) -> Iterator[Layer]:
@@ -239,6 +268,12 @@ class Layer:
         lines = [f"{type(self).__name__}("]
         for name, child in children:
             child_repr = repr(child).replace("\n", "\n  ")
-            lines.append(f"  ({name}): {child_repr}")
+            lines.append(f"  ({name}): {child_repr}" if name else f"  {child_repr}")
         lines.append(")")
         return "\n".join(lines)
+
+
+def _join(prefix: str, child_name: str) -> str:
+    """The prefix of a child's names: ``"3."`` + ``"block"`` -> ``"3.block."``; ``""`` adds
+    nothing (a fused layer standing in for the layers it fuses)."""
+    return f"{prefix}{child_name}." if child_name else prefix

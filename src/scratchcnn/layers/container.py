@@ -6,17 +6,14 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from scratchcnn.backend import compute_scope, get_backend
-from scratchcnn.layers.activation import ReLU
 from scratchcnn.layers.base import Layer
-from scratchcnn.layers.conv import Conv2d, relu_max_pool_chain
-from scratchcnn.layers.pool import MaxPool2d
 
 
 class Sequential(Layer):
     """Apply layers in order; backward runs them in reverse.
 
-    Children are named ``"0"``, ``"1"``, ... so parameter names match PyTorch's ``nn.Sequential``.
+    Children are named ``"0"``, ``"1"``, ... so parameter names match PyTorch's ``nn.Sequential``
+    (:meth:`named` builds one with other names, as the fusion pass does).
 
     Shape: whatever the first layer takes -> whatever the last layer returns.
     """
@@ -27,9 +24,17 @@ class Sequential(Layer):
             if not isinstance(layer, Layer):
                 raise TypeError(f"Sequential item {index} is not a Layer: {layer!r}")
         self.layers = list(layers)
+        self.names = [str(i) for i in range(len(layers))]
+
+    @classmethod
+    def named(cls, children: list[tuple[str, Layer]]) -> Sequential:
+        """A Sequential whose children have the given names (``""``: see ``Layer``)."""
+        model = cls(*(layer for _, layer in children))
+        model.names = [name for name, _ in children]
+        return model
 
     def named_children(self) -> Iterator[tuple[str, Layer]]:
-        return ((str(i), layer) for i, layer in enumerate(self.layers))
+        return zip(self.names, self.layers, strict=True)
 
     def __len__(self) -> int:
         return len(self.layers)
@@ -47,71 +52,17 @@ class Sequential(Layer):
         return iter(self.layers)
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        fused_relus = []  # indices of ReLUs computed inside the following max-pool
-        with compute_scope():  # the backend's BLAS threading for the whole chain
-            index = 0
-            while index < len(self.layers):
-                layer = self.layers[index]
-                fuses_next = self._fuses_relu_pool(index + 1, training)
-                if type(layer) is Conv2d and fuses_next and not layer._keeps_cache(training):
-                    # Inference: each convolution chunk is pooled while it is in cache; a run of
-                    # such blocks on Winograd takes each chunk through all of them.
-                    chain = self._winograd_chain(index, x.shape)
-                    if len(chain) > 1:
-                        x = relu_max_pool_chain(chain, x)
-                        index += 3 * len(chain)
-                        continue
-                    x = layer.forward_relu_max_pool(x, self.layers[index + 2])
-                    index += 3
-                elif self._fuses_relu_pool(index, training):
-                    # One pass instead of a full-size ReLU output (and mask) plus a pool.
-                    x = self.layers[index + 1].forward_relu(x, training)
-                    fused_relus.append(index)
-                    index += 2
-                else:
-                    x = layer.forward(x, training)
-                    index += 1
-        if self._keeps_cache(training):
-            self._cache = frozenset(fused_relus)
+        for layer in self.layers:
+            x = layer.forward(x, training)
         return x
 
-    def _winograd_chain(self, index: int, input_shape: tuple[int, ...]) -> list:
-        """The ``(conv, pool)`` pairs of the Conv2d, ReLU, MaxPool2d blocks from ``index`` on that
-        can run as one :func:`relu_max_pool_chain` in inference (possibly none)."""
-        chain = []
-        while (
-            len(input_shape) == 4  # anything else gets the layer's own error message
-            and index < len(self.layers)
-            and type(self.layers[index]) is Conv2d
-            and self._fuses_relu_pool(index + 1, training=False)
-            and not self.layers[index]._keeps_cache(False)
-            and self.layers[index].pools_on_winograd(self.layers[index + 2], input_shape)
-        ):
-            conv, pool = self.layers[index], self.layers[index + 2]
-            chain.append((conv, pool))
-            input_shape = pool.output_shape(conv.output_shape(input_shape))
-            index += 3
-        return chain
-
-    def _fuses_relu_pool(self, index: int, training: bool) -> bool:
-        """Whether layers ``index, index + 1`` are a ReLU and a max-pool to run as one (fast
-        backend only; both must agree on keeping a cache)."""
-        if get_backend() != "fast" or index + 1 >= len(self.layers):
-            return False
-        relu, pool = self.layers[index], self.layers[index + 1]
-        return (
-            type(relu) is ReLU
-            and type(pool) is MaxPool2d
-            and relu._keeps_cache(training) == pool._keeps_cache(training)
-        )
-
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        fused_relus = self._pop_cache()
-        with compute_scope():
-            for index in reversed(range(len(self.layers))):
-                if index not in fused_relus:  # a fused ReLU's gradient is in its pool's
-                    grad_out = self.layers[index].backward(grad_out)
+        for layer in reversed(self.layers):
+            grad_out = layer.backward(grad_out)
         return grad_out
+
+    def units(self) -> list[Layer]:
+        return list(self.layers)
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         for layer in self.layers:
@@ -124,6 +75,11 @@ class Sequential(Layer):
             total += layer.flops(input_shape)
             input_shape = layer.output_shape(input_shape)
         return total
+
+    def receptive_field(self, rf: int | None, jump: int) -> tuple[int | None, int]:
+        for layer in self.layers:
+            rf, jump = layer.receptive_field(rf, jump)
+        return rf, jump
 
 
 class Residual(Layer):
@@ -160,6 +116,9 @@ class Residual(Layer):
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return self.block.output_shape(input_shape)
+
+    def receptive_field(self, rf: int | None, jump: int) -> tuple[int | None, int]:
+        return self.block.receptive_field(rf, jump)  # the widest path: the block's
 
     def flops(self, input_shape: tuple[int, ...]) -> int:
         shortcut = 0 if self.shortcut is None else self.shortcut.flops(input_shape)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from scratchcnn import functional as F
-from scratchcnn.backend import functional_module, get_backend
-from scratchcnn.functional import fast
+from scratchcnn.backend import ConvGeometry, current_backend
 from scratchcnn.functional.conv import Pad2d
 from scratchcnn.init import initialize
 from scratchcnn.layers._checks import check_input, pair, positive_int
@@ -40,16 +38,20 @@ def resolve_padding(
 
 
 class Conv2d(Layer):
-    """2-D convolution over an NCHW batch, computed with im2col and one matrix product.
+    """2-D convolution over an NCHW batch: every output pixel is a dot product of the filter with
+    the input window under it (cross-correlation, as in every deep-learning library).
 
-    ``out[n, o] = bias[o] + sum_c weight[o, c] * x[n, c]`` (cross-correlation), with
+    ``out[n, o, i, j] = bias[o] + sum_{c, a, b} weight[o, c, a, b] *
+    x_padded[n, c, i * stride + a * dilation, j * stride + b * dilation]``, with
     ``OH = floor((H + 2 * padding - dilation * (kernel_size - 1) - 1) / stride) + 1``.
 
     Shape: ``(N, in_channels, H, W) -> (N, out_channels, OH, OW)``;
     ``weight (out_channels, in_channels, KH, KW)``, ``bias (out_channels,)``.
 
     Set ``needs_input_grad = False`` on a network's first layer to skip the input gradient
-    (nothing uses it while training); ``backward`` then returns ``None``.
+    (nothing uses it while training); ``backward`` then returns ``None``. When both the weight and
+    the bias are frozen (``requires_grad = False``, see :meth:`Layer.freeze`), their gradients
+    are not computed at all.
     """
 
     def __init__(
@@ -73,6 +75,7 @@ class Conv2d(Layer):
         self.dilation = pair(dilation, "dilation", minimum=1)
         self.padding = padding
         self.pad = resolve_padding(padding, self.kernel_size, self.stride, self.dilation)
+        self.geometry = ConvGeometry(self.kernel_size, self.stride, self.pad, self.dilation)
         self.init = init
         rng = rng if rng is not None else np.random.default_rng()
         shape = (self.out_channels, self.in_channels, *self.kernel_size)
@@ -83,96 +86,52 @@ class Conv2d(Layer):
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """``(N, C, H, W) -> (N, out_channels, OH, OW)`` by the output-size formula."""
         n, _, h, w = input_shape
-        out_h = F.conv_output_size(
-            h, self.kernel_size[0], self.stride[0], self.pad[0], self.dilation[0]
-        )
-        out_w = F.conv_output_size(
-            w, self.kernel_size[1], self.stride[1], self.pad[1], self.dilation[1]
-        )
-        return n, self.out_channels, out_h, out_w
+        return (n, self.out_channels, *self.geometry.output_size((h, w)))
 
-    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+    def check(self, x: np.ndarray) -> None:
+        """Raise a clear error unless ``x`` is an NCHW batch this layer can convolve."""
         check_input(self, x, 4, self.in_channels, "(N, C, H, W)")
-        out_shape = self.output_shape(x.shape)
-        if min(out_shape[2:]) < 1:
+        out_size = self.output_shape(x.shape)[2:]
+        if min(out_size) < 1:
             raise ValueError(
                 f"{self!r} got input of spatial size {x.shape[2:]}, too small for the kernel "
-                f"(the output would be {out_shape[2:]})"
+                f"(the output would be {out_size})"
             )
-        bias = self.bias.data if self.bias is not None else None
-        backend = functional_module()  # the module of pure functions to compute with
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        self.check(x)
+        backend = current_backend()
         keep = self._keeps_cache(training)
-        geometry = (self.stride, self.pad, self.dilation)
-        # ``saved`` is what this backend's backward needs: the im2col matrix (reference) or the
-        # input itself (fast, which rebuilds the matrix chunk by chunk, and in inference keeps
-        # nothing at all).
-        if backend is fast:
-            out, saved = fast.conv2d_forward(
-                x, self.weight.data, bias, *geometry, for_backward=keep
-            )
-        else:
-            out, saved = backend.conv2d_forward(x, self.weight.data, bias, *geometry)
+        out, saved = backend.conv2d_forward(
+            x, self.weight.data, self.bias_data(), self.geometry, keep
+        )
         if keep:
-            self._cache = (backend, saved, x.shape)
+            self._cache = (backend, saved)
         return out
 
-    def forward_relu_max_pool(self, x: np.ndarray, pool: Layer) -> np.ndarray:
-        """``pool(relu(self(x)))`` in evaluation mode on the fast backend, keeping no cache.
-
-        ``Sequential`` fuses a Conv2d, ReLU, MaxPool2d run into this in inference: the pool
-        runs on each batch chunk while its convolution output is still in cache.
-
-        Shape: ``(N, in_channels, H, W) -> pool.output_shape(self.output_shape(...))``.
-        """
-        check_input(self, x, 4, self.in_channels, "(N, C, H, W)")
-        if min(pool.output_shape(self.output_shape(x.shape))[2:]) < 1:
-            raise ValueError(f"{self!r} + {pool!r}: input of spatial size {x.shape[2:]} too small")
-        bias = self.bias.data if self.bias is not None else None
-        return fast.conv2d_relu_max_pool2d_forward(
-            x,
-            self.weight.data,
-            bias,
-            self.stride,
-            self.pad,
-            self.dilation,
-            pool.kernel_size,
-            pool.stride,
-            pool.pad,
-        )
-
-    def pools_on_winograd(self, pool: Layer, input_shape: tuple[int, ...]) -> bool:
-        """Whether this layer, a ReLU and ``pool`` on an input of ``input_shape`` can join a
-        :func:`relu_max_pool_chain`: the fast backend, a 3x3 stride-1 convolution (Winograd),
-        a 2x2 / stride-2 max-pool, and a pooled output of at least one pixel."""
-        return (
-            get_backend() == "fast"
-            and min(pool.output_shape(self.output_shape(input_shape))[2:]) >= 1
-            and fast.pools_on_winograd(
-                input_shape,
-                self.weight.shape,
-                self.stride,
-                self.dilation,
-                pool.kernel_size,
-                pool.stride,
-                pool.pad,
-            )
-        )
-
     def backward(self, grad_out: np.ndarray) -> np.ndarray | None:
-        backend, saved, input_shape = self._pop_cache()
-        grad_x, grad_w, grad_b = backend.conv2d_backward(
-            grad_out,
-            saved,
-            input_shape,
-            self.weight.data,
-            self.stride,
-            self.pad,
-            self.dilation,
-            need_input_grad=self.needs_input_grad,
+        backend, saved = self._pop_cache()
+        grads = backend.conv2d_backward(
+            saved, grad_out, self.needs_input_grad, self.needs_weight_grad()
         )
-        self.weight.grad[...] = grad_w
-        if self.bias is not None:
-            self.bias.grad[...] = grad_b
+        return self.store_grads(*grads)
+
+    def needs_weight_grad(self) -> bool:
+        """Whether the weight or the bias is trained (else neither gradient is computed)."""
+        return self.weight.requires_grad or (self.bias is not None and self.bias.requires_grad)
+
+    def bias_data(self) -> np.ndarray | None:
+        """The bias array, or ``None`` for a layer without bias."""
+        return None if self.bias is None else self.bias.data
+
+    def store_grads(
+        self, grad_x: np.ndarray | None, grad_w: np.ndarray | None, grad_b: np.ndarray | None
+    ) -> np.ndarray | None:
+        """Write the weight and bias gradients a backward pass computed; return ``grad_x``."""
+        if grad_w is not None:
+            self.weight.grad[...] = grad_w
+            if self.bias is not None:
+                self.bias.grad[...] = grad_b
         return grad_x
 
     def flops(self, input_shape: tuple[int, ...]) -> int:
@@ -180,6 +139,19 @@ class Conv2d(Layer):
         n, out_c, out_h, out_w = self.output_shape(input_shape)
         per_output = 2 * self.in_channels * self.kernel_size[0] * self.kernel_size[1]
         return n * out_c * out_h * out_w * (per_output + (1 if self.bias is not None else 0))
+
+    def receptive_field(self, rf: int | None, jump: int) -> tuple[int | None, int]:
+        if rf is None:
+            return None, jump
+        effective = self.dilation[0] * (self.kernel_size[0] - 1) + 1
+        return rf + (effective - 1) * jump, jump * self.stride[0]
+
+    def describe(self) -> str:
+        k, s = self.kernel_size, self.stride
+        text = (
+            f"Conv2d {self.in_channels}->{self.out_channels} {k[0]}x{k[1]} s{s[0]} p={self.padding}"
+        )
+        return text + (f" d{self.dilation[0]}" if self.dilation != (1, 1) else "")
 
     def config(self) -> dict:
         return {
@@ -197,21 +169,3 @@ class Conv2d(Layer):
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
             f"stride={self.stride}, padding={self.padding!r}, dilation={self.dilation}"
         )
-
-
-def relu_max_pool_chain(blocks: list[tuple[Conv2d, Layer]], x: np.ndarray) -> np.ndarray:
-    """``pool(relu(conv(...)))`` for several ``(conv, pool)`` blocks in a row, in evaluation mode.
-
-    ``Sequential`` runs back-to-back Conv2d, ReLU, MaxPool2d blocks that all pass
-    :meth:`Conv2d.pools_on_winograd` through this: each chunk of images goes through every
-    block while it is in cache, and the workers are handed the batch once. Keeps no cache.
-
-    Shape: ``(N, C, H, W)`` -> the last pool's output shape.
-    """
-    first = blocks[0][0]
-    check_input(first, x, 4, first.in_channels, "(N, C, H, W)")
-    params = [
-        (conv.weight.data, None if conv.bias is None else conv.bias.data, conv.pad)
-        for conv, _ in blocks
-    ]
-    return fast.conv2d_relu_max_pool2d_chain(x, params)

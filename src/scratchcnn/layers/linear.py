@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from scratchcnn.backend import get_backend
-from scratchcnn.functional import fast
+from scratchcnn.backend import current_backend
 from scratchcnn.init import initialize
 from scratchcnn.layers._checks import check_input, positive_int
 from scratchcnn.layers.base import Layer
@@ -37,27 +36,37 @@ class Linear(Layer):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         check_input(self, x, 2, self.in_features, "(N, in_features)")
-        matmul = fast.matmul if get_backend() == "fast" else np.matmul
-        out = matmul(x, self.weight.data.T)
-        if self.bias is not None:
-            out += self.bias.data
-        if self._keeps_cache(training):
-            self._cache = x
+        backend = current_backend()
+        keep = self._keeps_cache(training)
+        bias = None if self.bias is None else self.bias.data
+        out, saved = backend.linear_forward(x, self.weight.data, bias, keep)
+        if keep:
+            self._cache = (backend, saved)
         return out
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        x = self._pop_cache()
-        matmul = fast.matmul if get_backend() == "fast" else np.matmul
-        self.weight.grad[...] = matmul(grad_out.T, x)
-        if self.bias is not None:
-            self.bias.grad[...] = grad_out.sum(axis=0)
-        return matmul(grad_out, self.weight.data)
+        backend, saved = self._pop_cache()
+        need_weight_grad = self.weight.requires_grad or (
+            self.bias is not None and self.bias.requires_grad
+        )
+        grad_x, grad_w, grad_b = backend.linear_backward(saved, grad_out, True, need_weight_grad)
+        if grad_w is not None:
+            self.weight.grad[...] = grad_w
+            if self.bias is not None:
+                self.bias.grad[...] = grad_b
+        return grad_x
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return input_shape[0], self.out_features
 
     def flops(self, input_shape: tuple[int, ...]) -> int:
         return input_shape[0] * self.out_features * (2 * self.in_features + (self.bias is not None))
+
+    def receptive_field(self, rf: int | None, jump: int) -> tuple[int | None, int]:
+        return None, jump
+
+    def describe(self) -> str:
+        return f"Linear {self.in_features}->{self.out_features}"
 
     def config(self) -> dict:
         return {

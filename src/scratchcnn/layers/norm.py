@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from scratchcnn.backend import current_backend
 from scratchcnn.layers._checks import check_input, positive_int
 from scratchcnn.layers.base import Layer
 from scratchcnn.parameter import Parameter
@@ -18,7 +19,6 @@ class _BatchNorm(Layer):
     """
 
     _buffer_names = ("running_mean", "running_var")
-    _reduce_axes: tuple[int, ...] = ()
     _ndim = 0
     _layout = ""
 
@@ -42,49 +42,43 @@ class _BatchNorm(Layer):
         self.running_mean = np.zeros(num_features, dtype=dtype)
         self.running_var = np.ones(num_features, dtype=dtype)
 
-    def _broadcast(self, v: np.ndarray) -> np.ndarray:
-        """Shape a per-channel vector ``(C,)`` to broadcast against the input."""
-        return v.reshape((1, -1) + (1,) * (self._ndim - 2))
-
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         check_input(self, x, self._ndim, self.num_features, self._layout)
+        if training and x.size // self.num_features < 2:
+            raise ValueError(
+                f"{self!r} needs more than one value per channel to train, got shape {x.shape}"
+            )
+        backend = current_backend()
+        keep = self._keeps_cache(training)
+        running = None if training else (self.running_mean, self.running_var)
+        out, saved, mean, var = backend.batch_norm_forward(
+            x, self.weight.data, self.bias.data, self.eps, keep, running
+        )
         if training:
-            mean = x.mean(axis=self._reduce_axes)
-            var = x.var(axis=self._reduce_axes)  # biased: what normalisation uses
-            count = x.size // self.num_features
-            if count < 2:
-                raise ValueError(
-                    f"{self!r} needs more than one value per channel to train, got shape {x.shape}"
-                )
-            unbiased = var * (count / (count - 1))
-            self.running_mean *= 1 - self.momentum
-            self.running_mean += self.momentum * mean.astype(self.running_mean.dtype)
-            self.running_var *= 1 - self.momentum
-            self.running_var += self.momentum * unbiased.astype(self.running_var.dtype)
-        else:
-            mean, var = self.running_mean, self.running_var
-        inv_std = 1.0 / np.sqrt(var + self.eps)
-        x_hat = (x - self._broadcast(mean)) * self._broadcast(inv_std)
-        out = x_hat * self._broadcast(self.weight.data) + self._broadcast(self.bias.data)
-        if self._keeps_cache(training):
-            self._cache = (x_hat, inv_std, training)
-        return out.astype(x.dtype, copy=False)
+            self._update_running_statistics(mean, var, count=x.size // self.num_features)
+        if keep:
+            self._cache = (backend, saved)
+        return out
+
+    def _update_running_statistics(self, mean: np.ndarray, var: np.ndarray, count: int) -> None:
+        """``running = (1 - momentum) * running + momentum * batch``, PyTorch's way: the running
+        variance takes the unbiased batch variance ``var * count / (count - 1)``."""
+        unbiased = var * (count / (count - 1))
+        self.running_mean *= 1 - self.momentum
+        self.running_mean += self.momentum * mean.astype(self.running_mean.dtype)
+        self.running_var *= 1 - self.momentum
+        self.running_var += self.momentum * unbiased.astype(self.running_var.dtype)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        x_hat, inv_std, used_batch_stats = self._pop_cache()
-        axes = self._reduce_axes
-        grad_bias = grad_out.sum(axis=axes)
-        grad_weight = (grad_out * x_hat).sum(axis=axes)
-        self.bias.grad[...] = grad_bias
-        self.weight.grad[...] = grad_weight
-        scale = self._broadcast(self.weight.data * inv_std)
-        if not used_batch_stats:  # fixed statistics: a plain per-channel affine map
-            return grad_out * scale
-        # The batch mean and variance depend on every input of the channel, hence two extra terms.
-        count = grad_out.size // self.num_features
-        mean_grad = self._broadcast(grad_bias / count)
-        mean_grad_x_hat = self._broadcast(grad_weight / count)
-        return scale * (grad_out - mean_grad - x_hat * mean_grad_x_hat)
+        backend, saved = self._pop_cache()
+        need_weight_grad = self.weight.requires_grad or self.bias.requires_grad
+        grad_x, grad_weight, grad_bias = backend.batch_norm_backward(
+            saved, grad_out, need_weight_grad
+        )
+        if grad_weight is not None:
+            self.weight.grad[...] = grad_weight
+            self.bias.grad[...] = grad_bias
+        return grad_x
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return input_shape
@@ -105,7 +99,6 @@ class BatchNorm2d(_BatchNorm):
     Shape: ``(N, C, H, W) -> (N, C, H, W)``; ``weight, bias, running_mean, running_var (C,)``.
     """
 
-    _reduce_axes = (0, 2, 3)
     _ndim = 4
     _layout = "(N, C, H, W)"
 
@@ -116,6 +109,5 @@ class BatchNorm1d(_BatchNorm):
     Shape: ``(N, C) -> (N, C)``.
     """
 
-    _reduce_axes = (0,)
     _ndim = 2
     _layout = "(N, C)"

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from scratchcnn import functional as F
-from scratchcnn.backend import functional_module
-from scratchcnn.functional import fast
+from scratchcnn.backend import PoolGeometry, current_backend
 from scratchcnn.layers._checks import check_input, pair
 from scratchcnn.layers.base import Layer
 
@@ -30,14 +29,14 @@ class _Pool2d(Layer):
             )
         self.padding = pad
         self.pad = ((pad[0], pad[0]), (pad[1], pad[1]))
+        self.geometry = PoolGeometry(self.kernel_size, self.stride, self.pad)
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         n, c, h, w = input_shape
-        out_h = F.conv_output_size(h, self.kernel_size[0], self.stride[0], self.pad[0], 1)
-        out_w = F.conv_output_size(w, self.kernel_size[1], self.stride[1], self.pad[1], 1)
-        return n, c, out_h, out_w
+        return (n, c, *self.geometry.output_size((h, w)))
 
-    def _check(self, x: np.ndarray) -> None:
+    def check(self, x: np.ndarray) -> None:
+        """Raise a clear error unless ``x`` is an NCHW batch at least one window large."""
         check_input(self, x, 4, None, "(N, C, H, W)")
         if min(self.output_shape(x.shape)[2:]) < 1:
             raise ValueError(
@@ -48,6 +47,15 @@ class _Pool2d(Layer):
         """One comparison or addition per window element."""
         n, c, out_h, out_w = self.output_shape(input_shape)
         return n * c * out_h * out_w * self.kernel_size[0] * self.kernel_size[1]
+
+    def receptive_field(self, rf: int | None, jump: int) -> tuple[int | None, int]:
+        if rf is None:
+            return None, jump
+        return rf + (self.kernel_size[0] - 1) * jump, jump * self.stride[0]
+
+    def describe(self) -> str:
+        k = self.kernel_size
+        return f"{type(self).__name__} {k[0]}x{k[1]} s{self.stride[0]}"
 
     def config(self) -> dict:
         return {
@@ -69,49 +77,17 @@ class MaxPool2d(_Pool2d):
     """
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        self._check(x)
-        backend = functional_module()  # the module of pure functions to compute with
-        out, argmax = backend.max_pool2d_forward(x, self.kernel_size, self.stride, self.pad)
-        if self._keeps_cache(training):
-            self._cache = (backend, argmax, x.shape, None)
-        return out
-
-    def forward_relu(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        """``forward(relu(x))`` in one step (``Sequential`` fuses a ReLU and a max-pool into this).
-
-        ReLU is monotone, so it commutes with the window maximum: the fast backend pools ``x``
-        and applies ReLU to the 4x smaller output (in inference in a single pass). Backward then
-        routes ``grad_out * (out > 0)`` to each window's winner, which is exactly the ReLU's
-        gradient at that winner (a window whose maximum is <= 0 passes nothing either way).
-
-        Shape: ``(N, C, H, W) -> (N, C, OH, OW)``.
-        """
-        self._check(x)
-        backend = functional_module()
+        self.check(x)
+        backend = current_backend()
         keep = self._keeps_cache(training)
-        if backend is fast and not keep:
-            return fast.relu_max_pool2d_forward(x, self.kernel_size, self.stride, self.pad)
-        if backend is fast:
-            pooled, argmax = fast.max_pool2d_forward(x, self.kernel_size, self.stride, self.pad)
-            out, positive = fast.relu_forward(pooled)
-        else:
-            out, argmax = F.max_pool2d_forward(
-                np.maximum(x, 0), self.kernel_size, self.stride, self.pad
-            )
-            positive = out > 0
+        out, saved = backend.max_pool2d_forward(x, self.geometry, keep)
         if keep:
-            self._cache = (backend, argmax, x.shape, positive)
+            self._cache = (backend, saved)
         return out
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        backend, argmax, input_shape, positive = self._pop_cache()
-        if positive is not None:  # forward_relu: the ReLU's gradient, on the pooled side
-            grad_out = (
-                fast.relu_backward(grad_out, positive) if backend is fast else grad_out * positive
-            )
-        return backend.max_pool2d_backward(
-            grad_out, argmax, input_shape, self.kernel_size, self.stride, self.pad
-        )
+        backend, saved = self._pop_cache()
+        return backend.max_pool2d_backward(saved, grad_out)
 
     def kink_distance(self, x: np.ndarray) -> float:
         """Smallest gap between a window's winner and runner-up (gradient checks avoid ties)."""
@@ -131,14 +107,17 @@ class AvgPool2d(_Pool2d):
     """
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        self._check(x)
-        if self._keeps_cache(training):
-            self._cache = x.shape
-        return F.avg_pool2d_forward(x, self.kernel_size, self.stride, self.pad)
+        self.check(x)
+        backend = current_backend()
+        keep = self._keeps_cache(training)
+        out, saved = backend.avg_pool2d_forward(x, self.geometry, keep)
+        if keep:
+            self._cache = (backend, saved)
+        return out
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        input_shape = self._pop_cache()
-        return F.avg_pool2d_backward(grad_out, input_shape, self.kernel_size, self.stride, self.pad)
+        backend, saved = self._pop_cache()
+        return backend.avg_pool2d_backward(saved, grad_out)
 
 
 class GlobalAvgPool2d(Layer):
@@ -159,6 +138,9 @@ class GlobalAvgPool2d(Layer):
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return input_shape[:2]
+
+    def receptive_field(self, rf: int | None, jump: int) -> tuple[int | None, int]:
+        return None, jump  # every output sees the whole image
 
     def flops(self, input_shape: tuple[int, ...]) -> int:
         return int(np.prod(input_shape))

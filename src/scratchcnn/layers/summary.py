@@ -1,13 +1,18 @@
-"""The architecture table: shapes, parameters, FLOPs, activation memory, receptive field."""
+"""The architecture table: shapes, parameters, FLOPs, activation memory, receptive field.
+
+Works on any layer through the layer contract alone (``units``, ``output_shape``, ``flops``,
+``num_parameters``, ``describe``, ``receptive_field``), so this module imports no layer class.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from scratchcnn import layers as L
-from scratchcnn.layers.base import Layer
+if TYPE_CHECKING:  # for annotations only; never imported at run time
+    from scratchcnn.layers.base import Layer
 
 
 @dataclass
@@ -24,43 +29,23 @@ class LayerRow:
     receptive_field: int | None  # None once spatial structure is gone (after flatten)
 
 
-def _receptive_step(layer: Layer, rf: int | None, jump: int) -> tuple[int | None, int]:
-    """Grow the receptive field through one layer: ``rf += (effective_kernel - 1) * jump``."""
-    if rf is None:
-        return None, jump
-    if isinstance(layer, (L.Conv2d, L.MaxPool2d, L.AvgPool2d)):
-        dilation = layer.dilation[0] if isinstance(layer, L.Conv2d) else 1
-        effective = dilation * (layer.kernel_size[0] - 1) + 1
-        return rf + (effective - 1) * jump, jump * layer.stride[0]
-    if isinstance(layer, L.Sequential):
-        for child in layer:
-            rf, jump = _receptive_step(child, rf, jump)
-        return rf, jump
-    if isinstance(layer, L.Residual):
-        return _receptive_step(layer.block, rf, jump)
-    if isinstance(layer, (L.Flatten, L.GlobalAvgPool2d, L.Linear)):
-        return None, jump
-    return rf, jump
-
-
 def summarize(model: Layer, input_shape: tuple[int, ...], dtype=np.float32) -> list[LayerRow]:
-    """Rows for each top-level layer of ``model`` on a batch of one ``input_shape`` input.
+    """Rows for each top-level unit of ``model`` (see ``Layer.units``) on one example.
 
     Shape: ``input_shape`` is one example without the batch axis, e.g. ``(3, 32, 32)``.
     """
-    children = list(model) if isinstance(model, L.Sequential) else [model]
     shape = (1, *input_shape)
     itemsize = np.dtype(dtype).itemsize
     rf: int | None = 1
     jump = 1
     rows = []
-    for index, layer in enumerate(children):
+    for index, layer in enumerate(model.units()):
         out_shape = tuple(layer.output_shape(shape))
-        rf, jump = _receptive_step(layer, rf, jump)
+        rf, jump = layer.receptive_field(rf, jump)
         rows.append(
             LayerRow(
                 name=str(index),
-                kind=_describe(layer),
+                kind=layer.describe(),
                 input_shape=shape[1:],
                 output_shape=out_shape[1:],
                 parameters=layer.num_parameters(),
@@ -110,21 +95,6 @@ def format_summary(model: Layer, input_shape: tuple[int, ...], dtype=np.float32)
         f"Activation memory per example: {_bytes(total_mem)} ({np.dtype(dtype).name})",
     ]
     return "\n".join([lines[0], rule, *lines[1:], rule, *footer])
-
-
-def _describe(layer: Layer) -> str:
-    """A short label such as ``Conv2d 3->32 3x3 s1 p=same``."""
-    name = type(layer).__name__
-    if isinstance(layer, L.Conv2d):
-        k, s = layer.kernel_size, layer.stride
-        channels = f"{layer.in_channels}->{layer.out_channels}"
-        text = f"{name} {channels} {k[0]}x{k[1]} s{s[0]} p={layer.padding}"
-        return text + (f" d{layer.dilation[0]}" if layer.dilation != (1, 1) else "")
-    if isinstance(layer, (L.MaxPool2d, L.AvgPool2d)):
-        return f"{name} {layer.kernel_size[0]}x{layer.kernel_size[1]} s{layer.stride[0]}"
-    if isinstance(layer, L.Linear):
-        return f"{name} {layer.in_features}->{layer.out_features}"
-    return name
 
 
 def _bytes(n: int) -> str:

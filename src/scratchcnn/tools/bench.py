@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from scratchcnn.backend import compute_scope, use_backend
-from scratchcnn.layers import Conv2d, Sequential
+from scratchcnn.backend import current_backend, use_backend
+from scratchcnn.layers import Conv2d, fuse
 from scratchcnn.layers.base import Layer
 from scratchcnn.losses import CrossEntropyLoss
 from scratchcnn.models import MODELS
@@ -179,18 +179,20 @@ def build_model(config: BenchConfig) -> tuple[Layer, np.ndarray, np.ndarray]:
 
 
 def _scratch_steps(model: Layer, x: np.ndarray, y: np.ndarray, lr: float):
+    """A training step and an inference step of ``model``, fused as the trainer runs it."""
     from scratchcnn.optim import SGD
 
     loss_fn = CrossEntropyLoss()
     optimizer = SGD(model.parameters(), lr=lr)
+    fused = fuse(model)
 
     def train_step() -> None:
-        loss_fn(model.forward(x, training=True), y)
-        model.backward(loss_fn.backward())
+        loss_fn(fused.forward(x, training=True), y)
+        fused.backward(loss_fn.backward())
         optimizer.step()
 
     def infer_step() -> None:
-        model.forward(x, training=False)
+        fused.forward(x, training=False)
 
     return train_step, infer_step, loss_fn, optimizer
 
@@ -198,21 +200,21 @@ def _scratch_steps(model: Layer, x: np.ndarray, y: np.ndarray, lr: float):
 def layer_profile(
     model: Layer, x: np.ndarray, y: np.ndarray, steps: int, lr: float
 ) -> list[LayerTiming]:
-    """Forward and backward milliseconds of each top-level layer, plus loss and SGD update.
+    """Forward and backward milliseconds of each unit the fused model runs (``fuse(model)``'s
+    top-level layers, exactly what a training step runs), plus loss and SGD update.
 
-    Shares are of the sum of all rows, i.e. of one whole training step. The layers run inside
-    the backend's ``compute_scope``, as they do inside a ``Sequential``.
+    Shares are of the sum of all rows, i.e. of one whole training step.
     """
     from scratchcnn.optim import SGD
 
-    layers = list(model) if isinstance(model, Sequential) else [model]
-    names = [f"{i} {type(layer).__name__}" for i, layer in enumerate(layers)]
+    layers = fuse(model).units()
+    names = [f"{i} {layer.describe()}" for i, layer in enumerate(layers)]
     forward = np.zeros(len(layers))
     backward = np.zeros(len(layers))
     loss_time = update_time = 0.0
     loss_fn = CrossEntropyLoss()
     optimizer = SGD(model.parameters(), lr=lr)
-    with compute_scope():
+    with current_backend().compute_scope():
         for _ in range(steps):
             out = x
             for i, layer in enumerate(layers):
@@ -316,7 +318,10 @@ def _torch_steps(model: Layer, x: np.ndarray, y: np.ndarray, config: BenchConfig
 def run_benchmark(config: BenchConfig, log: Callable[[str], None] | None = None) -> BenchResult:
     """Time everything ``config`` asks for and return the numbers; progress goes to ``log``."""
     log = log or (lambda message: None)
-    with use_backend(config.backend):
+    from scratchcnn.fast import keep_freed_memory
+
+    keep_freed_memory()  # as the trainer does: the steps measured are the steps trained
+    with use_backend(config.backend) as backend, backend.compute_scope():
         model, x, y = build_model(config)
         train_step, infer_step, _, _ = _scratch_steps(model, x, y, config.lr)
         candidates: dict[str, tuple[Callable, Callable]] = {"scratchcnn": (train_step, infer_step)}
@@ -380,12 +385,17 @@ def format_report(result: BenchResult) -> str:
     ]
     lines += [f"  {key:<6} {value}" for key, value in result.machine.items()]
     if cfg.backend == "fast":
-        from scratchcnn.functional import fast, winograd
+        from scratchcnn.fast import current_settings
+        from scratchcnn.fast.runtime import kernels as load_kernels
 
-        kernels = "Numba kernels" if fast.numba_kernels() is not None else "NumPy kernels"
-        blas = "default" if fast.BLAS_THREADS is None else str(fast.BLAS_THREADS)
-        lines.append(f"  fast   {kernels}, BLAS threads inside the model: {blas}")
-        on = winograd.ENABLED and fast.numba_kernels() is not None
+        settings = current_settings()
+        numba = load_kernels(settings) is not None
+        kernels = "Numba kernels" if numba else "NumPy kernels"
+        blas = "default" if settings.blas_threads is None else str(settings.blas_threads)
+        lines.append(
+            f"  fast   {kernels}, {settings.workers} workers, BLAS threads inside the model: {blas}"
+        )
+        on = settings.winograd and numba
         lines.append(f"         Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions: {on}")
     if cfg.torch_threads is not None:
         lines.append(f"  torch threads set to {cfg.torch_threads} for this run")

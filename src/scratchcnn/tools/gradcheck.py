@@ -107,11 +107,12 @@ def _traced_forward(
 ) -> np.ndarray:
     """``layer.forward(x, training)``, recording ``(kinked layer, its input)`` pairs in ``seen``.
 
-    Sequential and Residual are walked child by child so that each kinked layer inside them is
-    paired with its actual input; any other layer (a custom container too) runs as a leaf.
+    Sequential, Residual and fused layers are walked child by child so that each kinked layer
+    inside them is paired with its actual input; any other layer (a custom container too) runs
+    as a leaf.
     """
-    if isinstance(layer, L.Sequential):
-        for child in layer:
+    if isinstance(layer, (L.Sequential, L.Fused)):
+        for _, child in layer.named_children():
             x = _traced_forward(child, x, training, seen)
         return x
     if isinstance(layer, L.Residual):
@@ -440,6 +441,28 @@ def builtin_checks(rng: np.random.Generator | None = None) -> list[CheckResult]:
                 shortcut=conv(3, 4, 1, stride=2),
             ),
             (2, 3, 6, 5),
+            True,
+        ),
+        # The fused layers of ``fuse``: one backend call each, the same math as their parts.
+        (
+            "ConvReLUMaxPoolChain (fused)",
+            L.fuse(
+                L.Sequential(
+                    conv(3, 8, 3, padding=1),
+                    L.ReLU(),
+                    L.MaxPool2d(2),
+                    conv(8, 4, 3, padding=1),
+                    L.ReLU(),
+                    L.MaxPool2d(2),
+                )  # fmt: skip
+            ),
+            (2, 3, 8, 8),
+            True,
+        ),
+        (
+            "ReLUMaxPool (fused)",
+            L.fuse(L.Sequential(L.ReLU(), L.MaxPool2d(3, stride=2, padding=1))),
+            (2, 3, 7, 6),
             True,
         ),
     ]

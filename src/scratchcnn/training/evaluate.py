@@ -6,8 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scratchcnn.backend import current_backend
 from scratchcnn.data import Normalizer
 from scratchcnn.functional.loss import log_softmax
+from scratchcnn.layers import fuse
 from scratchcnn.layers.base import Layer
 
 
@@ -40,14 +42,19 @@ def predict_proba(
     batch_size: int = 500,
     dtype: type = np.float32,
 ) -> np.ndarray:
-    """Class probabilities for uint8 images, in evaluation mode, batch by batch.
+    """Class probabilities for uint8 images, in evaluation mode, batch by batch (the model
+    runs fused, see :func:`scratchcnn.layers.fuse`).
 
     Shape: ``images (N, H, W, C)`` uint8 -> ``(N, K)``.
     """
     chunks = []
-    for start in range(0, len(images), batch_size):
-        x = normalizer(np.asarray(images[start : start + batch_size])).astype(dtype, copy=False)
-        chunks.append(np.exp(log_softmax(model.forward(x, training=False).astype(np.float64))))
+    fused = fuse(model)
+    with current_backend().compute_scope():
+        for start in range(0, len(images), batch_size):
+            batch = np.asarray(images[start : start + batch_size])
+            x = normalizer(batch).astype(dtype, copy=False)
+            logits = fused.forward(x, training=False).astype(np.float64)
+            chunks.append(np.exp(log_softmax(logits)))
     return np.concatenate(chunks) if chunks else np.zeros((0, 0))
 
 

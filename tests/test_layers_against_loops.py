@@ -1,4 +1,9 @@
-"""The im2col convolution and strided pooling kernels against naive loop versions (float64)."""
+"""Conv2d, MaxPool2d and AvgPool2d on each backend against naive loop versions (float64).
+
+Every test runs on both backends (the ``backend`` fixture, or a ``backend_name`` parameter for
+the hypothesis tests), so a bug in the reference im2col or col2im fails ``...[reference]`` here
+even though the fast backend does not use them.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,11 @@ import zlib
 import numpy as np
 import pytest
 import reference as ref
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from scratchcnn import layers as L
+from scratchcnn.backend import available_backends, use_backend
 
 TOL = {"rtol": 1e-10, "atol": 1e-10}
 
@@ -80,7 +86,7 @@ def conv_against_reference(
 
 
 @pytest.mark.parametrize("case", conv_cases(), ids=case_id)
-def test_conv2d_matches_loops(case: tuple) -> None:
+def test_conv2d_matches_loops(backend, case: tuple) -> None:
     kernel, stride, padding, dilation = case
     rng = np.random.default_rng(zlib.crc32(case_id(case).encode()))
     conv_against_reference(rng, 2, 2, 3, (7, 9), kernel, stride, padding, dilation)
@@ -92,7 +98,7 @@ def test_conv2d_matches_loops(case: tuple) -> None:
 )
 @pytest.mark.parametrize(("stride", "padding"), [((1, 2), (2, 0)), ((2, 1), "valid"), (1, "same")])
 def test_conv2d_channels_and_asymmetric_arguments(
-    batch: int, in_channels: int, out_channels: int, bias: bool, stride, padding
+    backend, batch: int, in_channels: int, out_channels: int, bias: bool, stride, padding
 ) -> None:
     rng = np.random.default_rng(batch * 100 + in_channels * 10 + out_channels)
     conv_against_reference(
@@ -114,22 +120,19 @@ def test_conv2d_channels_and_asymmetric_arguments(
     dilation=st.tuples(st.integers(1, 3), st.integers(1, 3)),
     seed=st.integers(0, 2**16),
 )
+@pytest.mark.parametrize("backend_name", available_backends())
 def test_conv2d_property(
-    batch, in_channels, out_channels, h, w, kh, kw, stride, padding, dilation, seed
+    backend_name, batch, in_channels, out_channels, h, w, kh, kw, stride, padding, dilation, seed
 ) -> None:
     pad = ((padding[0], padding[0]), (padding[1], padding[1]))
-    if (
-        min(
-            ref.output_size(h, kh, stride[0], pad[0], dilation[0]),
-            ref.output_size(w, kw, stride[1], pad[1], dilation[1]),
-        )
-        < 1
-    ):
-        return  # the layer rejects inputs too small for the kernel (tested in test_layers)
+    # the layer rejects inputs too small for the kernel (tested in test_layers)
+    assume(ref.output_size(h, kh, stride[0], pad[0], dilation[0]) >= 1)
+    assume(ref.output_size(w, kw, stride[1], pad[1], dilation[1]) >= 1)
     rng = np.random.default_rng(seed)
-    conv_against_reference(
-        rng, batch, in_channels, out_channels, (h, w), (kh, kw), stride, padding, dilation
-    )
+    with use_backend(backend_name):
+        conv_against_reference(
+            rng, batch, in_channels, out_channels, (h, w), (kh, kw), stride, padding, dilation
+        )
 
 
 # --- pooling -----------------------------------------------------------------------------------
@@ -153,7 +156,7 @@ def pool_id(case: tuple) -> str:
 
 
 @pytest.mark.parametrize("case", POOL_CASES, ids=pool_id)
-def test_max_pool_matches_loops(case: tuple) -> None:
+def test_max_pool_matches_loops(backend, case: tuple) -> None:
     kernel, stride, padding = case
     rng = np.random.default_rng(1)
     pool = L.MaxPool2d(kernel, stride, padding)
@@ -167,7 +170,7 @@ def test_max_pool_matches_loops(case: tuple) -> None:
 
 
 @pytest.mark.parametrize("case", POOL_CASES, ids=pool_id)
-def test_max_pool_ties_go_to_first_position(case: tuple) -> None:
+def test_max_pool_ties_go_to_first_position(backend, case: tuple) -> None:
     """Quantised inputs tie often; every tie must route to the first window position only."""
     kernel, stride, padding = case
     rng = np.random.default_rng(2)
@@ -185,7 +188,7 @@ def test_max_pool_ties_go_to_first_position(case: tuple) -> None:
 
 
 @pytest.mark.parametrize("case", POOL_CASES, ids=pool_id)
-def test_avg_pool_matches_loops(case: tuple) -> None:
+def test_avg_pool_matches_loops(backend, case: tuple) -> None:
     kernel, stride, padding = case
     rng = np.random.default_rng(3)
     pool = L.AvgPool2d(kernel, stride, padding)
@@ -208,21 +211,22 @@ def test_avg_pool_matches_loops(case: tuple) -> None:
     seed=st.integers(0, 2**16),
     data=st.data(),
 )
-def test_pools_property(h, w, kernel, stride, seed, data) -> None:
+@pytest.mark.parametrize("backend_name", available_backends())
+def test_pools_property(backend_name, h, w, kernel, stride, seed, data) -> None:
     padding = (
         data.draw(st.integers(0, kernel[0] // 2)),
         data.draw(st.integers(0, kernel[1] // 2)),
     )
     pad = ((padding[0], padding[0]), (padding[1], padding[1]))
-    if min(ref.output_size(h, kernel[0], stride[0], pad[0], 1),
-           ref.output_size(w, kernel[1], stride[1], pad[1], 1)) < 1:  # fmt: skip
-        return
+    assume(ref.output_size(h, kernel[0], stride[0], pad[0], 1) >= 1)
+    assume(ref.output_size(w, kernel[1], stride[1], pad[1], 1) >= 1)
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((2, 2, h, w))
     for layer in (L.MaxPool2d(kernel, stride, padding), L.AvgPool2d(kernel, stride, padding)):
-        out = layer.forward(x, training=True)
-        grad_out = rng.standard_normal(out.shape)
-        grad_x = layer.backward(grad_out)
+        with use_backend(backend_name):
+            out = layer.forward(x, training=True)
+            grad_out = rng.standard_normal(out.shape)
+            grad_x = layer.backward(grad_out)
         if isinstance(layer, L.MaxPool2d):
             expected, winner = ref.max_pool2d(x, layer.kernel_size, layer.stride, layer.pad)
             expected_grad = ref.max_pool2d_backward(grad_out, winner, x.shape, layer.pad)

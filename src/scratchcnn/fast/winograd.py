@@ -25,10 +25,12 @@ multiplied, (4) transformed back, all in per-thread buffers that stay in cache. 
 the im2col convolution up to float rounding (the transforms add and subtract a few extra terms);
 the tests hold both to the naive loops.
 
-Used for kernels of 3x3 with stride 1 and no dilation, when Numba is present and ``ENABLED``:
-forward and backward with ``MIN_CHANNELS`` or more input channels, and in inference for any
-number when a ReLU and a 2x2 / stride-2 max-pool follow (the output tiles are the pool windows;
-see :func:`conv_relu_pool_chain`). Every other convolution stays on im2col.
+Used for kernels of 3x3 with stride 1 and no dilation, when Numba is present and the settings
+allow (``scratchcnn.fast.settings(winograd=False)`` turns it off): forward and backward with
+``winograd_min_channels`` or more input channels (fewer make the 16 products too thin for BLAS),
+and in inference for any number when a ReLU and a 2x2 / stride-2 max-pool follow (the output
+tiles are the pool windows; RGB inputs then run as one Numba loop per tile, see
+:func:`conv_relu_pool_chain`). Every other convolution stays on im2col.
 """
 
 from __future__ import annotations
@@ -37,56 +39,45 @@ from typing import NamedTuple
 
 import numpy as np
 
-# ``fast`` imports this module in turn; its helpers (chunks, per-thread buffers, the workers) are
-# looked up at call time, so either module may be imported first.
-from scratchcnn.functional import fast
+from scratchcnn.backend import ConvGeometry
+from scratchcnn.fast.runtime import batch_chunks, blas_limit, kernels, map_chunks, scratch
+from scratchcnn.fast.settings import Settings
 from scratchcnn.functional.conv import Pad2d
 
-# Use Winograd where it applies (set to False to compare with im2col, as benchmarks do).
-ENABLED = True
-
-# Inputs with fewer channels make the 16 products too thin for BLAS (3-long rows for RGB; the seed
-# model's first layer measured slower than im2col that way). In inference, a conv + ReLU + pool on
-# so few channels runs as one Numba loop per tile instead; everything else goes to im2col.
-MIN_CHANNELS = 8
-
-# Bytes of transformed tiles (inputs and products together) per chunk of images.
-CHUNK_BYTES = 1 << 21
-
-# Images per chunk on the few-channel path, which stores no transformed tiles: its chunks only
-# share out the work, and small ones keep both workers busy to the end (the seed model's first
-# layer measured 1.3 ms with 4 images per chunk, 1.8 ms with 16).
-FEW_CHANNELS_CHUNK_IMAGES = 4
+# Scratch slots (``runtime.scratch``), clear of those of ``fast.conv``; a chain's block outputs
+# take ``_CHAIN + index``.
+_PADDED, _V, _M, _GRAD_V, _CHAIN = 10, 11, 12, 13, 20
 
 
 def applies(
     x_shape_nhwc: tuple[int, ...],
     weight_shape: tuple[int, ...],
-    stride,
-    dilation,
+    geometry: ConvGeometry,
+    settings: Settings,
     pooled: bool = False,
 ) -> bool:
     """Whether a convolution of an ``(N, H, W, C)`` input with an ``(OC, C, KH, KW)`` weight runs
-    on Winograd: 3x3, stride 1, no dilation, Numba, and at least ``MIN_CHANNELS`` inputs unless
-    it is ``pooled`` (:func:`conv2d_relu_max_pool2d_forward` takes any number)."""
+    on Winograd: 3x3, stride 1, no dilation, Numba, Winograd enabled, and at least
+    ``settings.winograd_min_channels`` inputs unless it is ``pooled`` (a conv + ReLU + 2x2
+    max-pool in inference takes any number)."""
     return (
-        ENABLED
+        settings.winograd
         and tuple(weight_shape[2:]) == (3, 3)
-        and (pooled or x_shape_nhwc[3] >= MIN_CHANNELS)
-        and tuple(stride) == (1, 1)
-        and tuple(dilation) == (1, 1)
-        and fast.numba_kernels() is not None
+        and (pooled or x_shape_nhwc[3] >= settings.winograd_min_channels)
+        and geometry.stride == (1, 1)
+        and geometry.dilation == (1, 1)
+        and kernels(settings) is not None
     )
 
 
-def transform_weight(weight: np.ndarray) -> np.ndarray:
+def transform_weight(weight: np.ndarray, settings: Settings) -> np.ndarray:
     """``U = G g G^T`` for every filter, laid out for the 16 products (C-contiguous, as BLAS
     needs each ``U[p]``).
 
     Shape: ``(OC, C, 3, 3) -> (16, C, OC)``, in the weight's dtype.
     """
     u = np.empty((16, weight.shape[1], weight.shape[0]), dtype=weight.dtype)
-    fast.numba_kernels().winograd_weight(weight, u)
+    kernels(settings).winograd_weight(weight, u)
     return u
 
 
@@ -95,49 +86,45 @@ def _tiles(out_hw: tuple[int, int]) -> tuple[int, int]:
     return -(-out_hw[0] // 2), -(-out_hw[1] // 2)
 
 
-def _chunks(n: int, most: int) -> list[slice]:
-    """The batch cut into chunks of at most ``most`` images, as even as ``fast``'s convolution
-    chunks (their number a multiple of the workers when there are enough images)."""
-    count = -(-n // max(1, most))
-    workers = max(1, fast.WORKERS)
-    if n >= workers:
-        count = min(n, -(-count // workers) * workers)
-    return fast._even_slices(n, count)
-
-
 def _padded(x_nhwc: np.ndarray, padding: Pad2d, tiles: tuple[int, int], dtype) -> np.ndarray:
     """Step 1: a per-thread copy of the chunk, tall and wide enough for every tile's 4x4 window
     (the padding, then zeros)."""
     n, h, w, c = x_nhwc.shape
     top, left = padding[0][0], padding[1][0]
-    padded = fast._scratch(3, (n, 2 * tiles[0] + 2, 2 * tiles[1] + 2, c), dtype)
+    padded = scratch(_PADDED, (n, 2 * tiles[0] + 2, 2 * tiles[1] + 2, c), dtype)
     padded.fill(0)
     padded[:, top : top + h, left : left + w] = x_nhwc
     return padded
 
 
-def _products(x_nhwc: np.ndarray, padding: Pad2d, tiles: tuple[int, int], u: np.ndarray):
+def _products(x_nhwc: np.ndarray, padding: Pad2d, tiles: tuple[int, int], u: np.ndarray, compiled):
     """Steps 1-3 for one chunk: the 16 products ``M`` ``(T, 16, OC)`` in a per-thread buffer."""
-    kernels = fast.numba_kernels()
     padded = _padded(x_nhwc, padding, tiles, u.dtype)
     tiles_h, tiles_w = tiles
     count = x_nhwc.shape[0] * tiles_h * tiles_w
-    v = fast._scratch(4, (count, 16, x_nhwc.shape[3]), u.dtype)
-    kernels.winograd_input(padded, tiles_h, tiles_w, v)
-    m = fast._scratch(5, (count, 16, u.shape[2]), u.dtype)
+    v = scratch(_V, (count, 16, x_nhwc.shape[3]), u.dtype)
+    compiled.winograd_input(padded, tiles_h, tiles_w, v)
+    m = scratch(_M, (count, 16, u.shape[2]), u.dtype)
     np.matmul(v.transpose(1, 0, 2), u, out=m.transpose(1, 0, 2))
     return m
 
 
-def _plan(x_nhwc: np.ndarray, weight: np.ndarray, out_hw: tuple[int, int], per_position: int):
+def _plan(
+    x_nhwc: np.ndarray,
+    weight: np.ndarray,
+    out_hw: tuple[int, int],
+    per_position: int,
+    settings: Settings,
+):
     """The transformed weight, the tiles down and across, and the chunks of images: as many
-    images as fit ``CHUNK_BYTES`` of transformed tiles, ``per_position`` values at each of a
-    tile's 16 positions."""
+    images as fit ``settings.winograd_chunk_bytes`` of transformed tiles, ``per_position``
+    values at each of a tile's 16 positions."""
     dtype = np.result_type(x_nhwc, weight)
-    u = transform_weight(weight.astype(dtype, copy=False))
+    u = transform_weight(weight.astype(dtype, copy=False), settings)
     tiles = _tiles(out_hw)
     per_image = tiles[0] * tiles[1] * 16 * per_position * np.dtype(dtype).itemsize
-    return u, tiles, _chunks(x_nhwc.shape[0], CHUNK_BYTES // per_image)
+    most = settings.winograd_chunk_bytes // per_image
+    return u, tiles, batch_chunks(x_nhwc.shape[0], most, settings.workers)
 
 
 def _out_hw(x_nhwc: np.ndarray, padding: Pad2d) -> tuple[int, int]:
@@ -150,38 +137,32 @@ def _bias(bias: np.ndarray | None, out_channels: int, dtype) -> np.ndarray:
 
 
 def conv2d_forward(
-    x_nhwc: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, padding: Pad2d
+    x_nhwc: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    padding: Pad2d,
+    settings: Settings,
 ) -> np.ndarray:
     """The 3x3, stride-1 cross-correlation of a channels-last batch.
 
     Shape: ``x_nhwc (N, H, W, C)``, ``weight (OC, C, 3, 3)``, ``bias (OC,)`` ->
     ``(N, OH, OW, OC)``, C-contiguous.
     """
-    kernels = fast.numba_kernels()
+    compiled = kernels(settings)
     out_hw = _out_hw(x_nhwc, padding)
     dtype = np.result_type(x_nhwc, weight)
     out = np.empty((x_nhwc.shape[0], *out_hw, weight.shape[0]), dtype=dtype)
     bias = _bias(bias, weight.shape[0], dtype)
-    u, tiles, chunks = _plan(x_nhwc, weight, out_hw, x_nhwc.shape[3] + weight.shape[0])
+    per_position = x_nhwc.shape[3] + weight.shape[0]
+    u, tiles, chunks = _plan(x_nhwc, weight, out_hw, per_position, settings)
 
     def chunk_work(images: slice) -> None:
-        m = _products(x_nhwc[images], padding, tiles, u)  # steps 1-3
-        kernels.winograd_output(m, bias, *tiles, out[images])  # step 4
+        m = _products(x_nhwc[images], padding, tiles, u, compiled)  # steps 1-3
+        compiled.winograd_output(m, bias, *tiles, out[images])  # step 4
 
-    with fast.blas_limit():
-        fast._map_chunks(chunk_work, chunks)
+    with blas_limit(settings.blas_threads):
+        map_chunks(chunk_work, chunks, settings.workers)
     return out
-
-
-def conv2d_relu_max_pool2d_forward(
-    x_nhwc: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, padding: Pad2d
-) -> np.ndarray:
-    """``max_pool(relu(conv2d(x)))`` with a 2x2 / stride-2 pool: each tile is one pool window.
-
-    Shape: ``x_nhwc (N, H, W, C)``, ``weight (OC, C, 3, 3)``, ``bias (OC,)`` ->
-    ``(N, OH // 2, OW // 2, OC)``, C-contiguous.
-    """
-    return conv_relu_pool_chain(x_nhwc, [(weight, bias, padding)])
 
 
 class _PoolBlock(NamedTuple):
@@ -195,7 +176,7 @@ class _PoolBlock(NamedTuple):
     few_channels: bool  # the one-loop path (fewer than MIN_CHANNELS inputs)
 
 
-def conv_relu_pool_chain(x_nhwc: np.ndarray, blocks: list) -> np.ndarray:
+def conv_relu_pool_chain(x_nhwc: np.ndarray, blocks: list, settings: Settings) -> np.ndarray:
     """Conv + ReLU + 2x2 max-pool blocks one after another, each chunk of images through all
     of them while it is in cache (inference).
 
@@ -206,7 +187,7 @@ def conv_relu_pool_chain(x_nhwc: np.ndarray, blocks: list) -> np.ndarray:
 
     Shape: ``x_nhwc (N, H, W, C)`` -> the last block's ``(N, PH, PW, OC)``, C-contiguous.
     """
-    kernels = fast.numba_kernels()
+    compiled = kernels(settings)
     n = x_nhwc.shape[0]
     dtype = np.result_type(x_nhwc, *(weight for weight, _, _ in blocks))
     itemsize = np.dtype(dtype).itemsize
@@ -217,14 +198,14 @@ def conv_relu_pool_chain(x_nhwc: np.ndarray, blocks: list) -> np.ndarray:
         (top, bottom), (left, right) = padding
         out_hw = (hw[0] + top + bottom - 2, hw[1] + left + right - 2)
         tiles = _tiles(out_hw)
-        few_channels = channels < MIN_CHANNELS
+        few_channels = channels < settings.winograd_min_channels
         if few_channels:  # no transformed tiles stored; small chunks share out the work
-            most = min(most, FEW_CHANNELS_CHUNK_IMAGES)
+            most = min(most, settings.few_channels_chunk_images)
         else:
             per_image = tiles[0] * tiles[1] * 16 * (channels + out_channels) * itemsize
-            most = min(most, CHUNK_BYTES // per_image)
+            most = min(most, settings.winograd_chunk_bytes // per_image)
         hw, channels = (out_hw[0] // 2, out_hw[1] // 2), out_channels
-        u = transform_weight(weight.astype(dtype, copy=False))
+        u = transform_weight(weight.astype(dtype, copy=False), settings)
         plans.append(
             _PoolBlock(u, _bias(bias, out_channels, dtype), padding, tiles, hw, few_channels)
         )
@@ -235,19 +216,19 @@ def conv_relu_pool_chain(x_nhwc: np.ndarray, blocks: list) -> np.ndarray:
         for index, plan in enumerate(plans):
             if index == len(plans) - 1:
                 block_output = out[images]
-            else:  # slots 7, 8, ...: clear of the ones the steps use
+            else:
                 shape = (block_input.shape[0], *plan.pooled_hw, plan.u.shape[2])
-                block_output = fast._scratch(7 + index, shape, dtype)
+                block_output = scratch(_CHAIN + index, shape, dtype)
             if plan.few_channels:  # steps 2-4 in one Numba loop per tile
                 padded = _padded(block_input, plan.padding, plan.tiles, dtype)
-                kernels.winograd_few_channels_relu_pool(padded, plan.u, plan.bias, block_output)
+                compiled.winograd_few_channels_relu_pool(padded, plan.u, plan.bias, block_output)
             else:
-                m = _products(block_input, plan.padding, plan.tiles, plan.u)
-                kernels.winograd_output_relu_pool(m, plan.bias, *plan.tiles, block_output)
+                m = _products(block_input, plan.padding, plan.tiles, plan.u, compiled)
+                compiled.winograd_output_relu_pool(m, plan.bias, *plan.tiles, block_output)
             block_input = block_output
 
-    with fast.blas_limit():
-        fast._map_chunks(chunk_work, _chunks(n, max(1, most)))
+    with blas_limit(settings.blas_threads):
+        map_chunks(chunk_work, batch_chunks(n, max(1, most), settings.workers), settings.workers)
     return out
 
 
@@ -256,8 +237,10 @@ def conv2d_backward(
     grad_nhwc: np.ndarray,
     weight: np.ndarray,
     padding: Pad2d,
-    need_input_grad: bool = True,
-) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    need_input_grad: bool,
+    need_weight_grad: bool,
+    settings: Settings,
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     """Gradients of :func:`conv2d_forward` with respect to its input, weight and bias.
 
     Backward runs the forward steps' adjoints. With ``V`` the transformed input tiles and
@@ -268,46 +251,56 @@ def conv2d_backward(
         dV[p] = dM[p] @ U[p]^T  ->  dX = B dV B^T, added onto each tile's 4x4 window,
 
     32 products in all, against im2col's two with ``9 * C``- and ``9 * C * OC``-sized dimensions.
+    Without ``need_weight_grad`` the input tiles are not even transformed.
 
     Shape: ``x_nhwc (N, H, W, C)``, ``grad_nhwc (N, OH, OW, OC)`` (C-contiguous), ``weight
-    (OC, C, 3, 3)`` -> ``grad_x (N, H, W, C)`` (``None`` unless ``need_input_grad``), ``grad_w
-    (OC, C, 3, 3)``, ``grad_b (OC,)``.
+    (OC, C, 3, 3)`` -> ``grad_x (N, H, W, C)``, ``grad_w (OC, C, 3, 3)``, ``grad_b (OC,)``, each
+    ``None`` when not needed.
     """
-    kernels = fast.numba_kernels()
+    compiled = kernels(settings)
     n, h, w, c = x_nhwc.shape
     out_channels = weight.shape[0]
     dtype = np.result_type(x_nhwc, grad_nhwc)
     top, left = padding[0][0], padding[1][0]
-    per_position = c + out_channels + (c if need_input_grad else 0)
-    u, (tiles_h, tiles_w), chunks = _plan(x_nhwc, weight, grad_nhwc.shape[1:3], per_position)
+    per_position = out_channels + (c if need_weight_grad else 0) + (c if need_input_grad else 0)
+    u, (tiles_h, tiles_w), chunks = _plan(
+        x_nhwc, weight, grad_nhwc.shape[1:3], per_position, settings
+    )
     grad_x = np.empty((n, h, w, c), dtype=dtype) if need_input_grad else None
     u_rows = np.ascontiguousarray(u.transpose(0, 2, 1))  # (16, OC, C): BLAS measured 1.5x faster
     largest = max(images.stop - images.start for images in chunks)
     ones = np.ones(largest * grad_nhwc.shape[1] * grad_nhwc.shape[2], dtype=dtype)
 
-    def chunk_work(images: slice) -> tuple[np.ndarray, np.ndarray]:
+    def chunk_work(images: slice) -> tuple[np.ndarray, np.ndarray] | None:
         """Fill this chunk's input gradient; return its shares of ``dU`` and the bias gradient."""
-        padded = _padded(x_nhwc[images], padding, (tiles_h, tiles_w), dtype)
-        count = padded.shape[0] * tiles_h * tiles_w
-        v = fast._scratch(4, (count, 16, c), dtype)
-        kernels.winograd_input(padded, tiles_h, tiles_w, v)
-        grad_m = fast._scratch(5, (count, 16, out_channels), dtype)
-        kernels.winograd_output_grad(grad_nhwc[images], tiles_h, tiles_w, grad_m)
-        grad_u = np.matmul(v.transpose(1, 2, 0), grad_m.transpose(1, 0, 2))  # (16, C, OC)
+        count = (images.stop - images.start) * tiles_h * tiles_w
+        grad_m = scratch(_M, (count, 16, out_channels), dtype)
+        compiled.winograd_output_grad(grad_nhwc[images], tiles_h, tiles_w, grad_m)
         if grad_x is not None:
-            grad_v = fast._scratch(6, (count, 16, c), dtype)
+            grad_v = scratch(_GRAD_V, (count, 16, c), dtype)
             np.matmul(grad_m.transpose(1, 0, 2), u_rows, out=grad_v.transpose(1, 0, 2))
-            padded.fill(0)  # reused for the padded input's gradient
-            kernels.winograd_input_grad(grad_v, tiles_h, tiles_w, padded)
-            grad_x[images] = padded[:, top : top + h, left : left + w]
-        # The bias gradient as a BLAS product with ones (see fast.conv2d_backward).
+            grad_padded = scratch(
+                _PADDED, (images.stop - images.start, 2 * tiles_h + 2, 2 * tiles_w + 2, c), dtype
+            )
+            grad_padded.fill(0)
+            compiled.winograd_input_grad(grad_v, tiles_h, tiles_w, grad_padded)
+            grad_x[images] = grad_padded[:, top : top + h, left : left + w]
+        if not need_weight_grad:
+            return None
+        padded = _padded(x_nhwc[images], padding, (tiles_h, tiles_w), dtype)
+        v = scratch(_V, (count, 16, c), dtype)
+        compiled.winograd_input(padded, tiles_h, tiles_w, v)
+        grad_u = np.matmul(v.transpose(1, 2, 0), grad_m.transpose(1, 0, 2))  # (16, C, OC)
+        # The bias gradient as a BLAS product with ones (see ``fast.conv.conv2d_backward``).
         rows = grad_nhwc[images].reshape(-1, out_channels)
         return grad_u, ones[: rows.shape[0]] @ rows
 
-    with fast.blas_limit():
-        partial_grads = fast._map_chunks(chunk_work, chunks)
+    with blas_limit(settings.blas_threads):
+        partial_grads = map_chunks(chunk_work, chunks, settings.workers)
+    if not need_weight_grad:
+        return grad_x, None, None
     grad_u = np.sum([grad_u for grad_u, _ in partial_grads], axis=0)
     grad_w = np.empty(weight.shape, dtype=dtype)
-    kernels.winograd_weight_grad(grad_u, grad_w)
+    compiled.winograd_weight_grad(grad_u, grad_w)
     grad_b = np.sum([grad_b for _, grad_b in partial_grads], axis=0)
     return grad_x, grad_w, grad_b

@@ -1,256 +1,11 @@
-"""Numba kernels behind :mod:`scratchcnn.functional.fast`: loops over channels-last (NHWC) arrays.
-
-Importing this module imports Numba, so only :mod:`scratchcnn.functional.fast` imports it, and
-only on first use. Every kernel is ``cache=True`` (compiled code is reused across processes) and
-``nogil=True``; its outer loop is a ``prange`` over images or image rows, so it can be compiled
-with ``parallel=True``.
-
-Index conventions (shared with the NumPy versions in ``fast``): an image is ``x[n, ih, iw, c]``;
-output pixel ``(oh, ow)`` reads input row ``ih = oh * stride_h - pad_top + kh * dilation_h``
-(likewise for columns); an im2col row is ``(n * OH + oh) * OW + ow`` and its columns are ordered
-``(kh, kw, c)``. Geometry arguments are ``(kernel_h, kernel_w, stride_h, stride_w, pad_top,
-pad_left, dil_h, dil_w)``; output sizes come from the shapes of the arrays passed in.
-"""
+"""Winograd F(2x2, 3x3) transforms (see :mod:`scratchcnn.fast.winograd` for the algorithm)."""
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-# The loops here are memory-bound and short; NumPy's BLAS already runs its threads on every core
-# for the matrix products. A second thread pool fighting it for the same (often shared) cores
-# cost more than it gained in measurements on the 2-core machine, so the kernels run serially by
-# default; ``prange`` marks the loops that are safe to run in parallel.
-PARALLEL = False
-
-
-@njit(cache=True, inline="always")
-def _wins(value, best):
-    # A strictly larger value wins (ties go to the first); so does the first NaN, as in argmax.
-    return value > best or (value != value and best == best)
-
-
-@njit(cache=True, inline="always")
-def _window_max(window):
-    """The winner of a 2x2 window ``(y00, y01, y10, y11)`` and its position in ``0..3``, by
-    ``_wins``' rule."""
-    best, y01, y10, y11 = window
-    where = 0
-    if _wins(y01, best):
-        best = y01
-        where = 1
-    if _wins(y10, best):
-        best = y10
-        where = 2
-    if _wins(y11, best):
-        best = y11
-        where = 3
-    return best, where
-
-
-@njit(cache=True, inline="always")
-def _max_2x2(x, b, oh, ow, ch):
-    """The winner of window ``(oh, ow)`` of a 2x2/stride-2 pool and its position in ``0..3``."""
-    top, left = 2 * oh, 2 * ow
-    return _window_max(
-        (
-            x[b, top, left, ch],
-            x[b, top, left + 1, ch],
-            x[b, top + 1, left, ch],
-            x[b, top + 1, left + 1, ch],
-        )
-    )
-
-
-@njit(parallel=PARALLEL, cache=True, nogil=True)
-def im2col(x, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w, out):
-    """Fill ``out (N, OH, OW, KH*KW*C)`` from ``x (N, H, W, C)``; padding reads as zero."""
-    n, h, w, c = x.shape
-    out_h, out_w = out.shape[1], out.shape[2]
-    for image_row in prange(n * out_h):
-        b = image_row // out_h
-        oh = image_row % out_h
-        for ow in range(out_w):
-            for i in range(kernel_h):
-                ih = oh * stride_h - pad_top + i * dil_h
-                for j in range(kernel_w):
-                    iw = ow * stride_w - pad_left + j * dil_w
-                    base = (i * kernel_w + j) * c
-                    if 0 <= ih < h and 0 <= iw < w:
-                        for ch in range(c):
-                            out[b, oh, ow, base + ch] = x[b, ih, iw, ch]
-                    else:
-                        for ch in range(c):
-                            out[b, oh, ow, base + ch] = 0
-
-
-@njit(parallel=PARALLEL, cache=True, nogil=True)
-def col2im(cols, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w, out):
-    """Sum ``cols (N, OH, OW, KH*KW*C)`` back onto ``out (N, H, W, C)`` (overwritten)."""
-    n, h, w, c = out.shape
-    out_h, out_w = cols.shape[1], cols.shape[2]
-    for b in prange(n):
-        out[b] = 0
-        for oh in range(out_h):
-            for i in range(kernel_h):
-                ih = oh * stride_h - pad_top + i * dil_h
-                if ih < 0 or ih >= h:
-                    continue
-                for ow in range(out_w):
-                    for j in range(kernel_w):
-                        iw = ow * stride_w - pad_left + j * dil_w
-                        if iw < 0 or iw >= w:
-                            continue
-                        base = (i * kernel_w + j) * c
-                        for ch in range(c):
-                            out[b, ih, iw, ch] += cols[b, oh, ow, base + ch]
-
-
-@njit(parallel=PARALLEL, cache=True, nogil=True)
-def max_pool(x, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out, argmax):
-    """Window maxima of ``x (N, H, W, C)`` into ``out (N, OH, OW, C)``, with the winner's flat
-    window index ``kh * KW + kw`` in ``argmax``; padding never wins and ties go to the first."""
-    n, h, w, c = x.shape
-    out_h, out_w = out.shape[1], out.shape[2]
-    for image_row in prange(n * out_h):
-        b = image_row // out_h
-        oh = image_row % out_h
-        for ow in range(out_w):
-            for ch in range(c):
-                out[b, oh, ow, ch] = -np.inf
-                argmax[b, oh, ow, ch] = 0
-            for i in range(kernel_h):
-                ih = oh * stride_h - pad_top + i
-                if ih < 0 or ih >= h:
-                    continue
-                for j in range(kernel_w):
-                    iw = ow * stride_w - pad_left + j
-                    if iw < 0 or iw >= w:
-                        continue
-                    for ch in range(c):
-                        value = x[b, ih, iw, ch]
-                        if _wins(value, out[b, oh, ow, ch]):
-                            out[b, oh, ow, ch] = value
-                            argmax[b, oh, ow, ch] = i * kernel_w + j
-
-
-@njit(parallel=PARALLEL, cache=True, nogil=True)
-def max_pool_2x2(x, out, argmax):
-    """The seed model's pool (2x2 windows, stride 2, no padding), unrolled.
-
-    Shape: ``x (N, H, W, C)`` -> ``out (N, H // 2, W // 2, C)`` and ``argmax`` alike.
-    """
-    n, h, w, c = x.shape
-    out_h, out_w = out.shape[1], out.shape[2]
-    for image_row in prange(n * out_h):
-        b = image_row // out_h
-        oh = image_row % out_h
-        for ow in range(out_w):
-            for ch in range(c):
-                best, where = _max_2x2(x, b, oh, ow, ch)
-                out[b, oh, ow, ch] = best
-                argmax[b, oh, ow, ch] = where
-
-
-@njit(parallel=PARALLEL, cache=True, nogil=True)
-def max_pool_2x2_backward(grad_out, argmax, out):
-    """Backward of :func:`max_pool_2x2`: each input is written once, no zero-fill pass.
-
-    Shape: ``grad_out (N, OH, OW, C)``, ``argmax`` alike -> ``out (N, H, W, C)``; rows and
-    columns past ``2 * OH`` / ``2 * OW`` (odd sizes) are zeroed.
-    """
-    n, h, w, c = out.shape
-    out_h, out_w = grad_out.shape[1], grad_out.shape[2]
-    for image_row in prange(n * out_h):
-        b = image_row // out_h
-        oh = image_row % out_h
-        for ow in range(out_w):
-            # The window's two rows as (2, C) views: the channel loop then indexes one axis
-            # with unit stride and compiles to vector code (~4x faster than 4-D indexing).
-            top = out[b, 2 * oh, 2 * ow : 2 * ow + 2]
-            bottom = out[b, 2 * oh + 1, 2 * ow : 2 * ow + 2]
-            grads = grad_out[b, oh, ow]
-            wheres = argmax[b, oh, ow]
-            for ch in range(c):
-                grad = grads[ch]
-                where = wheres[ch]
-                top[0, ch] = grad if where == 0 else 0
-                top[1, ch] = grad if where == 1 else 0
-                bottom[0, ch] = grad if where == 2 else 0
-                bottom[1, ch] = grad if where == 3 else 0
-        if 2 * out_w < w:
-            for i in range(2 * oh, 2 * oh + 2):
-                out[b, i, 2 * out_w :, :] = 0
-    for b in prange(n):
-        if 2 * out_h < h:
-            out[b, 2 * out_h :, :, :] = 0
-
-
-@njit(parallel=PARALLEL, cache=True, nogil=True)
-def max_pool_backward(grad_out, argmax, kernel_w, stride_h, stride_w, pad_top, pad_left, out):
-    """Route ``grad_out (N, OH, OW, C)`` to each window's winner in ``out (N, H, W, C)``."""
-    n, h, w, c = out.shape
-    out_h, out_w = grad_out.shape[1], grad_out.shape[2]
-    for b in prange(n):
-        out[b] = 0
-        for oh in range(out_h):
-            for ow in range(out_w):
-                for ch in range(c):
-                    flat = argmax[b, oh, ow, ch]
-                    ih = oh * stride_h - pad_top + flat // kernel_w
-                    iw = ow * stride_w - pad_left + flat % kernel_w
-                    # A window of nothing but -inf "wins" at its first slot, which may be padding.
-                    if 0 <= ih < h and 0 <= iw < w:
-                        out[b, ih, iw, ch] += grad_out[b, oh, ow, ch]
-
-
-@njit(parallel=PARALLEL, cache=True, nogil=True)
-def relu(x, out, positive):
-    """``out = max(x, 0)`` and the mask ``x > 0``, in one pass over flat arrays."""
-    for k in prange(x.shape[0]):
-        value = x[k]
-        above = value > 0
-        positive[k] = above
-        out[k] = value if above else 0
-
-
-@njit(parallel=PARALLEL, cache=True, nogil=True)
-def relu_backward(grad_out, positive, out):
-    """``out = grad_out where positive else 0`` over flat arrays."""
-    for k in prange(grad_out.shape[0]):
-        out[k] = grad_out[k] if positive[k] else 0
-
-
-@njit(parallel=PARALLEL, cache=True, nogil=True)
-def max_pool_2x2_bias_relu(x, bias, out):
-    """``max(0, bias + max of each 2x2 window)``, stride 2, for inference (no argmax).
-
-    Equals max-pool(ReLU(x + bias)): a per-channel bias and ReLU are both monotone, so they
-    commute with the window maximum and run on the 4x smaller pooled output.
-
-    Shape: ``x (N, H, W, C)``, ``bias (C,)`` -> ``out (N, H // 2, W // 2, C)``.
-    """
-    n, h, w, c = x.shape
-    out_h, out_w = out.shape[1], out.shape[2]
-    for image_row in prange(n * out_h):
-        b = image_row // out_h
-        oh = image_row % out_h
-        for ow in range(out_w):
-            for ch in range(c):
-                best = _max_2x2(x, b, oh, ow, ch)[0] + bias[ch]
-                out[b, oh, ow, ch] = best if best > 0 else 0
-
-
-@njit(parallel=PARALLEL, cache=True, nogil=True)
-def add_bias(rows, bias):
-    """``rows += bias`` for each row, in place (NumPy's broadcast add loops over short rows).
-
-    Shape: ``rows (M, C)`` C-contiguous, ``bias (C,)``.
-    """
-    for r in prange(rows.shape[0]):
-        for ch in range(rows.shape[1]):
-            rows[r, ch] += bias[ch]
-
+from scratchcnn.fast.kernels.common import _window_max
 
 # --- Winograd F(2x2, 3x3) ------------------------------------------------------------------------
 # Tile t = (n * tiles_h + i) * tiles_w + j covers output rows 2i, 2i+1 and columns 2j, 2j+1, and
@@ -297,13 +52,13 @@ def _winograd_input_tile(padded, b, y, x, out, t):
         out[t, 15, ch] = a31 - a33
 
 
-@njit(parallel=PARALLEL, cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def winograd_input(padded, tiles_h, tiles_w, out):
     """``out[t, :, c] = B^T d B`` for the 4x4 window ``d`` of every tile, channel by channel.
 
     Shape: ``padded (N, >= 2 * tiles_h + 2, >= 2 * tiles_w + 2, C)`` -> ``out (T, 16, C)``.
     """
-    for image_row in prange(padded.shape[0] * tiles_h):
+    for image_row in range(padded.shape[0] * tiles_h):
         b = image_row // tiles_h
         y = 2 * (image_row % tiles_h)
         for j in range(tiles_w):
@@ -325,7 +80,7 @@ def _winograd_tile(m, t, ch):
     return r00 + r01 + r02, r01 - r02 - r03, r10 + r11 + r12, r11 - r12 - r13
 
 
-@njit(parallel=PARALLEL, cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def winograd_output(m, bias, tiles_h, tiles_w, out):
     """``out = A^T m A + bias`` for every tile: the convolution's output, channels-last.
 
@@ -333,7 +88,7 @@ def winograd_output(m, bias, tiles_h, tiles_w, out):
     ``OH <= 2 * tiles_h``, ``OW <= 2 * tiles_w`` (a last odd row or column is dropped).
     """
     n, out_h, out_w, c = out.shape
-    for image_row in prange(n * tiles_h):
+    for image_row in range(n * tiles_h):
         b = image_row // tiles_h
         y = 2 * (image_row % tiles_h)
         for j in range(tiles_w):
@@ -360,7 +115,7 @@ def winograd_output(m, bias, tiles_h, tiles_w, out):
                             out[b, y + 1, x + 1, ch] = y11 + bias[ch]
 
 
-@njit(parallel=PARALLEL, cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def winograd_output_relu_pool(m, bias, tiles_h, tiles_w, out):
     """``max(0, bias + max of each tile's 2x2 outputs)``: conv, ReLU and 2x2/stride-2 max-pool.
 
@@ -371,14 +126,14 @@ def winograd_output_relu_pool(m, bias, tiles_h, tiles_w, out):
     ``PW <= tiles_w``.
     """
     n, out_h, out_w, c = out.shape
-    for image_row in prange(n * out_h):
+    for image_row in range(n * out_h):
         b = image_row // out_h
         i = image_row % out_h
         for j in range(out_w):
             t = (b * tiles_h + i) * tiles_w + j
             for ch in range(c):
                 best = _window_max(_winograd_tile(m, t, ch))[0] + bias[ch]
-                out[b, i, j, ch] = best if best > 0 else 0
+                out[b, i, j, ch] = 0 if best <= 0 else best  # NaN stays NaN
 
 
 @njit(cache=True, nogil=True)
@@ -409,7 +164,7 @@ def winograd_weight(weight, out):
                 out[4 * i + 3, c, o] = g2
 
 
-@njit(parallel=PARALLEL, cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def winograd_few_channels_relu_pool(padded, u, bias, out):
     """Conv + bias + ReLU + 2x2 max-pool for inputs with few channels, tile by tile in cache.
 
@@ -422,7 +177,7 @@ def winograd_few_channels_relu_pool(padded, u, bias, out):
     """
     n, out_h, out_w, out_channels = out.shape
     channels = padded.shape[3]
-    for image_row in prange(n * out_h):
+    for image_row in range(n * out_h):
         b = image_row // out_h
         i = image_row % out_h
         v = np.empty((1, 16, channels), dtype=padded.dtype)
@@ -443,10 +198,7 @@ def winograd_few_channels_relu_pool(padded, u, bias, out):
                             m[0, p, o] += value * u[p, ch, o]
             for o in range(out_channels):
                 best = _window_max(_winograd_tile(m, 0, o))[0] + bias[o]
-                out[b, i, j, o] = best if best > 0 else 0
-
-
-# --- Winograd backward: the adjoints of the three transforms --------------------------------------
+                out[b, i, j, o] = 0 if best <= 0 else best  # NaN stays NaN
 
 
 @njit(cache=True, inline="always")
@@ -466,7 +218,7 @@ def _output_grad_tile(out, t, ch, g00, g01, g10, g11):
     out[t, 12, ch], out[t, 13, ch], out[t, 14, ch], out[t, 15, ch] = _a_column(r30, r31)
 
 
-@njit(parallel=PARALLEL, cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def winograd_output_grad(grad, tiles_h, tiles_w, out):
     """``out[t, :, c] = A g A^T`` for the 2x2 block ``g`` of output gradient under each tile (zero
     past the edge): the adjoint of ``winograd_output``.
@@ -474,7 +226,7 @@ def winograd_output_grad(grad, tiles_h, tiles_w, out):
     Shape: ``grad (N, OH, OW, OC)`` -> ``out (T, 16, OC)``.
     """
     n, out_h, out_w, c = grad.shape
-    for image_row in prange(n * tiles_h):
+    for image_row in range(n * tiles_h):
         b = image_row // tiles_h
         y = 2 * (image_row % tiles_h)
         for j in range(tiles_w):
@@ -511,7 +263,7 @@ def _add_row(out, b, y, x, ch, row):
     out[b, y, x + 3, ch] += row[3]
 
 
-@njit(parallel=PARALLEL, cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def winograd_input_grad(grad_v, tiles_h, tiles_w, out):
     """``out[b, y:y+4, x:x+4, c] += B grad_v[t, :, c] B^T`` for every tile: the adjoint of
     ``winograd_input``. Neighbouring tiles overlap by two rows or columns, so ``out`` must start
@@ -520,7 +272,7 @@ def winograd_input_grad(grad_v, tiles_h, tiles_w, out):
     Shape: ``grad_v (T, 16, C)`` -> ``out (N, >= 2 * tiles_h + 2, >= 2 * tiles_w + 2, C)``.
     """
     c = out.shape[3]
-    for b in prange(out.shape[0]):
+    for b in range(out.shape[0]):
         for i in range(tiles_h):
             y = 2 * i
             for j in range(tiles_w):

@@ -1,0 +1,63 @@
+"""Element-wise operations in one pass over memory, in whatever layout the input has.
+
+NumPy's ``np.maximum(x, 0)`` plus ``x > 0`` reads ``x`` twice; the Numba kernel reads it once
+and writes the output and the mask together. Both keep ``x``'s memory layout (channels-last
+stays channels-last), so the next operation reads them without a copy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from scratchcnn.fast.runtime import kernels
+from scratchcnn.fast.settings import Settings
+
+
+def _flat_view(a: np.ndarray) -> np.ndarray | None:
+    """``a``'s elements in memory order as a 1-D view, or ``None`` if that needs a copy."""
+    flat = a.ravel(order="K")
+    return flat if a.size == 0 or np.may_share_memory(flat, a) else None
+
+
+def _element_strides(a: np.ndarray) -> tuple[int, ...]:
+    return tuple(s // a.itemsize for s in a.strides)
+
+
+def relu_forward(
+    x: np.ndarray, keep: bool, settings: Settings
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``max(x, 0)`` (NaN stays NaN) and, when ``keep``, the mask ``x > 0``, in ``x``'s layout.
+
+    Shape: any -> same (twice).
+    """
+    out = np.empty_like(x)
+    if not keep:  # one pass of NumPy's vectorised maximum, no mask
+        return np.maximum(x, 0, out=out), None
+    compiled = kernels(settings)
+    positive = np.empty_like(x, dtype=bool)
+    flat_x, flat_out, flat_mask = _flat_view(x), _flat_view(out), _flat_view(positive)
+    if compiled is None or flat_x is None or flat_out is None or flat_mask is None:
+        np.maximum(x, 0, out=out)
+        np.greater(x, 0, out=positive)
+    else:
+        compiled.relu(flat_x, flat_out, flat_mask)
+    return out, positive
+
+
+def relu_backward(positive: np.ndarray, grad_out: np.ndarray, settings: Settings) -> np.ndarray:
+    """The gradient where the input was positive, zero elsewhere.
+
+    Shape: any -> same.
+    """
+    compiled = kernels(settings)
+    same_layout = _element_strides(grad_out) == _element_strides(positive)
+    flat_grad, flat_mask = _flat_view(grad_out), _flat_view(positive)
+    if compiled is None or not same_layout or flat_grad is None or flat_mask is None:
+        # Computed in the mask's memory order: after Flatten the gradient arrives NCHW while the
+        # mask is channels-last, and NumPy's own order for the mixed layouts measured ~7x slower.
+        order = sorted(range(positive.ndim), key=lambda axis: -abs(positive.strides[axis]))
+        out = np.multiply(grad_out.transpose(order), positive.transpose(order))
+        return out.transpose(np.argsort(order))
+    out = np.empty_like(grad_out)
+    compiled.relu_backward(flat_grad, flat_mask, _flat_view(out))
+    return out

@@ -1,0 +1,99 @@
+"""The fast backend's settings: one immutable object, changed only inside a ``with`` block.
+
+Every tunable of the fast backend lives in :class:`Settings`. The current value is held in a
+context variable, so ``with settings(winograd=False, workers=1): ...`` changes it for the code
+inside the block only (and only in the calling thread or task), restoring the previous value on
+exit even when an exception escapes. Nothing here is a module global that one caller flips for
+everyone (the pattern of tinygrad's ``Context``).
+
+>>> from scratchcnn import fast
+>>> with fast.settings(workers=1):
+...     fast.current_settings().workers
+1
+
+The backend reads the settings once per operation, in the calling thread, and hands the values
+to its worker threads explicitly (worker threads do not inherit context variables).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the fast backend; each default says why (measurements: benchmarks/README.md).
+
+    Byte sizes are per chunk of images that one worker thread takes at a time: small enough to
+    stay in a core's L2 cache between the step that writes the data and the one that reads it.
+    """
+
+    # Threads that run a batch's chunks: the calling thread plus ``workers - 1`` pool threads.
+    # Each chunk is independent work, so one core per thread uses the machine fully.
+    workers: int = os.cpu_count() or 1
+    # Threads NumPy's BLAS may use inside a fast operation. The workers already split the batch
+    # across cores; a multi-threaded BLAS on top spin-waits against them. None leaves BLAS alone.
+    blas_threads: int | None = 1
+    # Run the Numba kernels (False: the NumPy fallbacks that run wherever Numba is missing).
+    numba: bool = True
+    # Run 3x3 stride-1 convolutions on Winograd F(2x2, 3x3) (needs Numba).
+    winograd: bool = True
+    # Winograd's 16 products get too thin for BLAS below this many input channels.
+    winograd_min_channels: int = 8
+    # Bytes of im2col rows per chunk of the im2col convolution.
+    im2col_chunk_bytes: int = 1 << 21
+    # Bytes of transformed tiles (inputs and products) per chunk of a Winograd convolution.
+    winograd_chunk_bytes: int = 1 << 21
+    # Images per chunk of a few-channel (RGB) Winograd conv + ReLU + pool: small chunks keep both
+    # workers busy to the end, as no tiles are stored.
+    few_channels_chunk_images: int = 4
+    # Inputs with fewer channels keep their im2col matrix from forward to backward: its rows are
+    # built from C-value copies (3 for RGB), slow per byte, and the matrix is small.
+    keep_cols_below_channels: int = 8
+    # Memory-bound kernels (pooling, ReLU) are split over the workers only above this many bytes.
+    split_min_bytes: int = 1 << 18
+    # Matrix products (Linear) are split over the workers only above this many multiply-adds.
+    split_min_product: int = 1 << 22
+
+    def __post_init__(self) -> None:
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if field.name in ("numba", "winograd"):
+                if not isinstance(value, bool):
+                    raise TypeError(f"fast setting {field.name} must be a bool, got {value!r}")
+            elif field.name == "blas_threads" and value is None:
+                continue
+            elif isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"fast setting {field.name} must be an int >= 1, got {value!r}")
+
+
+# Settings is frozen, so the shared default instance cannot be changed in place.
+_current: ContextVar[Settings] = ContextVar("scratchcnn_fast_settings", default=Settings())  # noqa: B039
+
+
+def current_settings() -> Settings:
+    """The settings in effect here (the defaults outside any :func:`settings` block)."""
+    return _current.get()
+
+
+@contextmanager
+def settings(**changes: object) -> Iterator[Settings]:
+    """Change some fast-backend settings inside a ``with`` block; restore them on exit.
+
+    Unknown names and invalid values are rejected before anything changes.
+    """
+    known = {field.name for field in fields(Settings)}
+    unknown = sorted(set(changes) - known)
+    if unknown:
+        raise TypeError(f"unknown fast setting(s) {unknown}; known settings: {sorted(known)}")
+    new = dataclasses.replace(_current.get(), **changes)
+    token = _current.set(new)
+    try:
+        yield new
+    finally:
+        _current.reset(token)
