@@ -8,6 +8,7 @@ from scratchcnn.optim.optimizers import (
     Adam,
     AdamW,
     Optimizer,
+    ParamGroup,
     RMSprop,
     build_optimizer,
 )
@@ -26,6 +27,7 @@ from scratchcnn.optim.schedules import (
 
 __all__ = [
     "Optimizer",
+    "ParamGroup",
     "SGD",
     "Adam",
     "AdamW",
