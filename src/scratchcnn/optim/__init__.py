@@ -1,5 +1,7 @@
-"""Optimizers, learning-rate schedules, gradient clipping, penalties and the lr range test."""
+"""Optimizers, learning-rate schedules, weight averaging (EMA, Lookahead), gradient clipping,
+penalties and the lr range test."""
 
+from scratchcnn.optim.averaging import ExponentialMovingAverage, Lookahead, lookahead_alpha
 from scratchcnn.optim.clip import clip_grad_norm
 from scratchcnn.optim.lr_finder import LRFinderResult, lr_range_test
 from scratchcnn.optim.optimizers import (
@@ -43,6 +45,9 @@ __all__ = [
     "build_schedule",
     "schedule_from_dict",
     "SCHEDULE_NAMES",
+    "ExponentialMovingAverage",
+    "Lookahead",
+    "lookahead_alpha",
     "clip_grad_norm",
     "l1_penalty",
     "l2_penalty",
