@@ -659,3 +659,55 @@ def test_build_optimizer_accepts_groups() -> None:
     )
     assert [g.lr_scale for g in opt.param_groups] == [4.0, 1.0]
     assert opt.weight_decay == 0.01
+
+
+def test_airbench_optimizer_setup_matches_torch_for_100_steps() -> None:
+    """airbench's optimizer as it builds it in torch: Nesterov SGD, momentum 0.85, batch-norm
+    biases at 64 times the lr with the same lr * weight_decay, under its triangle schedule
+    (100 steps: its peak, at int(0.23 * steps), is then where PiecewiseLinearLR puts it)."""
+    torch = pytest.importorskip("torch")
+    from scratchcnn.optim import PiecewiseLinearLR
+
+    lr, wd, total = 0.004, 0.001, 100
+    problem = Quadratic(seed=8)
+    weight, bias = problem.params()
+    opt = SGD(
+        [
+            ParamGroup([bias], lr_scale=64.0, weight_decay=wd / (64.0 * lr)),
+            ParamGroup([weight], weight_decay=wd / lr),
+        ],
+        lr=lr,
+        momentum=0.85,
+        nesterov=True,
+    )
+    schedule = PiecewiseLinearLR(lr, total)
+    torch_weight, torch_bias = (
+        torch.tensor(p.data.copy(), requires_grad=True) for p in (weight, bias)
+    )
+    torch_opt = torch.optim.SGD(
+        [
+            {"params": [torch_bias], "lr": 64.0 * lr, "weight_decay": wd / (64.0 * lr)},
+            {"params": [torch_weight], "lr": lr, "weight_decay": wd / lr},
+        ],
+        momentum=0.85,
+        nesterov=True,
+    )
+
+    def triangle(step: int) -> float:  # airbench's get_lr with its 0.23 peak and 0.07 end
+        warmup = int(total * 0.23)
+        if step < warmup:
+            return 0.2 + 0.8 * step / warmup
+        return 1.0 - 0.93 * (step - warmup) / (total - warmup)
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(torch_opt, triangle)
+    for step in range(total):
+        opt.lr = schedule(step)
+        problem.set_grads([weight, bias])
+        torch_weight.grad = torch.from_numpy(weight.grad.copy())
+        torch_bias.grad = torch.from_numpy(bias.grad.copy())
+        opt.step()
+        torch_opt.step()
+        scheduler.step()
+    np.testing.assert_allclose(weight.data, torch_weight.detach().numpy(), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(bias.data, torch_bias.detach().numpy(), rtol=0, atol=1e-10)
+    assert not np.allclose(bias.data, problem.init_bias, atol=0.1)
