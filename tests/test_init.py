@@ -16,6 +16,7 @@ from scratchcnn.init import (
     partial_dirac,
     patch_second_moment,
     patch_whitening,
+    torch_default,
     xavier_uniform,
 )
 from scratchcnn.layers import Conv2d, Linear
@@ -113,12 +114,12 @@ def test_dirac_conv_with_same_padding_is_the_identity() -> None:
     np.testing.assert_array_equal(out[:, 2:], 0.0)
 
 
-def test_partial_dirac_is_he_normal_with_identity_filters() -> None:
+def test_partial_dirac_is_torch_default_with_identity_filters() -> None:
     shape = (6, 4, 3, 3)
     weight = partial_dirac(shape, np.random.default_rng(5), dtype=np.float64)
-    he = he_normal(shape, np.random.default_rng(5), dtype=np.float64)
+    default = torch_default(shape, np.random.default_rng(5), dtype=np.float64)
     np.testing.assert_array_equal(weight[:4], dirac((4, 4, 3, 3), dtype=np.float64))
-    np.testing.assert_array_equal(weight[4:], he[4:])
+    np.testing.assert_array_equal(weight[4:], default[4:])
     # more inputs than outputs: every filter is an identity filter
     narrow = partial_dirac((2, 4, 3, 3), np.random.default_rng(5))
     np.testing.assert_array_equal(narrow, dirac((2, 4, 3, 3)))
@@ -133,6 +134,28 @@ def test_dirac_rejects_bad_shapes_and_groups() -> None:
         Linear(5, 3, init="dirac")
 
 
+# --- PyTorch's default ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(8, 3, 3, 3), (10, 7)])
+def test_torch_default_has_torchs_bound(shape: tuple[int, ...]) -> None:
+    """kaiming_uniform_(a=sqrt(5)) is bound * U(-1, 1): torch's own draw gives its bound."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    theirs = torch.nn.init.kaiming_uniform_(torch.empty(shape, dtype=torch.float64), a=5**0.5)
+    torch.manual_seed(0)
+    unit = torch.empty(shape, dtype=torch.float64).uniform_(-1.0, 1.0)
+    torch_bound = float((theirs / unit).mean())
+    fan_in = int(np.prod(shape[1:]))
+    assert torch_bound == pytest.approx(1 / fan_in**0.5, rel=1e-9)
+    ours = torch_default(shape, np.random.default_rng(0), dtype=np.float64)
+    assert np.abs(ours).max() <= torch_bound
+    many = torch_default((400, *shape[1:]), np.random.default_rng(1), dtype=np.float64)
+    assert many.var() == pytest.approx(torch_bound**2 / 3, rel=0.05)  # U(-a, a): a^2 / 3
+    default_layer = torch.nn.Conv2d(3, 8, 3) if len(shape) == 4 else torch.nn.Linear(7, 10)
+    assert np.abs(default_layer.weight.detach().numpy()).max() <= torch_bound
+
+
 # --- selection by name -------------------------------------------------------------------------
 
 
@@ -142,6 +165,7 @@ def test_initialize_by_name_reaches_each_initializer(name: str) -> None:
     direct = {
         "he": lambda rng: he_normal(shape, rng),
         "xavier": lambda rng: xavier_uniform(shape, rng),
+        "torch_default": lambda rng: torch_default(shape, rng),
         "zeros": lambda rng: np.zeros(shape, np.float32),
         "orthogonal": lambda rng: orthogonal(shape, rng),
         "dirac": lambda rng: dirac(shape),

@@ -1,9 +1,10 @@
 """Weight initialisation, always drawing from a ``numpy.random.Generator`` that is passed in.
 
-Random initialisers (``he``, ``xavier``, ``orthogonal``) and deterministic ones (``zeros``,
-``dirac``) return a new array for a weight shape; :func:`initialize` picks one by name, which is
-what ``Conv2d(..., init=...)`` and ``Linear(..., init=...)`` call. Patch whitening needs data,
-so it is a separate step after the layer is built: :func:`init_patch_whitening`.
+Random initialisers (``he``, ``xavier``, ``torch_default``, ``orthogonal``, ``partial_dirac``)
+and deterministic ones (``zeros``, ``dirac``) return a new array for a weight shape;
+:func:`initialize` picks one by name, which is what ``Conv2d(..., init=...)`` and
+``Linear(..., init=...)`` call. Patch whitening needs data, so it is a separate step after the
+layer is built: :func:`init_patch_whitening`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 if TYPE_CHECKING:  # only for the type hint: layers import this module, not the other way
     from scratchcnn.layers.conv import Conv2d
 
-INITIALIZERS = ("he", "xavier", "zeros", "orthogonal", "dirac", "partial_dirac")
+INITIALIZERS = ("he", "xavier", "torch_default", "zeros", "orthogonal", "dirac", "partial_dirac")
 
 
 def fans(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -41,6 +42,18 @@ def xavier_uniform(
     """Xavier/Glorot uniform: ``U(-a, a)`` with ``a = sqrt(6 / (fan_in + fan_out))``."""
     fan_in, fan_out = fans(shape)
     bound = math.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-bound, bound, size=shape).astype(dtype)
+
+
+def torch_default(shape: tuple[int, ...], rng: np.random.Generator, dtype=np.float32) -> np.ndarray:
+    """PyTorch's default ``nn.Conv2d``/``nn.Linear`` weight: ``U(-a, a)``, ``a = 1 / sqrt(fan_in)``.
+
+    That is ``kaiming_uniform_(w, a=sqrt(5))``: gain ``sqrt(2 / (1 + 5))``, bound
+    ``gain * sqrt(3 / fan_in) = 1 / sqrt(fan_in)``; the variance ``1 / (3 fan_in)`` is a sixth
+    of He's. Networks tuned in PyTorch (airbench) assume this scale.
+    """
+    fan_in, _ = fans(shape)
+    bound = 1.0 / math.sqrt(fan_in)
     return rng.uniform(-bound, bound, size=shape).astype(dtype)
 
 
@@ -116,15 +129,16 @@ def dirac(
 
 
 def partial_dirac(shape: tuple[int, ...], rng: np.random.Generator, dtype=np.float32) -> np.ndarray:
-    """He normal, then the first ``min(out, in)`` filters replaced by the identity (dirac).
+    """PyTorch's default init, then the first ``min(out, in)`` filters set to the identity.
 
-    airbench's "partial identity" initialisation of its 3x3 convolutions: the layer starts as a
+    airbench's "partial identity" initialisation of its 3x3 convolutions
+    (``torch.nn.init.dirac_(w[:in_channels])`` after the default init): the layer starts as a
     residual-like map (its first ``in`` outputs pass the input through unchanged) plus random
-    features in the remaining filters.
+    features, drawn by :func:`torch_default`, in the remaining filters.
 
     Shape: ``(out, in, kh, kw)``; returns that shape.
     """
-    weight = he_normal(shape, rng, dtype)
+    weight = torch_default(shape, rng, dtype)
     kept = min(shape[0], shape[1])
     weight[:kept] = dirac((kept, *shape[1:]), dtype=dtype)
     return weight
@@ -135,13 +149,16 @@ def initialize(
 ) -> np.ndarray:
     """Draw a weight by initializer name: one of :data:`INITIALIZERS`.
 
-    ``"he"``, ``"xavier"``, ``"zeros"``, ``"orthogonal"`` (gain 1), ``"dirac"`` (identity
-    filters, zeros elsewhere) or ``"partial_dirac"`` (He normal plus identity filters).
+    ``"he"``, ``"xavier"``, ``"torch_default"``, ``"zeros"``, ``"orthogonal"`` (gain 1),
+    ``"dirac"`` (identity filters, zeros elsewhere) or ``"partial_dirac"`` (PyTorch's default
+    plus identity filters).
     """
     if name == "he":
         return he_normal(shape, rng, dtype)
     if name == "xavier":
         return xavier_uniform(shape, rng, dtype)
+    if name == "torch_default":
+        return torch_default(shape, rng, dtype)
     if name == "zeros":
         return zeros(shape, rng, dtype)
     if name == "orthogonal":
