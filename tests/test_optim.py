@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from scratchcnn.optim import SGD, Adam, AdamW, Optimizer, RMSprop, build_optimizer
+from scratchcnn.optim import SGD, Adam, AdamW, Optimizer, ParamGroup, RMSprop, build_optimizer
 from scratchcnn.parameter import Parameter
 
 
@@ -281,6 +281,8 @@ def test_state_dict_format() -> None:
     hyper = state["hyperparameters"]
     assert hyper["step"] == 1 and isinstance(hyper["step"], int)
     assert hyper["lr"] == 0.01 and hyper["optimizer"] == "Adam"
+    assert hyper["param_steps"] == [1, 1]
+    assert hyper["param_groups"] == [{"num_params": 2, "lr_scale": 1.0, "weight_decay": None}]
     json.dumps(hyper)
 
 
@@ -422,3 +424,290 @@ def test_build_optimizer_errors() -> None:
         build_optimizer("rmsprop", [make_param([1.0])], lr=0.1, momentum=0.9, nesterov=True)
     with pytest.raises(ValueError, match="lr must be >= 0.0, got -1.0"):
         build_optimizer("sgd", [make_param([1.0])], lr=-1)
+
+
+# --- parameter groups --------------------------------------------------------------------------
+
+
+def test_param_groups_one_step_by_hand() -> None:
+    w, b = make_param([1.0, -2.0]), make_param([0.5])
+    opt = SGD(
+        [ParamGroup([w], lr_scale=10.0, weight_decay=0.5), ParamGroup([b])],
+        lr=0.01,
+        weight_decay=0.1,
+    )
+    w.grad[...] = [0.2, 0.4]
+    b.grad[...] = [1.0]
+    opt.step()
+    # w: lr 0.1, g + 0.5 w = [0.7, -0.6] -> [1 - 0.07, -2 + 0.06]
+    np.testing.assert_allclose(w.data, [0.93, -1.94], atol=1e-15)
+    # b: lr 0.01, the optimizer's decay 0.1: g + 0.1 b = 1.05 -> 0.5 - 0.0105
+    np.testing.assert_allclose(b.data, [0.4895], atol=1e-15)
+
+
+def torch_group_dicts(torch_params: list, kwargs: dict, groups: list[dict]) -> list[dict]:
+    """torch's parameter groups for ours: the lr scaled by lr_scale, weight_decay if given."""
+    out = []
+    for tp, group in zip(torch_params, groups, strict=True):
+        entry = {"params": [tp], "lr": kwargs["lr"] * group.get("lr_scale", 1.0)}
+        if group.get("weight_decay") is not None:
+            entry["weight_decay"] = group["weight_decay"]
+        out.append(entry)
+    return out
+
+
+GROUP_SETTINGS = [{"lr_scale": 2.0, "weight_decay": 0.2}, {"lr_scale": 0.5}]
+
+
+@pytest.mark.parametrize(("case", "cls", "kwargs"), OPTIMIZER_CASES, ids=CASE_IDS)
+def test_param_groups_under_a_schedule_match_torch_for_20_steps(
+    case: str, cls: type[Optimizer], kwargs: dict
+) -> None:
+    torch = pytest.importorskip("torch")
+    problem = Quadratic(seed=3)
+    params = problem.params()
+    opt = cls([ParamGroup([p], **g) for p, g in zip(params, GROUP_SETTINGS, strict=True)], **kwargs)
+    torch_params = [torch.tensor(p.data.copy(), requires_grad=True) for p in params]
+    torch_opt = getattr(torch.optim, TORCH_CLASSES[cls])(
+        torch_group_dicts(torch_params, kwargs, GROUP_SETTINGS),
+        **{k: v for k, v in kwargs.items() if k != "lr"},
+    )
+
+    def factor(step: int) -> float:  # a linear decay that LambdaLR applies to every group
+        return 1.0 - step / 40
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(torch_opt, factor)
+    for step in range(20):
+        opt.lr = kwargs["lr"] * factor(step)
+        problem.set_grads(params)
+        for p, tp in zip(params, torch_params, strict=True):
+            tp.grad = torch.from_numpy(p.grad.copy())
+        opt.step()
+        torch_opt.step()
+        scheduler.step()
+    for p, tp in zip(params, torch_params, strict=True):
+        np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=0, atol=1e-6)
+    # the groups mattered: one shared setting gives another trajectory
+    plain = problem.params()
+    plain_opt = cls(plain, **kwargs)
+    for step in range(20):
+        plain_opt.lr = kwargs["lr"] * factor(step)
+        problem.set_grads(plain)
+        plain_opt.step()
+    assert not np.allclose(plain[0].data, params[0].data, atol=1e-4)
+
+
+# --- frozen parameters -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("case", "cls", "kwargs"), OPTIMIZER_CASES, ids=CASE_IDS)
+def test_frozen_parameter_is_never_touched(case: str, cls: type[Optimizer], kwargs: dict) -> None:
+    problem = Quadratic(seed=4)
+    params = problem.params()
+    params[1].requires_grad = False
+    before = params[1].data.copy()
+    opt = cls(params, **{**kwargs, "weight_decay": 0.3})
+    run_steps(opt, params, problem, 5)  # the frozen bias gets a (non-zero) gradient all along
+    np.testing.assert_array_equal(params[1].data, before)  # no update and no decay
+    assert not any(key.endswith(".1") for key in opt.state_dict()["buffers"])  # no state
+    assert opt.param_steps == [5, 0] and opt.step_count == 5
+    assert not np.allclose(params[0].data, problem.init_weight)  # the other one trained
+
+
+@pytest.mark.parametrize(("case", "cls", "kwargs"), OPTIMIZER_CASES, ids=CASE_IDS)
+def test_freezing_and_unfreezing_matches_torch_for_20_steps(
+    case: str, cls: type[Optimizer], kwargs: dict
+) -> None:
+    """torch skips a parameter whose grad is None and keeps its state (and its own step count,
+    which Adam's bias correction uses); a frozen parameter here must behave the same."""
+    torch = pytest.importorskip("torch")
+    problem = Quadratic(seed=5)
+    params = problem.params()
+    opt = cls(params, **kwargs)
+    torch_params = [torch.tensor(p.data.copy(), requires_grad=True) for p in params]
+    torch_opt = getattr(torch.optim, TORCH_CLASSES[cls])(torch_params, **kwargs)
+    for step in range(20):
+        frozen = [step < 4, 6 <= step < 13]  # the weight starts frozen; the bias pauses
+        for p, is_frozen in zip(params, frozen, strict=True):
+            p.requires_grad = not is_frozen
+        problem.set_grads(params)
+        for p, tp, is_frozen in zip(params, torch_params, frozen, strict=True):
+            tp.grad = None if is_frozen else torch.from_numpy(p.grad.copy())
+        opt.step()
+        torch_opt.step()
+    for p, tp in zip(params, torch_params, strict=True):
+        np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=0, atol=1e-6)
+    assert opt.param_steps == [16, 13]
+
+
+# --- resume with groups and frozen parameters, and old states ----------------------------------
+
+
+@pytest.mark.parametrize(("case", "cls", "kwargs"), OPTIMIZER_CASES, ids=CASE_IDS)
+def test_state_dict_resume_with_groups_and_frozen_is_exact(
+    case: str, cls: type[Optimizer], kwargs: dict
+) -> None:
+    problem = Quadratic(seed=6)
+
+    def build(params: list[Parameter], lr_scale: float = 2.0) -> Optimizer:
+        return cls(
+            [ParamGroup([params[0]], lr_scale=lr_scale, weight_decay=0.1), ParamGroup([params[1]])],
+            **kwargs,
+        )
+
+    straight = problem.params()
+    straight_opt = build(straight)
+    first = problem.params()
+    first_opt = build(first)
+    for opt, params in ((straight_opt, straight), (first_opt, first)):
+        params[1].requires_grad = False
+        run_steps(opt, params, problem, 4)
+        params[1].requires_grad = True
+        run_steps(opt, params, problem, 4)
+    state = first_opt.state_dict()
+    state = {
+        "hyperparameters": json.loads(json.dumps(state["hyperparameters"])),
+        "buffers": {k: v.copy() for k, v in state["buffers"].items()},
+    }
+    resumed = [Parameter(p.data.copy(), name=p.name) for p in first]
+    resumed_opt = build(resumed, lr_scale=5.0)  # the group settings come from the state
+    resumed_opt.load_state_dict(state)
+    assert resumed_opt.param_groups[0].lr_scale == 2.0
+    assert resumed_opt.param_steps == [8, 4]
+    run_steps(resumed_opt, resumed, problem, 6)
+    run_steps(straight_opt, straight, problem, 6)
+    for p, q in zip(straight, resumed, strict=True):
+        np.testing.assert_array_equal(p.data, q.data)
+
+
+def test_state_saved_before_param_groups_still_loads() -> None:
+    """Checkpoints written before groups existed have neither param_groups nor param_steps."""
+    problem = Quadratic(seed=7)
+    straight = problem.params()
+    straight_opt = Adam(straight, lr=0.05)
+    run_steps(straight_opt, straight, problem, 6)
+    first = problem.params()
+    first_opt = Adam(first, lr=0.05)
+    run_steps(first_opt, first, problem, 3)
+    state = first_opt.state_dict()
+    old_hyper = {
+        k: v
+        for k, v in state["hyperparameters"].items()
+        if k not in ("param_groups", "param_steps")
+    }
+    old = {"hyperparameters": old_hyper, "buffers": state["buffers"]}
+    resumed = [Parameter(p.data.copy(), name=p.name) for p in first]
+    resumed_opt = Adam(resumed, lr=1.0)
+    resumed_opt.load_state_dict(old)
+    assert resumed_opt.param_steps == [3, 3]
+    run_steps(resumed_opt, resumed, problem, 3)
+    for p, q in zip(straight, resumed, strict=True):
+        np.testing.assert_array_equal(p.data, q.data)
+    grouped = Adam([ParamGroup([resumed[0]]), ParamGroup([resumed[1]])], lr=1.0)
+    with pytest.raises(
+        ValueError, match=r"groups of sizes \[2\], but Adam was built with .*\[1, 1\]"
+    ):
+        grouped.load_state_dict(old)
+
+
+def test_load_state_dict_changes_nothing_when_it_fails() -> None:
+    params = Quadratic().params()
+    sgd = SGD(params, lr=0.1, momentum=0.9)
+    sgd.step()
+    state = sgd.state_dict()
+    fresh = SGD(params, lr=0.5, momentum=0.5)
+    bad = {**state, "hyperparameters": {**state["hyperparameters"], "momentum": 2.0}}
+    with pytest.raises(ValueError, match="momentum must be in"):
+        fresh.load_state_dict(bad)
+    assert (fresh.lr, fresh.momentum, fresh.step_count) == (0.5, 0.5, 0)
+    bad_steps = {**state, "hyperparameters": {**state["hyperparameters"], "param_steps": [1, 9]}}
+    with pytest.raises(ValueError, match=r"param_steps must be 2 ints in \[0, step=1\]"):
+        fresh.load_state_dict(bad_steps)
+    assert fresh.state_dict()["buffers"] == {}
+
+
+def test_param_group_errors() -> None:
+    w, b = make_param([1.0]), make_param([2.0])
+    with pytest.raises(TypeError, match="got a dict at position 0; write ParamGroup"):
+        SGD([{"params": [w], "lr_scale": 2.0}], lr=0.1)  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="a mix of both"):
+        SGD([ParamGroup([w]), b], lr=0.1)  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="lr_scale must be >= 0.0, got -1.0"):
+        ParamGroup([w], lr_scale=-1.0)
+    with pytest.raises(ValueError, match="group weight_decay must be >= 0.0, got -0.1"):
+        ParamGroup([w], weight_decay=-0.1)
+    with pytest.raises(ValueError, match="position 1.*twice"):
+        SGD([ParamGroup([w]), ParamGroup([w])], lr=0.1)
+    with pytest.raises(ValueError, match="empty parameter list"):
+        SGD([ParamGroup([]), ParamGroup([])], lr=0.1)
+    opt = SGD([ParamGroup([]), ParamGroup([w, b], lr_scale=3.0)], lr=0.1)  # an empty group is fine
+    assert opt.params == [w, b]
+    assert "groups=[(params=0, lr_scale=1.0, weight_decay=None), (params=2, lr_scale=3.0" in repr(
+        opt
+    )
+
+
+def test_build_optimizer_accepts_groups() -> None:
+    w, b = make_param([1.0]), make_param([2.0])
+    opt = build_optimizer(
+        "sgd",
+        [ParamGroup([w], lr_scale=4.0), ParamGroup([b])],
+        lr=0.1,
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=0.01,
+    )
+    assert [g.lr_scale for g in opt.param_groups] == [4.0, 1.0]
+    assert opt.weight_decay == 0.01
+
+
+def test_airbench_optimizer_setup_matches_torch_for_100_steps() -> None:
+    """airbench's optimizer as it builds it in torch: Nesterov SGD, momentum 0.85, batch-norm
+    biases at 64 times the lr with the same lr * weight_decay, under its triangle schedule
+    (100 steps: its peak, at int(0.23 * steps), is then where PiecewiseLinearLR puts it)."""
+    torch = pytest.importorskip("torch")
+    from scratchcnn.optim import PiecewiseLinearLR
+
+    lr, wd, total = 0.004, 0.001, 100
+    problem = Quadratic(seed=8)
+    weight, bias = problem.params()
+    opt = SGD(
+        [
+            ParamGroup([bias], lr_scale=64.0, weight_decay=wd / (64.0 * lr)),
+            ParamGroup([weight], weight_decay=wd / lr),
+        ],
+        lr=lr,
+        momentum=0.85,
+        nesterov=True,
+    )
+    schedule = PiecewiseLinearLR(lr, total)
+    torch_weight, torch_bias = (
+        torch.tensor(p.data.copy(), requires_grad=True) for p in (weight, bias)
+    )
+    torch_opt = torch.optim.SGD(
+        [
+            {"params": [torch_bias], "lr": 64.0 * lr, "weight_decay": wd / (64.0 * lr)},
+            {"params": [torch_weight], "lr": lr, "weight_decay": wd / lr},
+        ],
+        momentum=0.85,
+        nesterov=True,
+    )
+
+    def triangle(step: int) -> float:  # airbench's get_lr with its 0.23 peak and 0.07 end
+        warmup = int(total * 0.23)
+        if step < warmup:
+            return 0.2 + 0.8 * step / warmup
+        return 1.0 - 0.93 * (step - warmup) / (total - warmup)
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(torch_opt, triangle)
+    for step in range(total):
+        opt.lr = schedule(step)
+        problem.set_grads([weight, bias])
+        torch_weight.grad = torch.from_numpy(weight.grad.copy())
+        torch_bias.grad = torch.from_numpy(bias.grad.copy())
+        opt.step()
+        torch_opt.step()
+        scheduler.step()
+    np.testing.assert_allclose(weight.data, torch_weight.detach().numpy(), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(bias.data, torch_bias.detach().numpy(), rtol=0, atol=1e-10)
+    assert not np.allclose(bias.data, problem.init_bias, atol=0.1)

@@ -39,6 +39,19 @@ def test_clip_by_hand() -> None:
     np.testing.assert_allclose(b.grad, [4.0 / (5 + 1e-6)], rtol=1e-15)
 
 
+def test_clip_leaves_frozen_parameters_out() -> None:
+    a, frozen, b = Parameter(np.zeros(2)), Parameter(np.zeros(2)), Parameter(np.zeros(1))
+    a.grad[...] = [3.0, 0.0]
+    frozen.grad[...] = [100.0, 100.0]  # stale: no optimizer reads it
+    frozen.requires_grad = False
+    b.grad[...] = [4.0]
+    norm = clip_grad_norm([a, frozen, b], max_norm=1.0)
+    # the norm of a and b alone, sqrt(9 + 16); the frozen gradient is neither counted nor scaled
+    assert norm == 5.0
+    np.testing.assert_allclose(b.grad, [4.0 / (5 + 1e-6)], rtol=1e-15)
+    np.testing.assert_array_equal(frozen.grad, [100.0, 100.0])
+
+
 def test_no_clip_below_max_norm() -> None:
     params = params_with_grads()
     before = [p.grad.copy() for p in params]
@@ -112,6 +125,17 @@ def test_l1_by_hand() -> None:
     # 0.1 * (1 + 2 + 0) = 0.3; grad += 0.1 * sign(w), sign(0) = 0
     assert value == pytest.approx(0.3, rel=1e-15)
     np.testing.assert_allclose(w.grad, [[0.1, -0.1, 0.0]], rtol=1e-15)
+
+
+@pytest.mark.parametrize("penalty", [l1_penalty, l2_penalty])
+def test_penalty_skips_frozen_parameters(penalty: Penalty) -> None:
+    w = Parameter(np.array([[1.0, -2.0]]), name="weight")
+    frozen = Parameter(np.array([[3.0, 4.0]]), name="frozen", requires_grad=False)
+    alone = penalty([w], strength=0.1)
+    w.grad[...] = 0.0
+    assert penalty([w, frozen], strength=0.1) == alone
+    np.testing.assert_array_equal(frozen.grad, [[0.0, 0.0]])
+    assert np.any(w.grad != 0.0)
 
 
 @pytest.mark.parametrize("penalty", [l1_penalty, l2_penalty])

@@ -15,6 +15,7 @@ from scratchcnn.optim import (
     CosineLR,
     ExponentialLR,
     OneCycleLR,
+    PiecewiseLinearLR,
     Schedule,
     StepLR,
     build_schedule,
@@ -70,6 +71,43 @@ def test_cosine_with_warmup_by_hand() -> None:
     assert schedule(1000) == pytest.approx(0.1)
     values = [schedule(s) for s in range(4, 15)]
     assert np.all(np.diff(values) < 0)
+
+
+def test_piecewise_linear_by_hand() -> None:
+    schedule = PiecewiseLinearLR(2.0, total_steps=10, knots=((0.0, 0.5), (0.4, 1.0), (1.0, 0.0)))
+    # step 2: p = 0.2, halfway from 0.5 to 1.0 -> 0.75; step 7: p = 0.7, halfway down -> 0.5
+    expected = {0: 1.0, 2: 1.5, 4: 2.0, 7: 1.0, 9: 2.0 * (1.0 - 0.5 / 0.6), 10: 0.0, 12: 0.0}
+    for step, lr in expected.items():
+        assert schedule(step) == pytest.approx(lr, rel=1e-12, abs=1e-15), step
+    late_start = PiecewiseLinearLR(1.0, total_steps=4, knots=((0.5, 0.3), (0.75, 0.9)))
+    # constant before the first knot and after the last
+    assert [late_start(s) for s in range(5)] == pytest.approx([0.3, 0.3, 0.3, 0.9, 0.9])
+
+
+def test_piecewise_default_is_airbenchs_triangle() -> None:
+    total = 100  # 0.23 * total is a whole step, where airbench puts its peak
+
+    def airbench_factor(step: int) -> float:  # airbench's get_lr, written out by hand
+        warmup = int(total * 0.23)
+        if step < warmup:
+            return 0.2 + 0.8 * step / warmup
+        return 1.0 - 0.93 * (step - warmup) / (total - warmup)
+
+    schedule = PiecewiseLinearLR(0.5, total)
+    for step in range(total + 1):
+        assert schedule(step) == pytest.approx(0.5 * airbench_factor(step), rel=1e-12)
+
+
+def test_piecewise_from_fractional_epochs() -> None:
+    # 2.5 epochs of 10 steps: 25 steps; up to the peak at epoch 0.5, down to 0 at epoch 2.5
+    schedule = PiecewiseLinearLR.from_epochs(
+        1.0, steps_per_epoch=10, epochs=2.5, knots=((0.0, 0.0), (0.5, 1.0), (2.5, 0.0))
+    )
+    assert schedule.total_steps == 25
+    assert schedule(5) == pytest.approx(1.0)
+    assert schedule(15) == pytest.approx(0.5)
+    assert schedule(2) == pytest.approx(0.4)
+    assert schedule(25) == 0.0
 
 
 def test_onecycle_by_hand() -> None:
@@ -145,6 +183,7 @@ ALL_SCHEDULES = [
     ExponentialLR(0.1, gamma=0.9),
     CosineLR(0.1, total_steps=50, warmup_steps=5, min_lr=1e-4),
     OneCycleLR(0.1, total_steps=50, pct_start=0.2),
+    PiecewiseLinearLR(0.1, total_steps=50, knots=((0.0, 0.1), (0.3, 1.0), (1.0, 0.0))),
 ]
 
 
@@ -194,6 +233,15 @@ def test_build_schedule_defaults_and_overrides() -> None:
     assert onecycle(0) == pytest.approx(0.2)
 
 
+def test_build_schedule_piecewise() -> None:
+    default = build_schedule("piecewise", lr=1.0, total_steps=100, warmup_steps=5)
+    assert default == PiecewiseLinearLR(1.0, 100)
+    assert default(23) == 1.0 and default(0) == pytest.approx(0.2)
+    custom = build_schedule("piecewise", lr=1.0, total_steps=10, knots=((0, 1), (1, 0)))
+    assert custom(5) == pytest.approx(0.5)
+    assert "piecewise" in SCHEDULE_NAMES
+
+
 def test_build_schedule_unknown_name_lists_valid_names() -> None:
     with pytest.raises(ValueError, match=r"unknown schedule 'poly'.*'constant', 'step'"):
         build_schedule("poly", lr=0.1, total_steps=10)
@@ -223,6 +271,27 @@ def test_build_schedule_unknown_name_lists_valid_names() -> None:
         (lambda: OneCycleLR(0.1, 10, pct_start=1.0), r"pct_start must be in \(0, 1\), got 1.0"),
         (lambda: OneCycleLR(0.1, 10, div_factor=0), "div_factor must be .* > 0, got 0"),
         (lambda: OneCycleLR(0.1, 10, final_div_factor=-2), "final_div_factor .* got -2"),
+        (
+            lambda: PiecewiseLinearLR(0.1, 10, knots=((0.0, 1.0),)),
+            r"at least two \(fraction, factor\) pairs, got \(\(0.0, 1.0\),\)",
+        ),
+        (
+            lambda: PiecewiseLinearLR(0.1, 10, knots=((0.0, 1.0), (0.5, 0.5), (0.5, 0.1))),
+            r"fractions must increase strictly within \[0, 1\], got \[0.0, 0.5, 0.5\]",
+        ),
+        (
+            lambda: PiecewiseLinearLR(0.1, 10, knots=((0.0, 1.0), (1.5, 0.5))),
+            r"within \[0, 1\], got \[0.0, 1.5\]",
+        ),
+        (
+            lambda: PiecewiseLinearLR(0.1, 10, knots=((0.0, 1.0), (1.0, -0.5))),
+            r"factors must be finite numbers >= 0, got \[1.0, -0.5\]",
+        ),
+        (
+            lambda: PiecewiseLinearLR(0.1, 10, knots=((0.0, 1.0, 2.0), (1.0, 0.5))),
+            "knots must be .fraction, factor. pairs of numbers",
+        ),
+        (lambda: PiecewiseLinearLR(0.1, 0), "total_steps must be an int >= 1, got 0"),
     ],
 )
 def test_bad_values_raise_with_value(make: Callable[[], Schedule], message: str) -> None:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from scratchcnn.data.transforms import (
+    AlternatingFlip,
     ColorJitter,
     Compose,
     CutMix,
@@ -229,3 +230,70 @@ def test_color_jitter_values():
     np.testing.assert_allclose(
         np.einsum("nchw,c->nhw", out, weights), np.einsum("nchw,c->nhw", images, weights)
     )
+
+
+def test_alternating_flip_by_hand():
+    flipper = AlternatingFlip(6, np.random.default_rng(0))
+    coins = np.random.default_rng(0).random(6) < 0.5  # the same draw, made here
+    np.testing.assert_array_equal(flipper.first_epoch_flips, coins)
+    images = _batch(n=3)
+    indices = np.array([4, 0, 5])
+    for epoch in range(4):
+        out = flipper(images, indices, epoch)
+        for row, index in enumerate(indices):
+            mirrored = coins[index] != (epoch % 2 == 1)
+            expected = images[row, :, :, ::-1] if mirrored else images[row]
+            np.testing.assert_array_equal(out[row], expected)
+
+
+def test_alternating_flip_alternates_per_image_whatever_the_batches():
+    flipper = AlternatingFlip(1000, np.random.default_rng(1))
+    everything = np.arange(1000)
+    epochs = np.array([flipper.flips(everything, epoch) for epoch in range(6)])  # (6, 1000)
+    assert 0.45 < epochs[0].mean() < 0.55  # a random half at first
+    np.testing.assert_array_equal(epochs[1], ~epochs[0])  # every image flips every epoch
+    np.testing.assert_array_equal(epochs[2:], np.tile(epochs[:2], (2, 1)))
+    # an image's flip depends only on its index and the epoch, not on the batch it is in
+    shuffled = np.random.default_rng(2).permutation(1000)[:64]
+    np.testing.assert_array_equal(flipper.flips(shuffled, 3), epochs[3][shuffled])
+    assert repr(flipper) == "AlternatingFlip(num_images=1000)"
+
+
+def test_alternating_flip_is_seeded_and_keeps_its_input():
+    images = _batch(np.float64, n=4)
+    original = images.copy()
+    a = AlternatingFlip(10, np.random.default_rng(3))(images, np.arange(4), 0)
+    b = AlternatingFlip(10, np.random.default_rng(3))(images, np.arange(4), 0)
+    np.testing.assert_array_equal(a, b)
+    assert a.dtype == np.float64 and a.shape == images.shape
+    np.testing.assert_array_equal(images, original)
+
+
+def test_alternating_flip_rejects_bad_input():
+    flipper = AlternatingFlip(5, np.random.default_rng(0))
+    images = _batch(n=2)
+    with pytest.raises(ValueError, match="num_images must be an int >= 1, got 0"):
+        AlternatingFlip(0, np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"indices must lie in \[0, 5\), got \[1, 5\]"):
+        flipper(images, np.array([1, 5]), 0)
+    with pytest.raises(ValueError, match="1-D integer image indices, got float64"):
+        flipper(images, np.array([0.0, 1.0]), 0)
+    with pytest.raises(ValueError, match="epoch must be an int >= 0, got -1"):
+        flipper(images, np.array([0, 1]), -1)
+    with pytest.raises(ValueError, match="got 2 images but 3 indices"):
+        flipper(images, np.array([0, 1, 2]), 0)
+
+
+def test_reflect_translation_matches_torch_reflect_padding():
+    """RandomCrop(None, r, "reflect") is airbench's translation: torch's reflect padding, then
+    a crop at offsets drawn from {0, ..., 2r}."""
+    torch = pytest.importorskip("torch")
+    images = _batch(np.float64, n=7, size=6)
+    out = RandomCrop(None, padding=2, padding_mode="reflect")(images, np.random.default_rng(4))
+    rng = np.random.default_rng(4)
+    top, left = rng.integers(0, 5, 7), rng.integers(0, 5, 7)
+    padded = torch.nn.functional.pad(torch.from_numpy(images), (2, 2, 2, 2), mode="reflect")
+    for i in range(7):
+        np.testing.assert_array_equal(
+            out[i], padded[i, :, top[i] : top[i] + 6, left[i] : left[i] + 6].numpy()
+        )

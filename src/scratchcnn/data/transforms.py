@@ -1,11 +1,13 @@
 """Batch data augmentation on float NCHW images in [0, 1], vectorised and seeded.
 
-Two kinds of callables:
+Three kinds of callables:
 
 * per-image transforms, ``t(images, rng) -> images``: each image gets its own random draw,
   computed for the whole batch at once (no Python loop over images);
 * label mixers, ``m(images, targets, rng) -> (images, soft_targets)``: Mixup and CutMix blend
-  pairs of images and their one-hot targets, keeping every target row summing to 1.
+  pairs of images and their one-hot targets, keeping every target row summing to 1;
+* :class:`AlternatingFlip`, ``flip(images, indices, epoch) -> images``, which decides from the
+  images' dataset indices and the epoch rather than from a draw.
 
 All of them keep the batch's shape and dtype and draw only from the ``rng`` passed in. They run
 before normalisation (the trainer normalises afterwards), so fills such as zero padding and
@@ -21,6 +23,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 __all__ = [
+    "AlternatingFlip",
     "ColorJitter",
     "Compose",
     "CutMix",
@@ -115,13 +118,83 @@ class RandomHorizontalFlip:
         return f"RandomHorizontalFlip(p={self.p})"
 
 
+class AlternatingFlip:
+    """Mirror each image on alternate epochs: airbench's derandomised horizontal flip.
+
+    At construction every image ``i`` of the training set gets a fair coin ``b_i`` from
+    ``rng``. In epoch ``e`` (0-based), image ``i`` is mirrored left-right when::
+
+        flipped(i, e) = b_i XOR (e is odd)
+
+    so epoch 0 mirrors a random half of the images, epoch 1 exactly the other half, epoch 2 the
+    first half again, and so on: every image is seen both ways in every two consecutive epochs,
+    where independent random flips show about half of the images the same way twice running.
+    Jordan (2024) finds this helps whenever flipping helps at all.
+
+    Unlike the per-image transforms it needs to know which images the batch holds (their
+    indices into the training set) and the epoch. It draws nothing when called, so a run
+    resumed mid-epoch flips the same images as an uninterrupted one, provided it is built from
+    a generator in the same state (e.g. ``np.random.default_rng([seed, k])``).
+
+    Args:
+        num_images: the size of the training set the indices refer to.
+        rng: draws the first epoch's coins, once.
+
+    Shape: ``first_epoch_flips (num_images,)`` bool.
+    """
+
+    def __init__(self, num_images: int, rng: np.random.Generator) -> None:
+        if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
+            raise ValueError(f"AlternatingFlip: num_images must be an int >= 1, got {num_images!r}")
+        self.first_epoch_flips = rng.random(num_images) < 0.5  # (num_images,)
+
+    @property
+    def num_images(self) -> int:
+        return len(self.first_epoch_flips)
+
+    def flips(self, indices: np.ndarray, epoch: int) -> np.ndarray:
+        """Which of the images ``indices`` are mirrored in ``epoch``.
+
+        Shape: ``indices (B,)`` integers in ``[0, num_images)`` -> ``(B,)`` bool.
+        """
+        indices = np.asarray(indices)
+        if indices.ndim != 1 or not np.issubdtype(indices.dtype, np.integer):
+            raise ValueError(
+                f"AlternatingFlip expects 1-D integer image indices, got {indices.dtype} "
+                f"{indices.shape}"
+            )
+        if indices.size and (indices.min() < 0 or indices.max() >= self.num_images):
+            raise ValueError(
+                f"AlternatingFlip: indices must lie in [0, {self.num_images}), got "
+                f"[{indices.min()}, {indices.max()}]"
+            )
+        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
+            raise ValueError(f"AlternatingFlip: epoch must be an int >= 0, got {epoch!r}")
+        return self.first_epoch_flips[indices] ^ bool(epoch % 2)
+
+    def __call__(self, images: np.ndarray, indices: np.ndarray, epoch: int) -> np.ndarray:
+        """Shape: images (N, C, H, W) float, indices (N,) -> images (N, C, H, W)."""
+        _check_batch(images, "AlternatingFlip")
+        flip = self.flips(indices, epoch)
+        if flip.shape[0] != images.shape[0]:
+            raise ValueError(
+                f"AlternatingFlip got {images.shape[0]} images but {flip.shape[0]} indices"
+            )
+        return np.where(flip[:, None, None, None], images[..., ::-1], images)
+
+    def __repr__(self) -> str:
+        return f"AlternatingFlip(num_images={self.num_images})"
+
+
 class RandomCrop:
     """Pad each image by ``padding`` on every side, then crop ``size`` at a random offset.
 
     The usual CIFAR recipe is ``RandomCrop(32, padding=4)``: a random translation of up to 4
     pixels. ``size=None`` crops to the input's own size. ``padding_mode`` is ``"constant"``
     (zeros) or ``"reflect"`` (mirror without repeating the edge, as ``np.pad`` and torchvision
-    do).
+    do). ``RandomCrop(None, padding=r, padding_mode="reflect")`` is airbench's translation:
+    each image shifted by ``dy, dx`` drawn uniformly from ``{-r, ..., r}``, with the uncovered
+    border filled by reflection instead of black.
     """
 
     def __init__(

@@ -1,5 +1,7 @@
-"""Optimizers, learning-rate schedules, gradient clipping, penalties and the lr range test."""
+"""Optimizers, learning-rate schedules, weight averaging (EMA, Lookahead), gradient clipping,
+penalties and the lr range test."""
 
+from scratchcnn.optim.averaging import ExponentialMovingAverage, Lookahead, lookahead_alpha
 from scratchcnn.optim.clip import clip_grad_norm
 from scratchcnn.optim.lr_finder import LRFinderResult, lr_range_test
 from scratchcnn.optim.optimizers import (
@@ -8,6 +10,7 @@ from scratchcnn.optim.optimizers import (
     Adam,
     AdamW,
     Optimizer,
+    ParamGroup,
     RMSprop,
     build_optimizer,
 )
@@ -18,6 +21,7 @@ from scratchcnn.optim.schedules import (
     CosineLR,
     ExponentialLR,
     OneCycleLR,
+    PiecewiseLinearLR,
     Schedule,
     StepLR,
     build_schedule,
@@ -26,6 +30,7 @@ from scratchcnn.optim.schedules import (
 
 __all__ = [
     "Optimizer",
+    "ParamGroup",
     "SGD",
     "Adam",
     "AdamW",
@@ -38,9 +43,13 @@ __all__ = [
     "ExponentialLR",
     "CosineLR",
     "OneCycleLR",
+    "PiecewiseLinearLR",
     "build_schedule",
     "schedule_from_dict",
     "SCHEDULE_NAMES",
+    "ExponentialMovingAverage",
+    "Lookahead",
+    "lookahead_alpha",
     "clip_grad_norm",
     "l1_penalty",
     "l2_penalty",

@@ -20,7 +20,9 @@ def clip_grad_norm(
     With ``total = sqrt(sum_p ||p.grad||^2)`` (one norm over every gradient entry), each
     gradient is multiplied by ``min(1, max_norm / (total + 1e-6))``, exactly as PyTorch does;
     the ``1e-6`` keeps the division finite for an all-zero gradient. Call it after ``backward``
-    and before ``optimizer.step()``.
+    and before ``optimizer.step()``. Frozen parameters (``requires_grad = False``) are left
+    out of the norm and left alone, as PyTorch leaves out parameters without a gradient: their
+    ``grad`` is not used by any optimizer and may be stale.
 
     Args:
         params: parameters whose ``grad`` is clipped; an iterable (e.g. a generator) is fine.
@@ -36,7 +38,7 @@ def clip_grad_norm(
     max_norm = float(max_norm)
     if not max_norm > 0.0:
         raise ValueError(f"max_norm must be > 0, got {max_norm}")
-    params = list(params)
+    params = [param for param in params if param.requires_grad]
     if not params:
         return 0.0
     # Accumulate in float64 so that many float32 gradients do not lose precision.

@@ -4,19 +4,33 @@ Every optimizer holds a list of :class:`~scratchcnn.parameter.Parameter` objects
 ``p.grad`` and updates ``p.data`` in place, in the parameter's own dtype. Per-parameter state
 (momentum and moment estimates) lives in named buffer lists indexed by the parameter's position,
 so ``state_dict()`` can flatten it to ``{"exp_avg.0": array, ...}`` for safetensors + JSON.
+
+Parameters can be split into :class:`ParamGroup` s, each with its own learning-rate multiplier
+and weight decay (PyTorch's parameter groups). A parameter with ``requires_grad = False`` is
+frozen: no optimizer ever updates it, decays it, or creates state for it.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from scratchcnn.parameter import Parameter
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "build_optimizer", "OPTIMIZER_NAMES"]
+__all__ = [
+    "Optimizer",
+    "ParamGroup",
+    "SGD",
+    "Adam",
+    "AdamW",
+    "RMSprop",
+    "build_optimizer",
+    "OPTIMIZER_NAMES",
+]
 
 
 def _check_finite(name: str, value: float) -> float:
@@ -41,40 +55,108 @@ def _check_unit_interval(name: str, value: float) -> float:
     return value
 
 
-class Optimizer:
-    """Base class: holds the parameters, the learning rate, the step count and the buffers.
+@dataclass(frozen=True)
+class ParamGroup:
+    """Parameters that share a learning-rate multiplier and a weight decay.
 
-    Subclasses list their per-parameter buffer names in ``_buffer_names`` and implement
-    ``_update(index, param, lr)``. A buffer slot is ``None`` until the first step that needs it.
+    With ``lr`` the optimizer's learning rate (which a schedule may change every step), the
+    parameters of this group are updated with::
+
+        group lr           = lr * lr_scale
+        group weight decay = optimizer.weight_decay if weight_decay is None else weight_decay
+
+    exactly as a PyTorch parameter group ``{"params": ..., "lr": lr * lr_scale,
+    "weight_decay": ...}`` under a ``LambdaLR`` that scales every group's lr together. For
+    example airbench trains batch-norm biases 64 times faster than the other weights, with a
+    weight decay that keeps ``lr * weight_decay`` the same for both::
+
+        SGD([ParamGroup(bn_biases, lr_scale=64, weight_decay=wd / 64), ParamGroup(rest)],
+            lr=lr, momentum=0.85, nesterov=True, weight_decay=wd)
 
     Args:
-        params: the parameters to optimize, e.g. ``model.parameters()``; consumed once.
-        lr: learning rate, ``>= 0``. A trainer may reassign ``optimizer.lr`` every step.
+        params: the group's parameters; any iterable, stored as a tuple.
+        lr_scale: multiplier of the optimizer's learning rate, ``>= 0``.
+        weight_decay: this group's decay coefficient (``>= 0``), or ``None`` for the
+            optimizer's own ``weight_decay``.
+    """
+
+    params: tuple[Parameter, ...]
+    lr_scale: float = 1.0
+    weight_decay: float | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "params", tuple(self.params))
+        object.__setattr__(self, "lr_scale", _check_at_least("lr_scale", self.lr_scale, 0.0))
+        if self.weight_decay is not None:
+            decay = _check_at_least("group weight_decay", self.weight_decay, 0.0)
+            object.__setattr__(self, "weight_decay", decay)
+
+
+def _as_groups(params: Iterable[Parameter] | Iterable[ParamGroup], owner: str) -> list[ParamGroup]:
+    """A plain parameter list becomes one default group; groups are kept as given."""
+    items = list(params)
+    for index, item in enumerate(items):
+        if isinstance(item, dict):
+            raise TypeError(
+                f"{owner} takes parameter groups as ParamGroup objects, got a dict at position "
+                f"{index}; write ParamGroup(params, lr_scale=..., weight_decay=...)"
+            )
+    is_group = [isinstance(item, ParamGroup) for item in items]
+    if all(is_group) and items:
+        return items  # type: ignore[return-value]
+    if any(is_group):
+        raise TypeError(
+            f"{owner} expected either Parameter objects or ParamGroup objects, got a mix of both"
+        )
+    return [ParamGroup(items)]  # type: ignore[arg-type]
+
+
+class Optimizer:
+    """Base class: holds the parameter groups, the learning rate, the step count and the buffers.
+
+    Subclasses list their per-parameter buffer names in ``_buffer_names`` and implement
+    ``_update(index, param, lr, weight_decay)`` with the group's learning rate and weight decay.
+    A buffer slot is ``None`` until the first step that updates its parameter.
+
+    Args:
+        params: the parameters to optimize, e.g. ``model.parameters()``, or a list of
+            :class:`ParamGroup`; consumed once.
+        lr: learning rate, ``>= 0``. A trainer may reassign ``optimizer.lr`` every step; each
+            group uses ``lr * group.lr_scale``.
+
+    ``step_count`` counts ``step()`` calls; ``param_steps[i]`` counts the steps that updated
+    parameter ``i`` (fewer while it was frozen), which Adam's bias correction uses, as PyTorch's
+    per-parameter ``state["step"]``.
 
     Shape: each buffer has the shape and dtype of its parameter.
     """
 
     _buffer_names: tuple[str, ...] = ()
+    weight_decay: float = 0.0  # the default of groups without their own; subclasses set it
 
-    def __init__(self, params: Iterable[Parameter], lr: float) -> None:
-        self.params: list[Parameter] = list(params)
+    def __init__(self, params: Iterable[Parameter] | Iterable[ParamGroup], lr: float) -> None:
+        owner = type(self).__name__
+        groups = _as_groups(params, owner)
+        self.params: list[Parameter] = [param for group in groups for param in group.params]
         if not self.params:
-            raise ValueError(f"{type(self).__name__} got an empty parameter list")
+            raise ValueError(f"{owner} got an empty parameter list")
         seen: set[int] = set()
         for index, param in enumerate(self.params):
             if not isinstance(param, Parameter):
                 raise TypeError(
-                    f"{type(self).__name__} expected Parameter objects, got "
+                    f"{owner} expected Parameter objects, got "
                     f"{type(param).__name__} at position {index}"
                 )
             if id(param) in seen:
                 raise ValueError(
-                    f"{type(self).__name__} got parameter {param.name!r} (position {index}) "
+                    f"{owner} got parameter {param.name!r} (position {index}) "
                     "twice; it would be updated twice per step"
                 )
             seen.add(id(param))
+        self.param_groups: list[ParamGroup] = groups
         self.lr = lr
         self.step_count = 0
+        self.param_steps: list[int] = [0] * len(self.params)
         self._buffers: dict[str, list[np.ndarray | None]] = {
             name: [None] * len(self.params) for name in self._buffer_names
         }
@@ -82,13 +164,21 @@ class Optimizer:
     # --- learning rate ------------------------------------------------------------------------
     @property
     def lr(self) -> float:
-        """The learning rate used by the next ``step()``."""
+        """The learning rate used by the next ``step()`` (times each group's ``lr_scale``)."""
         return self._lr
 
     @lr.setter
     def lr(self, value: float) -> None:
         # Zero is allowed: a cosine schedule may end there.
         self._lr = _check_at_least("lr", value, 0.0)
+
+    def group_ranges(self) -> list[tuple[ParamGroup, range]]:
+        """Each group with the positions of its parameters in ``self.params``."""
+        ranges, start = [], 0
+        for group in self.param_groups:
+            ranges.append((group, range(start, start + len(group.params))))
+            start += len(group.params)
+        return ranges
 
     # --- the step -----------------------------------------------------------------------------
     def zero_grad(self) -> None:
@@ -97,25 +187,37 @@ class Optimizer:
             param.zero_grad()
 
     def step(self) -> None:
-        """Apply one update to every parameter from its current ``grad``."""
-        self.step_count += 1
-        lr = self._lr
-        for index, param in enumerate(self.params):
-            if param.grad.shape != param.data.shape:
+        """Apply one update to every trainable parameter from its current ``grad``.
+
+        Frozen parameters (``requires_grad = False``) are skipped entirely: no update, no
+        weight decay, no new or changed buffer, and their ``param_steps`` does not advance.
+        """
+        for index, param in enumerate(self.params):  # check everything before changing anything
+            if param.requires_grad and param.grad.shape != param.data.shape:
                 raise ValueError(
                     f"{type(self).__name__}: parameter {param.name!r} (position {index}) has "
                     f"data shape {param.data.shape} but grad shape {param.grad.shape}"
                 )
-            self._update(index, param, lr)
+        self.step_count += 1
+        for group, indices in self.group_ranges():
+            lr = self._lr * group.lr_scale
+            weight_decay = self.weight_decay if group.weight_decay is None else group.weight_decay
+            for index in indices:
+                param = self.params[index]
+                if not param.requires_grad:
+                    continue
+                self.param_steps[index] += 1
+                self._update(index, param, lr, weight_decay)
 
-    def _update(self, index: int, param: Parameter, lr: float) -> None:
+    def _update(self, index: int, param: Parameter, lr: float, weight_decay: float) -> None:
         raise NotImplementedError
 
-    def _l2_grad(self, param: Parameter) -> np.ndarray:
+    @staticmethod
+    def _l2_grad(param: Parameter, weight_decay: float) -> np.ndarray:
         """``p.grad + weight_decay * w`` (L2 decay folded into the gradient, as torch does), a
-        new array: ``p.grad`` itself is never touched. For optimizers with ``weight_decay``."""
-        if self.weight_decay != 0.0:
-            return param.grad + self.weight_decay * param.data
+        new array: ``p.grad`` itself is never touched."""
+        if weight_decay != 0.0:
+            return param.grad + weight_decay * param.data
         return param.grad
 
     def _buffer(self, name: str, index: int, init: np.ndarray | None = None) -> np.ndarray:
@@ -138,15 +240,26 @@ class Optimizer:
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume bit-for-bit.
 
-        Returns ``{"hyperparameters": {...}, "buffers": {...}}``: hyperparameters are JSON-able
-        scalars including ``"optimizer"`` (the class name), ``"lr"`` and ``"step"``; buffers map
-        ``"<buffer>.<param index>"`` (e.g. ``"exp_avg.0"``) to copies of the state arrays.
-        Buffers not yet created (before the first step) are absent.
+        Returns ``{"hyperparameters": {...}, "buffers": {...}}``. Hyperparameters are JSON-able:
+        ``"optimizer"`` (the class name), the constructor's values, ``"lr"``, ``"step"``,
+        ``"param_steps"`` (one count per parameter) and ``"param_groups"`` (one
+        ``{"num_params", "lr_scale", "weight_decay"}`` per group, ``weight_decay`` ``None``
+        for the optimizer's default). Buffers map ``"<buffer>.<param index>"`` (e.g.
+        ``"exp_avg.0"``) to copies of the state arrays; buffers not yet created are absent.
         """
         hyper: dict[str, Any] = {"optimizer": type(self).__name__}
         hyper.update(self.hyperparameters())
         hyper["lr"] = self._lr
         hyper["step"] = self.step_count
+        hyper["param_steps"] = list(self.param_steps)
+        hyper["param_groups"] = [
+            {
+                "num_params": len(group.params),
+                "lr_scale": group.lr_scale,
+                "weight_decay": group.weight_decay,
+            }
+            for group in self.param_groups
+        ]
         buffers: dict[str, np.ndarray] = {}
         for name, slots in self._buffers.items():
             for index, buf in enumerate(slots):
@@ -155,35 +268,88 @@ class Optimizer:
         return {"hyperparameters": hyper, "buffers": buffers}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore hyperparameters, step count and buffers saved by ``state_dict()``.
+        """Restore hyperparameters, step counts, group settings and buffers from ``state_dict()``.
 
-        The optimizer must have been built over the same parameters, in the same order. Arrays
-        are copied and cast to each parameter's dtype.
+        The optimizer must have been built over the same parameters, in the same order and the
+        same group sizes; each group's ``lr_scale`` and ``weight_decay`` come from the state, as
+        PyTorch's do. Arrays are copied and cast to each parameter's dtype. A state saved before
+        parameter groups existed (no ``"param_groups"`` or ``"param_steps"``) loads as one
+        default group whose parameters were all updated at every step. Everything is validated
+        before anything changes.
         """
+        owner = type(self).__name__
         if set(state) != {"hyperparameters", "buffers"}:
             raise ValueError(
                 f"state dict must have keys {{'buffers', 'hyperparameters'}}, got {sorted(state)}"
             )
         hyper = dict(state["hyperparameters"])
         kind = hyper.pop("optimizer", None)
-        if kind != type(self).__name__:
+        if kind != owner:
+            raise ValueError(f"state dict is for optimizer {kind!r}, cannot load it into {owner}")
+        required = set(self.hyperparameters()) | {"lr", "step"}
+        optional = {"param_steps", "param_groups"}
+        if not required <= set(hyper) <= required | optional:
             raise ValueError(
-                f"state dict is for optimizer {kind!r}, cannot load it into {type(self).__name__}"
-            )
-        expected = set(self.hyperparameters()) | {"lr", "step"}
-        if set(hyper) != expected:
-            raise ValueError(
-                f"{type(self).__name__} state dict hyperparameters must be {sorted(expected)}, "
-                f"got {sorted(hyper)}"
+                f"{owner} state dict hyperparameters must be {sorted(required)} (plus optional "
+                f"{sorted(optional)}), got {sorted(hyper)}"
             )
         step = hyper.pop("step")
         if isinstance(step, bool) or not isinstance(step, int) or step < 0:
             raise ValueError(f"state dict step must be an int >= 0, got {step!r}")
+        param_steps = self._parse_param_steps(hyper.pop("param_steps", None), step)
+        groups = self._parse_groups(hyper.pop("param_groups", None))
+        new_buffers = self._parse_buffers(state["buffers"])
 
+        self._set_hyperparameters(hyper)  # validates everything before it assigns
+        self.step_count = step
+        self.param_steps = param_steps
+        self.param_groups = groups
+        self._buffers = new_buffers
+
+    def _parse_param_steps(self, saved: Any, step: int) -> list[int]:
+        if saved is None:
+            return [step] * len(self.params)
+        if (
+            not isinstance(saved, list)
+            or len(saved) != len(self.params)
+            or not all(
+                isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= step for v in saved
+            )
+        ):
+            raise ValueError(
+                f"state dict param_steps must be {len(self.params)} ints in [0, step={step}], "
+                f"got {saved!r}"
+            )
+        return list(saved)
+
+    def _parse_groups(self, saved: Any) -> list[ParamGroup]:
+        sizes = [len(group.params) for group in self.param_groups]
+        if saved is None:
+            saved = [{"num_params": len(self.params), "lr_scale": 1.0, "weight_decay": None}]
+        keys = {"num_params", "lr_scale", "weight_decay"}
+        if not isinstance(saved, list) or not all(
+            isinstance(g, dict) and set(g) == keys for g in saved
+        ):
+            raise ValueError(
+                f"state dict param_groups must be a list of {{{', '.join(sorted(keys))}}}, "
+                f"got {saved!r}"
+            )
+        saved_sizes = [g["num_params"] for g in saved]
+        if saved_sizes != sizes:
+            raise ValueError(
+                f"state dict has parameter groups of sizes {saved_sizes}, but "
+                f"{type(self).__name__} was built with groups of sizes {sizes}"
+            )
+        return [
+            ParamGroup(group.params, lr_scale=g["lr_scale"], weight_decay=g["weight_decay"])
+            for group, g in zip(self.param_groups, saved, strict=True)
+        ]
+
+    def _parse_buffers(self, saved: dict[str, Any]) -> dict[str, list[np.ndarray | None]]:
         new_buffers: dict[str, list[np.ndarray | None]] = {
             name: [None] * len(self.params) for name in self._buffer_names
         }
-        for key, array in state["buffers"].items():
+        for key, array in saved.items():
             name, _, index_text = key.rpartition(".")
             if name not in new_buffers or not index_text.isdigit():
                 raise ValueError(
@@ -204,10 +370,7 @@ class Optimizer:
                     f"(parameter {param.name!r})"
                 )
             new_buffers[name][index] = np.array(array, dtype=param.data.dtype, copy=True)
-
-        self._set_hyperparameters(hyper)  # validates like the constructor does
-        self.step_count = step
-        self._buffers = new_buffers
+        return new_buffers
 
     def _set_hyperparameters(self, hyper: dict[str, Any]) -> None:
         """Re-run the constructor's validation on saved hyperparameters and adopt them."""
@@ -216,7 +379,17 @@ class Optimizer:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
         sep = ", " if args else ""
-        return f"{type(self).__name__}(lr={self._lr!r}{sep}{args}, params={len(self.params)})"
+        groups = ""
+        first = self.param_groups[0]
+        if len(self.param_groups) > 1 or first.lr_scale != 1.0 or first.weight_decay is not None:
+            described = (
+                f"(params={len(g.params)}, lr_scale={g.lr_scale}, weight_decay={g.weight_decay})"
+                for g in self.param_groups
+            )
+            groups = f", groups=[{', '.join(described)}]"
+        return (
+            f"{type(self).__name__}(lr={self._lr!r}{sep}{args}, params={len(self.params)}{groups})"
+        )
 
 
 class SGD(Optimizer):
@@ -230,7 +403,7 @@ class SGD(Optimizer):
         w = w - lr * d
 
     Args:
-        params: parameters to optimize.
+        params: parameters to optimize, or a list of :class:`ParamGroup`.
         lr: learning rate, ``>= 0``.
         momentum: in ``[0, 1)``; 0 disables the buffer.
         nesterov: use Nesterov momentum (needs ``momentum > 0`` and ``dampening == 0``).
@@ -244,7 +417,7 @@ class SGD(Optimizer):
 
     def __init__(
         self,
-        params: Iterable[Parameter],
+        params: Iterable[Parameter] | Iterable[ParamGroup],
         lr: float,
         momentum: float = 0.0,
         nesterov: bool = False,
@@ -263,7 +436,7 @@ class SGD(Optimizer):
         )
 
     def _set_hyperparameters(self, hyper: dict[str, Any]) -> None:
-        self.lr = hyper["lr"]
+        lr = _check_at_least("lr", hyper["lr"], 0.0)
         momentum = _check_unit_interval("momentum", hyper["momentum"])
         weight_decay = _check_at_least("weight_decay", hyper["weight_decay"], 0.0)
         dampening = _check_finite("dampening", hyper["dampening"])
@@ -277,6 +450,7 @@ class SGD(Optimizer):
                 "nesterov requires momentum > 0 and dampening == 0, got "
                 f"momentum={momentum}, dampening={dampening}"
             )
+        self.lr = lr
         self.momentum = momentum
         self.nesterov = nesterov
         self.weight_decay = weight_decay
@@ -290,8 +464,8 @@ class SGD(Optimizer):
             "dampening": self.dampening,
         }
 
-    def _update(self, index: int, param: Parameter, lr: float) -> None:
-        grad = self._l2_grad(param)
+    def _update(self, index: int, param: Parameter, lr: float, weight_decay: float) -> None:
+        grad = self._l2_grad(param, weight_decay)
         if self.momentum != 0.0:
             first = self._buffers["momentum"][index] is None
             buf = self._buffer("momentum", index, init=grad)
@@ -312,7 +486,7 @@ class Adam(Optimizer):
         w = w - lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
 
     Args:
-        params: parameters to optimize.
+        params: parameters to optimize, or a list of :class:`ParamGroup`.
         lr: learning rate, ``>= 0``.
         betas: decay rates ``(beta1, beta2)``, each in ``[0, 1)``.
         eps: added to the denominator for stability, ``>= 0``.
@@ -326,7 +500,7 @@ class Adam(Optimizer):
 
     def __init__(
         self,
-        params: Iterable[Parameter],
+        params: Iterable[Parameter] | Iterable[ParamGroup],
         lr: float = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
@@ -338,26 +512,28 @@ class Adam(Optimizer):
         )
 
     def _set_hyperparameters(self, hyper: dict[str, Any]) -> None:
-        self.lr = hyper["lr"]
+        lr = _check_at_least("lr", hyper["lr"], 0.0)
         betas = tuple(hyper["betas"])  # JSON turns the tuple into a list
         if len(betas) != 2:
             raise ValueError(f"betas must be a pair (beta1, beta2), got {hyper['betas']!r}")
-        self.betas = (
-            _check_unit_interval("betas[0]", betas[0]),
-            _check_unit_interval("betas[1]", betas[1]),
-        )
-        self.eps = _check_at_least("eps", hyper["eps"], 0.0)
-        self.weight_decay = _check_at_least("weight_decay", hyper["weight_decay"], 0.0)
+        beta1 = _check_unit_interval("betas[0]", betas[0])
+        beta2 = _check_unit_interval("betas[1]", betas[1])
+        eps = _check_at_least("eps", hyper["eps"], 0.0)
+        weight_decay = _check_at_least("weight_decay", hyper["weight_decay"], 0.0)
+        self.lr = lr
+        self.betas = (beta1, beta2)
+        self.eps = eps
+        self.weight_decay = weight_decay
 
     def hyperparameters(self) -> dict[str, Any]:
         return {"betas": list(self.betas), "eps": self.eps, "weight_decay": self.weight_decay}
 
-    def _decay(self, param: Parameter, lr: float) -> np.ndarray:
+    def _decay(self, param: Parameter, lr: float, weight_decay: float) -> np.ndarray:
         """Adam's L2 decay: fold ``weight_decay * w`` into the gradient."""
-        return self._l2_grad(param)
+        return self._l2_grad(param, weight_decay)
 
-    def _update(self, index: int, param: Parameter, lr: float) -> None:
-        grad = self._decay(param, lr)
+    def _update(self, index: int, param: Parameter, lr: float, weight_decay: float) -> None:
+        grad = self._decay(param, lr, weight_decay)
         beta1, beta2 = self.betas
         exp_avg = self._buffer("exp_avg", index)
         exp_avg_sq = self._buffer("exp_avg_sq", index)
@@ -366,7 +542,7 @@ class Adam(Optimizer):
         exp_avg_sq *= beta2
         exp_avg_sq += (1.0 - beta2) * (grad * grad)
 
-        t = self.step_count
+        t = self.param_steps[index]  # this parameter's own count: it may have been frozen
         bias_correction1 = 1.0 - beta1**t
         bias_correction2_sqrt = math.sqrt(1.0 - beta2**t)
         denom = np.sqrt(exp_avg_sq) / bias_correction2_sqrt
@@ -389,7 +565,7 @@ class AdamW(Adam):
 
     def __init__(
         self,
-        params: Iterable[Parameter],
+        params: Iterable[Parameter] | Iterable[ParamGroup],
         lr: float = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
@@ -397,9 +573,9 @@ class AdamW(Adam):
     ) -> None:
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
 
-    def _decay(self, param: Parameter, lr: float) -> np.ndarray:
-        if self.weight_decay != 0.0:
-            param.data *= 1.0 - lr * self.weight_decay
+    def _decay(self, param: Parameter, lr: float, weight_decay: float) -> np.ndarray:
+        if weight_decay != 0.0:
+            param.data *= 1.0 - lr * weight_decay
         return param.grad
 
 
@@ -415,7 +591,7 @@ class RMSprop(Optimizer):
         w = w - lr * g / d                               (momentum == 0)
 
     Args:
-        params: parameters to optimize.
+        params: parameters to optimize, or a list of :class:`ParamGroup`.
         lr: learning rate, ``>= 0``.
         alpha: smoothing constant of the squared-gradient average, in ``[0, 1)``.
         eps: added to the denominator for stability, ``>= 0``.
@@ -430,7 +606,7 @@ class RMSprop(Optimizer):
 
     def __init__(
         self,
-        params: Iterable[Parameter],
+        params: Iterable[Parameter] | Iterable[ParamGroup],
         lr: float = 1e-2,
         alpha: float = 0.99,
         eps: float = 1e-8,
@@ -451,14 +627,19 @@ class RMSprop(Optimizer):
         )
 
     def _set_hyperparameters(self, hyper: dict[str, Any]) -> None:
-        self.lr = hyper["lr"]
-        self.alpha = _check_unit_interval("alpha", hyper["alpha"])
-        self.eps = _check_at_least("eps", hyper["eps"], 0.0)
-        self.momentum = _check_unit_interval("momentum", hyper["momentum"])
-        self.weight_decay = _check_at_least("weight_decay", hyper["weight_decay"], 0.0)
+        lr = _check_at_least("lr", hyper["lr"], 0.0)
+        alpha = _check_unit_interval("alpha", hyper["alpha"])
+        eps = _check_at_least("eps", hyper["eps"], 0.0)
+        momentum = _check_unit_interval("momentum", hyper["momentum"])
+        weight_decay = _check_at_least("weight_decay", hyper["weight_decay"], 0.0)
         centered = hyper["centered"]
         if not isinstance(centered, bool):
             raise TypeError(f"centered must be a bool, got {centered!r}")
+        self.lr = lr
+        self.alpha = alpha
+        self.eps = eps
+        self.momentum = momentum
+        self.weight_decay = weight_decay
         self.centered = centered
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -470,8 +651,8 @@ class RMSprop(Optimizer):
             "centered": self.centered,
         }
 
-    def _update(self, index: int, param: Parameter, lr: float) -> None:
-        grad = self._l2_grad(param)
+    def _update(self, index: int, param: Parameter, lr: float, weight_decay: float) -> None:
+        grad = self._l2_grad(param, weight_decay)
         alpha = self.alpha
         square_avg = self._buffer("square_avg", index)
         square_avg *= alpha
@@ -498,7 +679,7 @@ OPTIMIZER_NAMES: tuple[str, ...] = ("sgd", "adam", "adamw", "rmsprop")
 
 def build_optimizer(
     name: str,
-    params: Iterable[Parameter],
+    params: Iterable[Parameter] | Iterable[ParamGroup],
     lr: float,
     momentum: float = 0.0,
     weight_decay: float | None = None,
@@ -512,7 +693,8 @@ def build_optimizer(
     ``momentum`` is used by sgd and rmsprop; adam and adamw take ``betas`` instead and reject a
     non-zero ``momentum`` rather than silently ignoring it. ``nesterov`` is sgd-only.
     ``weight_decay=None`` means each optimizer's default (``1e-2`` for adamw, else 0).
-    ``alpha`` is rmsprop-only.
+    ``alpha`` is rmsprop-only. ``params`` may be a list of :class:`ParamGroup`; groups without
+    their own ``weight_decay`` use the one given here.
     """
     key = name.lower()
     if key not in OPTIMIZER_NAMES:

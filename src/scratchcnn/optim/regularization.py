@@ -2,7 +2,9 @@
 
 Call them after the backward pass and before ``optimizer.step()``: backward overwrites
 ``p.grad`` with the data-loss gradient, then the penalty adds its own gradient on top. Add the
-returned value to the data loss if you want to log the total objective.
+returned value to the data loss if you want to log the total objective. Frozen parameters
+(``requires_grad = False``) are not penalised: no optimizer moves them, so their penalty is a
+constant.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ def _check_strength(strength: float) -> float:
 
 
 def _penalised(params: Iterable[Parameter], skip_1d: bool) -> list[Parameter]:
-    return [p for p in params if not (skip_1d and p.data.ndim <= 1)]
+    """The parameters a penalty applies to: trainable ones, and (with ``skip_1d``) only those
+    with two or more dimensions. A frozen parameter's penalty would be a constant."""
+    return [p for p in params if p.requires_grad and not (skip_1d and p.data.ndim <= 1)]
 
 
 def l2_penalty(params: Iterable[Parameter], strength: float, skip_1d: bool = True) -> float:

@@ -21,6 +21,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
+
 __all__ = [
     "Schedule",
     "ConstantLR",
@@ -28,6 +30,7 @@ __all__ = [
     "ExponentialLR",
     "CosineLR",
     "OneCycleLR",
+    "PiecewiseLinearLR",
     "build_schedule",
     "schedule_from_dict",
     "SCHEDULE_NAMES",
@@ -212,8 +215,85 @@ class OneCycleLR(Schedule):
         return self._cos_anneal(self.max_lr, final_lr, pct)
 
 
+# airbench's triangle: from 0.2 * lr up to lr at 23% of training, then down to 0.07 * lr.
+AIRBENCH_KNOTS: tuple[tuple[float, float], ...] = ((0.0, 0.2), (0.23, 1.0), (1.0, 0.07))
+
+
+@dataclass(frozen=True)
+class PiecewiseLinearLR(Schedule):
+    """``lr`` times a piecewise-linear function of the fraction of training done.
+
+    ``knots`` are ``(fraction, factor)`` pairs, fractions strictly increasing in ``[0, 1]``.
+    At step ``s`` the fraction done is ``p = s / total_steps`` and, between the knots
+    ``(p_i, f_i)`` and ``(p_{i+1}, f_{i+1})`` around it::
+
+        lr(s) = lr * (f_i + (f_{i+1} - f_i) * (p - p_i) / (p_{i+1} - p_i))
+
+    Before the first knot the factor is ``f_0``, after the last it is the last factor. The
+    knots are fractions, not steps, so the same schedule fits any run length; a knot at epoch
+    ``e`` (fractional epochs are fine) is at ``e * steps_per_epoch / total_steps``, which
+    :meth:`from_epochs` computes. The default is airbench's triangle, ``((0, 0.2), (0.23, 1),
+    (1, 0.07))``; airbench puts its peak at the whole step ``int(0.23 * total_steps)``, here it
+    is at the exact fraction (the same when ``0.23 * total_steps`` is whole).
+    """
+
+    name: ClassVar[str] = "piecewise"
+    lr: float
+    total_steps: int
+    knots: tuple[tuple[float, float], ...] = AIRBENCH_KNOTS
+
+    def __post_init__(self) -> None:
+        _check_positive("lr", self.lr)
+        _check_positive_int("total_steps", self.total_steps)
+        try:
+            knots = tuple((float(fraction), float(factor)) for fraction, factor in self.knots)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"knots must be (fraction, factor) pairs of numbers, got {self.knots!r}"
+            ) from None
+        fractions = [fraction for fraction, _ in knots]
+        if len(knots) < 2:
+            raise ValueError(f"knots must hold at least two (fraction, factor) pairs, got {knots}")
+        in_range = all(math.isfinite(p) and 0.0 <= p <= 1.0 for p in fractions)
+        if not in_range or np.any(np.diff(fractions) <= 0):
+            raise ValueError(
+                f"knot fractions must increase strictly within [0, 1], got {fractions}"
+            )
+        factors = [factor for _, factor in knots]
+        if not all(math.isfinite(f) and f >= 0.0 for f in factors):
+            raise ValueError(f"knot factors must be finite numbers >= 0, got {factors}")
+        object.__setattr__(self, "knots", knots)  # JSON gives lists back: keep tuples
+
+    @classmethod
+    def from_epochs(
+        cls,
+        lr: float,
+        steps_per_epoch: int,
+        epochs: float,
+        knots: tuple[tuple[float, float], ...],
+    ) -> PiecewiseLinearLR:
+        """The schedule for ``ceil(epochs * steps_per_epoch)`` steps with knots given as
+        ``(epoch, factor)`` pairs; epochs may be fractional (``(2.5, 1.0)``: mid-epoch 3)."""
+        _check_positive_int("steps_per_epoch", steps_per_epoch)
+        _check_positive("epochs", epochs)
+        total_steps = math.ceil(epochs * steps_per_epoch)
+        return cls(
+            lr,
+            total_steps,
+            tuple((epoch * steps_per_epoch / total_steps, factor) for epoch, factor in knots),
+        )
+
+    def __call__(self, step: int) -> float:
+        _check_step(step)
+        progress = step / self.total_steps
+        fractions = [fraction for fraction, _ in self.knots]
+        factors = [factor for _, factor in self.knots]
+        return self.lr * float(np.interp(progress, fractions, factors))
+
+
 _SCHEDULES: dict[str, type[Schedule]] = {
-    cls.name: cls for cls in (ConstantLR, StepLR, ExponentialLR, CosineLR, OneCycleLR)
+    cls.name: cls
+    for cls in (ConstantLR, StepLR, ExponentialLR, CosineLR, OneCycleLR, PiecewiseLinearLR)
 }
 SCHEDULE_NAMES: tuple[str, ...] = tuple(_SCHEDULES)
 
@@ -246,10 +326,12 @@ def build_schedule(
     pct_start: float = 0.3,
     div_factor: float = 25.0,
     final_div_factor: float = 1e4,
+    knots: tuple[tuple[float, float], ...] = AIRBENCH_KNOTS,
 ) -> Schedule:
     """Build a schedule by name (for the CLI); ``lr`` is the peak (``max_lr`` for onecycle).
 
-    Names: ``"constant"``, ``"step"``, ``"exponential"``, ``"cosine"``, ``"onecycle"``.
+    Names: ``"constant"``, ``"step"``, ``"exponential"``, ``"cosine"``, ``"onecycle"``,
+    ``"piecewise"`` (``knots`` as fractions of training; airbench's triangle by default).
     Defaults when left as ``None``: for ``"step"``, ``step_size = max(1, total_steps // 3)``
     and ``gamma = 0.1`` (two tenfold drops over the run); for ``"exponential"``,
     ``gamma = 0.01 ** (1 / total_steps)`` (a hundredfold decay over the run).
@@ -271,6 +353,8 @@ def build_schedule(
         return ExponentialLR(lr, gamma=0.01 ** (1.0 / total_steps) if gamma is None else gamma)
     if key == "cosine":
         return CosineLR(lr, total_steps, warmup_steps=warmup_steps, min_lr=min_lr)
+    if key == "piecewise":
+        return PiecewiseLinearLR(lr, total_steps, knots)
     return OneCycleLR(
         lr,
         total_steps,
