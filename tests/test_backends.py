@@ -305,3 +305,30 @@ def test_backend_choice_does_not_leak_into_other_threads():
         thread.start()
         thread.join()
     assert seen == ["fast"]  # a new thread starts from the default
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+@pytest.mark.parametrize("shape", [(6, 3), (4, 3, 5, 2)])
+def test_batch_norm_activation_is_the_composition(backend, activation, shape):
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal(shape) * 2 + 1
+    weight, bias = rng.standard_normal(3), rng.standard_normal(3)
+    out, saved, mean, var = backend.batch_norm_activation_forward(
+        x, weight, bias, 1e-5, activation, keep=True
+    )
+    normed, want_mean, want_var = ref.batch_norm(x, weight, bias, 1e-5)
+    act = ref.relu if activation == "relu" else ref.gelu
+    want, slope = act(normed)
+    close(out, want)
+    close(mean, want_mean)
+    close(var, want_var)
+    grad_out = rng.standard_normal(shape)
+    got = backend.batch_norm_activation_backward(saved, grad_out, True)
+    want_grads = ref.batch_norm_backward(grad_out * slope, x, weight, 1e-5)
+    for g, w in zip(got, want_grads, strict=True):
+        close(g, w)
+    running = (want_mean, want_var + 0.5)
+    fixed, _, _, _ = backend.batch_norm_activation_forward(
+        x, weight, bias, 1e-5, activation, False, running
+    )
+    close(fixed, act(ref.batch_norm(x, weight, bias, 1e-5, stats=running)[0])[0])

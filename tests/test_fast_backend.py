@@ -411,3 +411,81 @@ def test_backward_uses_the_backend_of_its_forward():
     with use_backend("reference"):
         got = model.backward(grad_out)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+# --- GELU and batch norm kernels -----------------------------------------------------------------
+def test_gelu_kernel_is_float32_exact_and_keeps_nan():
+    """The kernel's rational erf and polynomial exp against ``math.erf``/``math.exp`` in float64:
+    within two float32 rounding steps of the result over the whole range; NaN in -> NaN out."""
+    import math
+
+    if not runtime.kernels(fast.current_settings()):
+        pytest.skip("Numba is not installed")
+    x = np.concatenate([np.linspace(-12, 12, 200_001), [np.nan, np.inf]]).astype(np.float32)
+    settings = fast.current_settings()
+    out, kept = elementwise.gelu_forward(x, True, settings)
+    grad = elementwise.gelu_backward(kept, np.ones_like(x), settings)
+    exact = np.array([0.5 * v * (1 + math.erf(v / math.sqrt(2))) for v in x[:-2].astype(float)])
+    slope = np.array(
+        [0.5 * (1 + math.erf(v / math.sqrt(2))) + v * math.exp(-v * v / 2) / math.sqrt(2 * math.pi)
+         for v in x[:-2].astype(float)]
+    )  # fmt: skip
+    assert out.dtype == np.float32
+    error = np.abs(out[:-2] - exact) / np.maximum(1, np.abs(exact))
+    assert error.max() < 3e-7, error.max()  # float32 rounding (6e-8) plus the fit (6e-8)
+    assert np.abs(grad[:-2] - slope).max() < 3e-7
+    assert np.isnan(out[-2]) and np.isnan(grad[-2]) and out[-1] == np.inf
+    assert elementwise.gelu_forward(x.astype(np.float64), True, settings) is None  # exact path
+
+
+@pytest.mark.parametrize("activation", [None, "relu", "gelu"])
+@pytest.mark.parametrize("workers", [1, 3])
+def test_batch_norm_kernels_match_the_reference_in_float32(numba_path, activation, workers):
+    backend_ref = sc.backend.ReferenceBackend()
+    rng = np.random.default_rng(31)
+    x = (rng.standard_normal((6, 5, 7, 3)) * 3 + 2).astype(np.float32)
+    x_channels_last = to_nchw(np.ascontiguousarray(to_nhwc(x)))  # as the fast layers produce
+    weight, bias = (
+        rng.standard_normal(5).astype(np.float32),
+        rng.standard_normal(5).astype(np.float32),
+    )
+    grad_out = rng.standard_normal(x.shape).astype(np.float32)
+    with fast.settings(workers=workers, split_min_bytes=1), use_backend("fast") as fast_backend:
+        for inputs in (x, x_channels_last):
+            got = (
+                fast_backend.batch_norm_activation_forward(
+                    inputs, weight, bias, 1e-5, activation or "relu", True
+                )
+                if activation
+                else fast_backend.batch_norm_forward(inputs, weight, bias, 1e-5, True)
+            )
+            grads = (
+                fast_backend.batch_norm_activation_backward(got[1], grad_out, True)
+                if activation
+                else fast_backend.batch_norm_backward(got[1], grad_out, True)
+            )
+            x64, w64, b64, g64 = (a.astype(np.float64) for a in (x, weight, bias, grad_out))
+            if activation:
+                want = backend_ref.batch_norm_activation_forward(
+                    x64, w64, b64, 1e-5, activation, True
+                )
+                want_grads = backend_ref.batch_norm_activation_backward(want[1], g64, True)
+            else:
+                want = backend_ref.batch_norm_forward(x64, w64, b64, 1e-5, True)
+                want_grads = backend_ref.batch_norm_backward(want[1], g64, True)
+            assert got[0].dtype == np.float32
+            np.testing.assert_allclose(got[0], want[0], rtol=1e-5, atol=2e-5)
+            np.testing.assert_allclose(got[2], want[2], rtol=1e-5, atol=1e-5)  # batch mean
+            np.testing.assert_allclose(got[3], want[3], rtol=1e-5, atol=1e-5)  # batch variance
+            for g, w in zip(grads, want_grads, strict=True):
+                np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
+
+
+def test_batch_norm_kernels_keep_nan():
+    x = np.ones((4, 2, 3, 3), dtype=np.float32)
+    x[0, 0, 0, 0] = np.nan
+    with use_backend("fast") as backend:
+        out, *_ = backend.batch_norm_activation_forward(
+            x, np.ones(2, np.float32), np.zeros(2, np.float32), 1e-5, "gelu", False
+        )
+    assert np.isnan(out[:, 0]).all() and np.isfinite(out[:, 1]).all()  # the channel's mean is NaN

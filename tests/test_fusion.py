@@ -146,3 +146,45 @@ def test_nan_is_never_hidden_by_the_fused_layers(backend):
         for training in (False, True):
             logits = net.forward(x, training=training)
             assert np.isnan(logits[0]).all() and np.isfinite(logits[1]).all(), (net, training)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batch_norm_activation_fuses_and_trains_like_the_plain_layers(backend, dtype):
+    rng = np.random.default_rng(12)
+    model = L.Sequential(
+        L.Conv2d(3, 4, 3, padding=1, bias=False, rng=rng, dtype=dtype),
+        L.BatchNorm2d(4, dtype=dtype),
+        L.GELU(),
+        L.Conv2d(4, 4, 3, padding=1, bias=False, rng=rng, dtype=dtype),
+        L.BatchNorm2d(4, dtype=dtype),
+        L.ReLU(),
+        L.Flatten(),
+        L.Linear(64, 3, rng=rng, dtype=dtype),
+        L.BatchNorm1d(3, dtype=dtype),
+        L.GELU("tanh"),  # the tanh form does not fuse
+    )
+    model[4].weight.requires_grad = False  # a frozen scale, as in airbench
+    fused = L.fuse(model)
+    assert [type(u).__name__ for u in fused.units()][:5] == [
+        "Conv2d", "BatchNormActivation", "Conv2d", "BatchNormActivation", "Flatten"
+    ]  # fmt: skip
+    assert [type(u).__name__ for u in fused.units()][-2:] == ["BatchNorm1d", "GELU"]
+    x = rng.standard_normal((5, 3, 4, 4)).astype(dtype)
+    grad_out = rng.standard_normal((5, 3)).astype(dtype)
+    out = fused.forward(x, training=True)
+    grad_x = fused.backward(grad_out)
+    grads = {name: p.grad.copy() for name, p in model.named_parameters()}
+    buffers = {name: b.copy() for name, b in model.named_buffers()}
+    for layer in (model[1], model[4], model[8]):  # run the plain model from the same statistics
+        layer.running_mean[:] = 0
+        layer.running_var[:] = 1
+    want = model.forward(x, training=True)
+    want_grad_x = model.backward(grad_out)
+    tol = tolerance(dtype)
+    np.testing.assert_allclose(out, want, **tol)
+    np.testing.assert_allclose(grad_x, want_grad_x, **tol)
+    for name, param in model.named_parameters():
+        np.testing.assert_allclose(grads[name], param.grad, **tol, err_msg=name)
+    for name, buf in model.named_buffers():
+        np.testing.assert_allclose(buffers[name], buf, **tol, err_msg=name)
+    np.testing.assert_allclose(fused.forward(x), model.forward(x), **tol)

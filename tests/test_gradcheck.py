@@ -69,6 +69,7 @@ def test_builtin_checks_all_below_threshold(builtin_results: list[CheckResult]) 
         "Residual 1x1-conv shortcut",
         "ConvReLUMaxPoolChain (fused)",
         "ReLUMaxPool (fused)",
+        "BatchNormActivation (fused)",
         "CrossEntropyLoss int labels",
         "CrossEntropyLoss soft targets",
         "CrossEntropyLoss label_smoothing",

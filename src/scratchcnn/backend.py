@@ -258,6 +258,40 @@ class Backend:
         grad_conv = self.relu_max_pool2d_backward(pool_saved, grad_out)
         return self.conv2d_backward(conv_saved, grad_conv, need_input_grad, need_weight_grad)
 
+    def batch_norm_activation_forward(
+        self,
+        x: np.ndarray,
+        weight: np.ndarray,
+        bias: np.ndarray,
+        eps: float,
+        activation: str,
+        keep: bool,
+        running: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> tuple[np.ndarray, Saved, np.ndarray, np.ndarray]:
+        """``activation(batch_norm(x))`` with ``activation`` ``"relu"`` or ``"gelu"`` (erf form);
+        returns ``(out, saved, mean, var)`` as :meth:`batch_norm_forward` does.
+
+        Shape: ``x (N, C)`` or ``(N, C, H, W)`` -> ``out`` like ``x``.
+        """
+        y, norm_saved, mean, var = self.batch_norm_forward(x, weight, bias, eps, keep, running)
+        if activation == "relu":
+            out, act_saved = self.relu_forward(y, keep)
+        else:
+            out, act_saved = self.gelu_forward(y, "none", keep)
+        saved = (norm_saved, act_saved, activation) if keep else None
+        return out, saved, mean, var
+
+    def batch_norm_activation_backward(
+        self, saved: Saved, grad_out: np.ndarray, need_weight_grad: bool
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """Backward of :meth:`batch_norm_activation_forward`: as ``batch_norm_backward``."""
+        norm_saved, act_saved, activation = saved
+        if activation == "relu":
+            grad_y = self.relu_backward(act_saved, grad_out)
+        else:
+            grad_y = self.gelu_backward(act_saved, grad_out)
+        return self.batch_norm_backward(norm_saved, grad_y, need_weight_grad)
+
     def conv_relu_pool_chain_forward(self, x: np.ndarray, blocks: list[ConvBlock]) -> np.ndarray:
         """Several conv + ReLU + max-pool blocks in a row, for inference (keeps nothing).
 

@@ -1,8 +1,8 @@
 """The fast backend: the :class:`~scratchcnn.backend.Backend` interface on the fast code.
 
 Each operation reads the current :class:`~scratchcnn.fast.settings.Settings` once and hands
-them down. What is not overridden here (average pooling, GELU, batch norm) runs the reference
-backend's code, which the fast layouts pass through unchanged.
+them down. What is not overridden here (average pooling), or where the Numba kernels are
+unavailable, runs the reference backend's code, which the fast layouts pass through unchanged.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 
 from scratchcnn.backend import ReferenceBackend
-from scratchcnn.fast import conv, linear, pool, winograd
-from scratchcnn.fast.elementwise import relu_backward, relu_forward
+from scratchcnn.fast import conv, linear, norm, pool, winograd
+from scratchcnn.fast.elementwise import gelu_backward, gelu_forward, relu_backward, relu_forward
 from scratchcnn.fast.layout import to_nchw, to_nhwc
 from scratchcnn.fast.runtime import blas_limit
 from scratchcnn.fast.settings import current_settings
@@ -40,6 +40,52 @@ class FastBackend(ReferenceBackend):
 
     def relu_backward(self, saved, grad_out):
         return relu_backward(saved, grad_out, current_settings())
+
+    def gelu_forward(self, x, approximate, keep):
+        if approximate == "none":
+            done = gelu_forward(x, keep, current_settings())
+            if done is not None:
+                return done[0], (("fast", done[1]) if keep else None)
+        out, saved = super().gelu_forward(x, approximate, keep)
+        return out, (("reference", saved) if keep else None)
+
+    def gelu_backward(self, saved, grad_out):
+        kind, kept = saved
+        if kind == "fast":
+            grad_x = gelu_backward(kept, grad_out, current_settings())
+            if grad_x is not None:
+                return grad_x
+            kept = (kept, "none")  # the reference's saved: the input and the form
+        return super().gelu_backward(kept, grad_out)
+
+    def batch_norm_forward(self, x, weight, bias, eps, keep, running=None):
+        return self.batch_norm_activation_forward(x, weight, bias, eps, None, keep, running)
+
+    def batch_norm_backward(self, saved, grad_out, need_weight_grad=True):
+        return self.batch_norm_activation_backward(saved, grad_out, need_weight_grad)
+
+    def batch_norm_activation_forward(self, x, weight, bias, eps, activation, keep, running=None):
+        settings = current_settings()
+        done = norm.batch_norm_forward(x, weight, bias, eps, keep, running, activation, settings)
+        if done is not None:
+            out, saved, mean, var = done
+            return out, (("fast", saved) if keep else None), mean, var
+        if activation is None:
+            out, saved, mean, var = super().batch_norm_forward(x, weight, bias, eps, keep, running)
+        else:
+            out, saved, mean, var = super().batch_norm_activation_forward(
+                x, weight, bias, eps, activation, keep, running
+            )
+        return out, ((("reference", activation), saved) if keep else None), mean, var
+
+    def batch_norm_activation_backward(self, saved, grad_out, need_weight_grad=True):
+        kind, kept = saved
+        if kind == "fast":
+            return norm.batch_norm_backward(kept, grad_out, need_weight_grad, current_settings())
+        _, activation = kind
+        if activation is None:
+            return super().batch_norm_backward(kept, grad_out, need_weight_grad)
+        return super().batch_norm_activation_backward(kept, grad_out, need_weight_grad)
 
     def linear_forward(self, x, weight, bias, keep):
         out = linear.matmul(x, weight.T, current_settings())

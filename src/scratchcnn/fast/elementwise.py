@@ -61,3 +61,40 @@ def relu_backward(positive: np.ndarray, grad_out: np.ndarray, settings: Settings
     out = np.empty_like(grad_out)
     compiled.relu_backward(flat_grad, flat_mask, _flat_view(out))
     return out
+
+
+def gelu_forward(
+    x: np.ndarray, keep: bool, settings: Settings
+) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """GELU (erf form) by the vectorised kernel, in ``x``'s layout; ``None`` (the caller falls
+    back to the exact reference) without Numba, for an array that is not one block of memory, or
+    for float64: the kernel's erf is accurate to 6e-8, float32's own rounding, while float64
+    (gradient checks) asks for more.
+
+    Shape: any -> same; the input itself is what backward keeps.
+    """
+    if x.dtype != np.float32:
+        return None
+    compiled = kernels(settings)
+    out = np.empty_like(x)
+    flat_x, flat_out = _flat_view(x), _flat_view(out)
+    if compiled is None or flat_x is None or flat_out is None:
+        return None
+    compiled.gelu(flat_x, flat_out)
+    return out, (x if keep else None)
+
+
+def gelu_backward(x: np.ndarray, grad_out: np.ndarray, settings: Settings) -> np.ndarray | None:
+    """``grad_out * gelu'(x)``; ``None`` where the kernel cannot run (the caller falls back).
+
+    Shape: any -> same.
+    """
+    compiled = kernels(settings)
+    if compiled is None or _element_strides(grad_out) != _element_strides(x):
+        return None
+    out = np.empty_like(grad_out)
+    flat_x, flat_grad, flat_out = _flat_view(x), _flat_view(grad_out), _flat_view(out)
+    if flat_x is None or flat_grad is None or flat_out is None:
+        return None
+    compiled.gelu_backward(flat_x, flat_grad, flat_out)
+    return out

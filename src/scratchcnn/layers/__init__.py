@@ -6,6 +6,7 @@ from scratchcnn.layers.container import Residual, Sequential
 from scratchcnn.layers.conv import Conv2d
 from scratchcnn.layers.dropout import Dropout
 from scratchcnn.layers.fused import (
+    BatchNormActivation,
     ConvReLUMaxPool,
     ConvReLUMaxPoolChain,
     Fused,
@@ -21,6 +22,7 @@ __all__ = [
     "AvgPool2d",
     "BatchNorm1d",
     "BatchNorm2d",
+    "BatchNormActivation",
     "Conv2d",
     "ConvReLUMaxPool",
     "ConvReLUMaxPoolChain",

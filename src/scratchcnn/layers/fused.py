@@ -26,10 +26,11 @@ from collections.abc import Iterator
 import numpy as np
 
 from scratchcnn.backend import ConvBlock, current_backend
-from scratchcnn.layers.activation import ReLU
+from scratchcnn.layers.activation import GELU, ReLU
 from scratchcnn.layers.base import Layer
 from scratchcnn.layers.container import Residual, Sequential
 from scratchcnn.layers.conv import Conv2d
+from scratchcnn.layers.norm import BatchNorm1d, BatchNorm2d
 from scratchcnn.layers.pool import MaxPool2d
 
 
@@ -159,6 +160,45 @@ class ConvReLUMaxPool(Fused):
         return self.conv.store_grads(*grads)
 
 
+class BatchNormActivation(Fused):
+    """``act(BatchNorm(x))`` with ``act`` a ReLU or an erf-form GELU, in one step: the fast
+    backend normalises, scales, shifts and activates in one pass, and keeps only the input.
+
+    Shape: ``(N, C)`` or ``(N, C, H, W)`` -> same.
+    """
+
+    def __init__(
+        self,
+        norm: tuple[str, BatchNorm1d | BatchNorm2d],
+        activation: tuple[str, ReLU | GELU],
+    ) -> None:
+        super().__init__([norm, activation])
+        self.norm = norm[1]
+        self.activation = "relu" if isinstance(activation[1], ReLU) else "gelu"
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        norm = self.norm
+        norm.check(x, training)
+        backend = current_backend()
+        keep = self._keeps_cache(training)
+        running = None if training else (norm.running_mean, norm.running_var)
+        out, saved, mean, var = backend.batch_norm_activation_forward(
+            x, norm.weight.data, norm.bias.data, norm.eps, self.activation, keep, running
+        )
+        if training:
+            norm.update_running_statistics(mean, var, count=x.size // norm.num_features)
+        if keep:
+            self._cache = (backend, saved)
+        return out
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        backend, saved = self._pop_cache()
+        grads = backend.batch_norm_activation_backward(
+            saved, grad_out, self.norm.needs_weight_grad()
+        )
+        return self.norm.store_grads(*grads)
+
+
 class ConvReLUMaxPoolChain(Fused):
     """Back-to-back :class:`ConvReLUMaxPool` blocks.
 
@@ -203,9 +243,10 @@ def fuse(model: Layer) -> Layer:
     """A model that computes what ``model`` computes, with runs of layers fused.
 
     Inside every ``Sequential`` (and the blocks of a ``Residual``): Conv2d -> ReLU -> MaxPool2d
-    becomes :class:`ConvReLUMaxPool`, consecutive ones a :class:`ConvReLUMaxPoolChain`, and a
-    remaining ReLU -> MaxPool2d a :class:`ReLUMaxPool`. Only these exact types fuse (a subclass
-    may compute something else). The result shares every layer, parameter and buffer with
+    becomes :class:`ConvReLUMaxPool`, consecutive ones a :class:`ConvReLUMaxPoolChain`, a
+    remaining ReLU -> MaxPool2d a :class:`ReLUMaxPool`, and BatchNorm -> ReLU or GELU (erf form)
+    a :class:`BatchNormActivation`. Only these exact types fuse (a subclass may compute
+    something else). The result shares every layer, parameter and buffer with
     ``model`` and has the same ``state_dict`` names; ``model`` itself is unchanged.
     """
     if isinstance(model, Sequential):
@@ -222,6 +263,15 @@ def _matches(children: list[tuple[str, Layer]], start: int, types: tuple[type, .
     window = children[start : start + len(types)]
     return len(window) == len(types) and all(
         type(layer) is kind for (_, layer), kind in zip(window, types, strict=True)
+    )
+
+
+def _is_norm_activation(pair: list[tuple[str, Layer]]) -> bool:
+    if len(pair) != 2 or type(pair[0][1]) not in (BatchNorm1d, BatchNorm2d):
+        return False
+    activation = pair[1][1]
+    return type(activation) is ReLU or (
+        type(activation) is GELU and activation.approximate == "none"
     )
 
 
@@ -242,6 +292,9 @@ def _fuse_sequential(model: Sequential) -> Sequential:
             index += 3
         elif _matches(children, index, (ReLU, MaxPool2d)):
             fused.append(("", ReLUMaxPool(*children[index : index + 2])))
+            index += 2
+        elif _is_norm_activation(children[index : index + 2]):
+            fused.append(("", BatchNormActivation(*children[index : index + 2])))
             index += 2
         else:
             name, layer = children[index]

@@ -42,12 +42,16 @@ class _BatchNorm(Layer):
         self.running_mean = np.zeros(num_features, dtype=dtype)
         self.running_var = np.ones(num_features, dtype=dtype)
 
-    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+    def check(self, x: np.ndarray, training: bool) -> None:
+        """Raise a clear error unless ``x`` is a batch this layer can normalise."""
         check_input(self, x, self._ndim, self.num_features, self._layout)
         if training and x.size // self.num_features < 2:
             raise ValueError(
                 f"{self!r} needs more than one value per channel to train, got shape {x.shape}"
             )
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        self.check(x, training)
         backend = current_backend()
         keep = self._keeps_cache(training)
         running = None if training else (self.running_mean, self.running_var)
@@ -55,12 +59,12 @@ class _BatchNorm(Layer):
             x, self.weight.data, self.bias.data, self.eps, keep, running
         )
         if training:
-            self._update_running_statistics(mean, var, count=x.size // self.num_features)
+            self.update_running_statistics(mean, var, count=x.size // self.num_features)
         if keep:
             self._cache = (backend, saved)
         return out
 
-    def _update_running_statistics(self, mean: np.ndarray, var: np.ndarray, count: int) -> None:
+    def update_running_statistics(self, mean: np.ndarray, var: np.ndarray, count: int) -> None:
         """``running = (1 - momentum) * running + momentum * batch``, PyTorch's way: the running
         variance takes the unbiased batch variance ``var * count / (count - 1)``."""
         unbiased = var * (count / (count - 1))
@@ -71,10 +75,17 @@ class _BatchNorm(Layer):
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         backend, saved = self._pop_cache()
-        need_weight_grad = self.weight.requires_grad or self.bias.requires_grad
-        grad_x, grad_weight, grad_bias = backend.batch_norm_backward(
-            saved, grad_out, need_weight_grad
-        )
+        grads = backend.batch_norm_backward(saved, grad_out, self.needs_weight_grad())
+        return self.store_grads(*grads)
+
+    def needs_weight_grad(self) -> bool:
+        """Whether the scale or the shift is trained (else neither gradient is computed)."""
+        return self.weight.requires_grad or self.bias.requires_grad
+
+    def store_grads(
+        self, grad_x: np.ndarray, grad_weight: np.ndarray | None, grad_bias: np.ndarray | None
+    ) -> np.ndarray:
+        """Write the scale and shift gradients a backward pass computed; return ``grad_x``."""
         if grad_weight is not None:
             self.weight.grad[...] = grad_weight
             self.bias.grad[...] = grad_bias

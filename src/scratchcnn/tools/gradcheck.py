@@ -460,6 +460,18 @@ def builtin_checks(rng: np.random.Generator | None = None) -> list[CheckResult]:
             True,
         ),
         (
+            "BatchNormActivation (fused) train",
+            L.fuse(L.Sequential(bn2d(3), L.GELU())),
+            (4, 3, 3, 2),
+            True,
+        ),
+        (
+            "BatchNormActivation (fused) eval",
+            L.fuse(L.Sequential(bn1d(5), L.ReLU())),
+            (6, 5),
+            False,
+        ),
+        (
             "ReLUMaxPool (fused)",
             L.fuse(L.Sequential(L.ReLU(), L.MaxPool2d(3, stride=2, padding=1))),
             (2, 3, 7, 6),

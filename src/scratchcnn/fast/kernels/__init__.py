@@ -10,6 +10,14 @@ Index conventions: an image is ``x[n, ih, iw, c]``; a Winograd tile ``t = (n * t
 tiles_w + j`` covers output rows ``2i, 2i + 1`` and columns ``2j, 2j + 1``.
 """
 
+from scratchcnn.fast.kernels.activations import (
+    activated_grad_input,
+    activated_grad_sums,
+    channel_sums,
+    gelu,
+    gelu_backward,
+    scale_shift_activate,
+)
 from scratchcnn.fast.kernels.conv import add_bias, col2im, im2col
 from scratchcnn.fast.kernels.elementwise import relu, relu_backward
 from scratchcnn.fast.kernels.pool import (
@@ -31,8 +39,13 @@ from scratchcnn.fast.kernels.winograd import (
 )
 
 __all__ = [
+    "activated_grad_input",
+    "activated_grad_sums",
     "add_bias",
+    "channel_sums",
     "col2im",
+    "gelu",
+    "gelu_backward",
     "im2col",
     "max_pool",
     "max_pool_2x2",
@@ -41,6 +54,7 @@ __all__ = [
     "max_pool_backward",
     "relu",
     "relu_backward",
+    "scale_shift_activate",
     "winograd_few_channels_relu_pool",
     "winograd_input",
     "winograd_input_grad",
