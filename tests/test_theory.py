@@ -11,7 +11,9 @@ Kept fast (a few seconds): tiny shapes, no training.
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -673,6 +675,23 @@ def test_cross_entropy_is_linear_in_the_target():
     np.testing.assert_allclose(mixed, separate, **TOL)
 
 
+def test_label_smoothing_optimum_has_finite_logits():
+    """loss.md (L.8): with smoothing eps the gradient vanishes where p = q, i.e. when the true
+    class's logit leads every other by log((1 - eps + eps/K) / (eps/K)) (4.51 for eps = 0.1,
+    K = 10), and not before."""
+    eps, k = 0.1, 10
+    gap = math.log((1 - eps + eps / k) / (eps / k))
+    assert abs(gap - 4.51) < 0.005
+    loss = CrossEntropyLoss(label_smoothing=eps)
+    logits = np.zeros((1, k))
+    logits[0, 3] = gap
+    loss.forward(logits, np.array([3]))
+    np.testing.assert_allclose(loss.backward(), 0, atol=1e-15)
+    logits[0, 3] = gap + 1.0  # more confident than the smoothed target: pushed back
+    loss.forward(logits, np.array([3]))
+    assert loss.backward()[0, 3] > 0
+
+
 def test_cross_entropy_is_stable_for_large_logits():
     """loss.md (L.2): log p = z - max z - log sum exp(z - max z) never overflows."""
     logits = np.array([[1000.0, 0.0, -1000.0], [0.0, 1000.0, 999.0]])
@@ -1048,9 +1067,22 @@ def test_heavy_ball_rate_on_a_quadratic():
     assert abs(measured_rate(hb, 50) - rho) < 0.015
 
 
+def test_momentum_multiplies_a_steady_step_by_one_over_one_minus_mu():
+    """convergence.md (O.9): under a constant gradient g the buffer tends to g / (1 - mu), so
+    each step tends to lr g / (1 - mu): ten times plain SGD's at mu = 0.9."""
+    param = Parameter(np.zeros(2), "w")
+    optimizer = SGD([param], lr=0.01, momentum=0.9)
+    g = np.array([1.0, -2.0])
+    for _ in range(300):
+        before = param.data.copy()
+        param.grad[...] = g
+        optimizer.step()
+    np.testing.assert_allclose(before - param.data, 0.01 * g / (1 - 0.9), rtol=1e-12)
+
+
 def test_schedule_formulas():
-    """convergence.md (O.9)-(O.11): linear warm-up then cosine; one-cycle (two cosine phases);
-    step decay."""
+    """convergence.md (O.10)-(O.12): step decay; linear warm-up then cosine; one-cycle (two
+    cosine phases)."""
     lr, total, warm, floor = 0.1, 50, 5, 0.001
     cosine = CosineLR(lr, total, warmup_steps=warm, min_lr=floor)
     for t in range(total + 3):
@@ -1076,7 +1108,7 @@ def test_schedule_formulas():
 
 
 def test_batchnorm_makes_the_layer_before_it_scale_invariant(backend):
-    """convergence.md (O.12)-(O.13): conv(alpha W) followed by training-mode batch norm gives the
+    """convergence.md (O.13)-(O.14): conv(alpha W) followed by training-mode batch norm gives the
     same output; its weight gradient scales by 1/alpha and is orthogonal to W."""
     rng = np.random.default_rng(28)
     conv = Conv2d(3, 4, 3, padding=1, bias=False, rng=rng, dtype=F64)
@@ -1095,3 +1127,23 @@ def test_batchnorm_makes_the_layer_before_it_scale_invariant(backend):
     # to first order, per output channel.
     per_filter = np.einsum("ocij,ocij->o", grad1, w1)
     np.testing.assert_allclose(per_filter, 0, atol=1e-9 * np.abs(grad1).sum())
+
+
+def test_committed_run_followed_warmup_then_cosine():
+    """convergence.md (O.11) against models/seed_cnn_cifar10-run: the learning rate recorded at
+    each epoch's end is CosineLR's at that epoch's last step (a one-epoch warm-up, then cosine)."""
+    run = Path(__file__).resolve().parents[1] / "models" / "seed_cnn_cifar10-run"
+    config = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    steps_per_epoch = math.ceil(40_000 / config["batch_size"])  # 50,000 minus 10,000 validation
+    assert (config["schedule"], config["warmup_epochs"], config["val_size"]) == (
+        "cosine",
+        1.0,
+        10_000,
+    )
+    schedule = CosineLR(
+        config["lr"], steps_per_epoch * config["epochs"], warmup_steps=steps_per_epoch
+    )
+    for record in history:
+        assert record["step"] == record["epoch"] * steps_per_epoch
+        assert math.isclose(record["lr"], schedule(record["step"] - 1), rel_tol=1e-9, abs_tol=1e-15)
