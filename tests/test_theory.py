@@ -52,13 +52,17 @@ def backend(request):
         yield request.param
 
 
-def forward_backward(layer, x: np.ndarray, grad_out_seed: int = 1):
-    """One training forward and a backward of a random upstream gradient ``R``.
+def forward_backward(layer, x: np.ndarray, grad_out_seed: int | None = 1):
+    """One training forward and a backward of a random upstream gradient ``R`` (all ones when
+    ``grad_out_seed`` is None, so that the result is the derivative itself).
 
     Shape: ``x`` any -> ``(out, R, grad_x)`` with ``R`` shaped like ``out``.
     """
     out = layer.forward(x, training=True)
-    grad_out = np.random.default_rng(grad_out_seed).standard_normal(out.shape)
+    if grad_out_seed is None:
+        grad_out = np.ones(out.shape)
+    else:
+        grad_out = np.random.default_rng(grad_out_seed).standard_normal(out.shape)
     grad_x = layer.backward(grad_out)
     return out, grad_out, grad_x
 
@@ -191,7 +195,7 @@ def test_conv_forward_is_cross_correlation(backend, case):
 
 @pytest.mark.parametrize("case", CONV_CASES)
 def test_conv_input_grad_is_full_convolution_with_flipped_kernel(backend, case):
-    """convolution.md (C.4): dX = crop( dilate_s(dY) padded by d(K-1), correlated with the
+    """convolution.md (C.3)-(C.4): dX = crop( dilate_s(dY) padded by d(K-1), correlated with the
     kernel rotated 180 degrees, in/out channels swapped, dilation d )."""
     conv, x = make_conv(case)
     _, grad_out, grad_x = forward_backward(conv, x)
@@ -250,8 +254,9 @@ def test_conv_bias_grad_is_sum_over_batch_and_pixels(backend, case):
 
 @pytest.mark.parametrize("case", [CONV_CASES[0], CONV_CASES[3], CONV_CASES[6]])
 def test_im2col_matrix_view_and_col2im_adjoint(backend, case):
-    """convolution.md (C.7)-(C.9): Y = X_col W_row^T; dW_row = dY^T X_col; dX = col2im(dY W_row);
-    col2im is im2col's adjoint, <im2col(x), R> = <x, col2im(R)>."""
+    """convolution.md (C.7)-(C.10) and the scatter form (C.2): Y = X_col W_row^T;
+    dW_row = dY^T X_col; dX = col2im(dY W_row); col2im is im2col's adjoint,
+    <im2col(x), R> = <x, col2im(R)>."""
     conv, x = make_conv(case)
     out, grad_out, grad_x = forward_backward(conv, x)
     o = conv.out_channels
@@ -362,6 +367,21 @@ def test_avg_pool_spreads_gradient_evenly(backend, kernel, stride, padding, shap
     np.testing.assert_allclose(grad_x, grad_padded[:, :, top : top + h, left : left + w], **TOL)
 
 
+def test_pooling_worked_example(backend):
+    """pooling.md, the worked example: 2x2 pools on a 4x4 input, dY = [[4, 8], [0, -4]]."""
+    grad_out = np.array([[[[4.0, 8.0], [0.0, -4.0]]]])
+    avg = AvgPool2d(2)
+    avg.forward(np.zeros((1, 1, 4, 4)), training=True)
+    expected = np.kron(grad_out[0, 0] / 4, np.ones((2, 2)))
+    np.testing.assert_array_equal(avg.backward(grad_out)[0, 0], expected)
+    pool = MaxPool2d(2)
+    x = np.arange(16.0).reshape(1, 1, 4, 4)  # each block's winner is its bottom-right pixel
+    pool.forward(x, training=True)
+    routed = pool.backward(grad_out)[0, 0]
+    np.testing.assert_array_equal(routed[1::2, 1::2], grad_out[0, 0])
+    assert np.count_nonzero(routed) == 3  # the 0 lands too, but adds nothing
+
+
 def test_global_avg_pool_gradient(backend):
     """pooling.md (P.5): dX[n,c,h,w] = dY[n,c] / (H W)."""
     x = np.random.default_rng(5).standard_normal((2, 3, 4, 5))
@@ -403,6 +423,13 @@ def test_gelu_erf_derivative(backend):
     slope = ((x + h) * std_normal_cdf(x + h) - (x - h) * std_normal_cdf(x - h)) / (2 * h)
     np.testing.assert_allclose(derivative, slope, rtol=1e-7, atol=1e-9)
     assert not np.allclose(grad_x, grad_out * std_normal_cdf(x))  # dropping x phi(x) is wrong
+    # Properties stated on the page: gelu'(-x) = 1 - gelu'(x) (so it dips below 0 exactly where
+    # it rises above 1, |x| > 0.75), and its maximum, at x = sqrt(2), is about 1.129.
+    np.testing.assert_allclose(derivative + derivative[:, ::-1], 1.0, **TOL)
+    special = np.array([[-0.76, -0.74, math.sqrt(2)]])
+    _, _, at_special = forward_backward(GELU(), special, grad_out_seed=None)
+    assert at_special[0, 0] < 0 < at_special[0, 1]
+    assert abs(at_special[0, 2] - 1.129) < 5e-4
 
 
 def test_gelu_tanh_derivative(backend):
@@ -449,7 +476,7 @@ def make_batchnorm2d(c: int, rng: np.random.Generator, eps: float = 1e-5) -> Bat
 
 
 def batchnorm_backward_compact(grad_out, x, gamma, eps, axes):
-    """The three-term formula (B.9), per channel over ``axes`` (m values each):
+    """The three-term formula (B.8), per channel over ``axes`` (m values each):
 
     dx = gamma / sigma * (dy - mean(dy) - x_hat * mean(dy * x_hat)).
     """
@@ -466,7 +493,7 @@ def batchnorm_backward_compact(grad_out, x, gamma, eps, axes):
 
 
 def batchnorm_backward_staged(grad_out, x, gamma, eps, axes):
-    """The chain rule through the computational graph, node by node (B.4)-(B.8)."""
+    """The chain rule through the computational graph, node by node (B.4)-(B.7)."""
     shape = [1] * x.ndim
     shape[1] = -1
     m = x.size // x.shape[1]
@@ -497,6 +524,15 @@ def test_batchnorm_training_backward_three_term_formula(backend):
     # Treating the batch statistics as constants (the evaluation-mode formula) is wrong here.
     assert not np.allclose(grad_x, grad_out * (bn.weight.data / np.sqrt(x.var(axis=axes) + bn.eps))
                            [None, :, None, None])  # fmt: skip
+
+
+def test_batchnorm_worked_example(backend):
+    """batchnorm.md, the worked example: x = (1, 2, 3, 6), dy = (1, 0, 0, 0), gamma = 1, eps -> 0
+    gives dx = (0.248, -0.210, -0.134, 0.095)."""
+    bn = BatchNorm1d(1, eps=1e-12, dtype=F64)
+    bn.forward(np.array([[1.0], [2.0], [3.0], [6.0]]), training=True)
+    grad_x = bn.backward(np.array([[1.0], [0.0], [0.0], [0.0]]))
+    np.testing.assert_allclose(grad_x[:, 0], [0.248, -0.210, -0.134, 0.095], atol=6e-4)
 
 
 def test_batchnorm_parameter_gradients(backend):
@@ -628,7 +664,7 @@ def my_softmax(z: np.ndarray) -> np.ndarray:
 
 
 def smoothed_targets(target: np.ndarray, k: int, eps: float) -> np.ndarray:
-    """(L.5): q = (1 - eps) * target + eps / K, with integer labels as one-hot rows."""
+    """(L.6): q = (1 - eps) * target + eps / K, with integer labels as one-hot rows."""
     q = np.eye(k)[target] if target.ndim == 1 else target
     return (1 - eps) * q + eps / k
 
@@ -644,7 +680,7 @@ def _targets(kind: str, rng: np.random.Generator) -> np.ndarray:
 @pytest.mark.parametrize("kind", ["labels", "mixup"])
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
 def test_softmax_cross_entropy_gradient_is_p_minus_q_over_n(kind, smoothing):
-    """loss.md (L.3), (L.6): L = -(1/N) sum_n sum_k q_nk log p_nk, dL/dz = (p - q) / N, for
+    """loss.md (L.3), (L.5), (L.6): L = -(1/N) sum_n sum_k q_nk log p_nk, dL/dz = (p - q) / N, for
     hard labels, soft (mixup) targets and label smoothing. (The loss has no backend switch.)"""
     rng = np.random.default_rng(18)
     logits = 3.0 * rng.standard_normal((4, 5))
@@ -662,8 +698,19 @@ def test_softmax_cross_entropy_gradient_is_p_minus_q_over_n(kind, smoothing):
         assert not np.allclose(grad, (p - smoothed_targets(target, 5, 0.0)) / 4)
 
 
+def test_cross_entropy_worked_example():
+    """loss.md, the worked example: K = 3, logits (2, 1, 0), label 0, with and without
+    smoothing 0.1."""
+    logits, label = np.array([[2.0, 1.0, 0.0]]), np.array([0])
+    plain, smoothed = CrossEntropyLoss(), CrossEntropyLoss(label_smoothing=0.1)
+    plain.forward(logits, label)
+    np.testing.assert_allclose(plain.backward()[0], [-0.335, 0.245, 0.090], atol=6e-4)
+    smoothed.forward(logits, label)
+    np.testing.assert_allclose(smoothed.backward()[0], [-0.268, 0.211, 0.057], atol=6e-4)
+
+
 def test_cross_entropy_is_linear_in_the_target():
-    """loss.md (L.7): CE(z, lam e_a + (1 - lam) e_b) = lam CE(z, a) + (1 - lam) CE(z, b),
+    """loss.md (L.8): CE(z, lam e_a + (1 - lam) e_b) = lam CE(z, a) + (1 - lam) CE(z, b),
     so mixup's loss is the mixed loss of the two labels."""
     rng = np.random.default_rng(19)
     logits = rng.standard_normal((6, 4))
@@ -676,7 +723,7 @@ def test_cross_entropy_is_linear_in_the_target():
 
 
 def test_label_smoothing_optimum_has_finite_logits():
-    """loss.md (L.8): with smoothing eps the gradient vanishes where p = q, i.e. when the true
+    """loss.md (L.7): with smoothing eps the gradient vanishes where p = q, i.e. when the true
     class's logit leads every other by log((1 - eps + eps/K) / (eps/K)) (4.51 for eps = 0.1,
     K = 10), and not before."""
     eps, k = 0.1, 10
@@ -1080,8 +1127,43 @@ def test_momentum_multiplies_a_steady_step_by_one_over_one_minus_mu():
     np.testing.assert_allclose(before - param.data, 0.01 * g / (1 - 0.9), rtol=1e-12)
 
 
+@pytest.mark.parametrize(
+    "momentum, nesterov, threshold",
+    [(0.0, False, 2.0), (0.9, False, 2 * 1.9), (0.9, True, 2 * 1.9 / 2.8)],
+)
+def test_stability_threshold_on_a_quadratic(momentum, nesterov, threshold):
+    """convergence.md (O.10): on f(w) = lam w^2 / 2 the iterates converge iff lr * lam is below
+    2 (plain), 2 (1 + mu) (heavy ball) or 2 (1 + mu) / (1 + 2 mu) (Nesterov)."""
+    lam = 4.0
+    for factor, converges in ((0.97, True), (1.03, False)):
+        lr = factor * threshold / lam
+        with np.errstate(over="ignore", invalid="ignore"):  # diverging runs overflow to inf
+            path = run_sgd(np.array([[lam]]), np.zeros(1), np.ones(1), 3000, [lr] * 3000,
+                           momentum=momentum, nesterov=nesterov)  # fmt: skip
+        final = abs(path[-1, 0])
+        assert final < 1e-6 if converges else not final < 1e6  # NaN or inf: diverged
+
+
+def test_sgd_noise_floor_is_proportional_to_the_learning_rate():
+    """convergence.md (O.11): plain SGD on f(w) = lam w^2 / 2 with gradient noise of variance
+    s^2 settles at E[f] = lr s^2 / (2 (2 - lr lam)), proportional to lr for small lr."""
+    lam, noise = 2.0, 0.5
+    rng = np.random.default_rng(33)
+    for lr in (0.1, 0.02):
+        param = Parameter(np.zeros(2000), "w")  # 2,000 independent copies of the 1-D problem
+        optimizer = SGD([param], lr=lr)
+        losses = []
+        for t in range(1500):
+            param.grad[...] = lam * param.data + noise * rng.standard_normal(param.size)
+            optimizer.step()
+            if t >= 500:  # past the transient (the variance relaxes like (1 - lr lam)^(2t))
+                losses.append(0.5 * lam * np.mean(param.data**2))
+        expected = lr * noise**2 / (2 * (2 - lr * lam))
+        assert abs(np.mean(losses) / expected - 1) < 0.03
+
+
 def test_schedule_formulas():
-    """convergence.md (O.10)-(O.12): step decay; linear warm-up then cosine; one-cycle (two
+    """convergence.md (O.12)-(O.14): step decay; linear warm-up then cosine; one-cycle (two
     cosine phases)."""
     lr, total, warm, floor = 0.1, 50, 5, 0.001
     cosine = CosineLR(lr, total, warmup_steps=warm, min_lr=floor)
@@ -1108,7 +1190,7 @@ def test_schedule_formulas():
 
 
 def test_batchnorm_makes_the_layer_before_it_scale_invariant(backend):
-    """convergence.md (O.13)-(O.14): conv(alpha W) followed by training-mode batch norm gives the
+    """convergence.md (O.15)-(O.16): conv(alpha W) followed by training-mode batch norm gives the
     same output; its weight gradient scales by 1/alpha and is orthogonal to W."""
     rng = np.random.default_rng(28)
     conv = Conv2d(3, 4, 3, padding=1, bias=False, rng=rng, dtype=F64)
@@ -1130,7 +1212,7 @@ def test_batchnorm_makes_the_layer_before_it_scale_invariant(backend):
 
 
 def test_committed_run_followed_warmup_then_cosine():
-    """convergence.md (O.11) against models/seed_cnn_cifar10-run: the learning rate recorded at
+    """convergence.md (O.13) against models/seed_cnn_cifar10-run: the learning rate recorded at
     each epoch's end is CosineLR's at that epoch's last step (a one-epoch warm-up, then cosine)."""
     run = Path(__file__).resolve().parents[1] / "models" / "seed_cnn_cifar10-run"
     config = json.loads((run / "config.json").read_text(encoding="utf-8"))
