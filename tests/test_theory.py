@@ -1041,7 +1041,7 @@ def run_sgd(hessian, w_star, w0, steps: int, lrs, **sgd_kwargs) -> np.ndarray:
 
 @pytest.mark.parametrize("nesterov", [False, True])
 def test_sgd_momentum_is_pytorchs_rule(nesterov):
-    """convergence.md (O.2)-(O.3): g = grad + wd w; b_1 = g, b_t = mu b_{t-1} + (1 - tau) g;
+    """convergence.md (O.1)-(O.3): g = grad + wd w; b_1 = g, b_t = mu b_{t-1} + (1 - tau) g;
     d = g + mu b (Nesterov) or b; w -= lr d; under a changing learning rate."""
     hessian, w_star, w0 = quadratic((1.0, 4.0, 10.0))
     lrs = [0.02 + 0.01 * (t % 3) for t in range(12)]
