@@ -41,7 +41,7 @@ from scratchcnn.viz._common import new_figure
 SEED_RUN = Path("models/seed_cnn_cifar10-run")
 
 
-def save_png(fig, path: Path) -> None:
+def save_png(fig: Any, path: Path) -> None:
     """Save ``fig`` as a 64-colour palette PNG: line plots look the same at a third of the size
     (the docs keep each figure under 100 KB)."""
     image = Image.open(io.BytesIO(figure_png(fig))).convert("RGB")

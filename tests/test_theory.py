@@ -72,6 +72,19 @@ def forward_backward(layer, x: np.ndarray, grad_out_seed: int | None = 1):
 # ================================================================================================
 
 
+def explicit_pad(layer) -> tuple[tuple[int, int], tuple[int, int]]:
+    """A layer's ``padding`` argument as ``((top, bottom), (left, right))``, resolved here from the
+    constructor's vocabulary: an int, a pair, ``"valid"``, or ``"same"`` split by (S.2)."""
+    padding = layer.padding
+    if padding == "valid":
+        return (0, 0), (0, 0)
+    if padding == "same":
+        totals = [d * (k - 1) for d, k in zip(layer.dilation, layer.kernel_size, strict=True)]
+        return tuple((t // 2, t - t // 2) for t in totals)
+    ph, pw = (padding, padding) if isinstance(padding, int) else padding
+    return (ph, ph), (pw, pw)
+
+
 def pad2d(x: np.ndarray, pad: tuple[tuple[int, int], tuple[int, int]], value=0.0) -> np.ndarray:
     """Pad the last two axes. Shape: ``(N, C, H, W) -> (N, C, H + t + b, W + l + r)``."""
     return np.pad(x, ((0, 0), (0, 0), pad[0], pad[1]), constant_values=value)
@@ -184,12 +197,11 @@ def make_conv(case, seed: int = 0):
 def test_conv_forward_is_cross_correlation(backend, case):
     """convolution.md (C.1): out = b + sum_{c,u,v} W[o,c,u,v] x_pad[n,c,s*i+d*u,s*j+d*v]."""
     conv, x = make_conv(case)
-    expected = correlate(pad2d(x, conv.pad), conv.weight.data, conv.stride, conv.dilation)
-    expected += conv.bias.data[None, :, None, None]
+    xp, bias = pad2d(x, explicit_pad(conv)), conv.bias.data[None, :, None, None]
+    expected = correlate(xp, conv.weight.data, conv.stride, conv.dilation) + bias
     np.testing.assert_allclose(conv.forward(x), expected, **TOL)
     # A true convolution (kernel flipped) is a different function: the layer correlates.
-    flipped = correlate(pad2d(x, conv.pad), conv.weight.data[:, :, ::-1, ::-1], conv.stride,
-                        conv.dilation) + conv.bias.data[None, :, None, None]  # fmt: skip
+    flipped = correlate(xp, conv.weight.data[:, :, ::-1, ::-1], conv.stride, conv.dilation) + bias
     assert not np.allclose(conv.forward(x), flipped)
 
 
@@ -200,7 +212,7 @@ def test_conv_input_grad_is_full_convolution_with_flipped_kernel(backend, case):
     conv, x = make_conv(case)
     _, grad_out, grad_x = forward_backward(conv, x)
     (kh, kw), (dh, dw) = conv.kernel_size, conv.dilation
-    (top, bottom), (left, right) = conv.pad
+    (top, bottom), (left, right) = explicit_pad(conv)
     full = ((dh * (kh - 1),) * 2, (dw * (kw - 1),) * 2)
     flipped = conv.weight.data[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, O, KH, KW)
     used = correlate(pad2d(dilate(grad_out, conv.stride), full), flipped, dilation=conv.dilation)
@@ -224,7 +236,7 @@ def test_conv_weight_grad_is_correlation_of_input_and_grad(backend, case):
     kh, kw = conv.kernel_size
     # Batch axis as the channel axis: image (C, N, Hp, Wp), kernel (O, N, OH, OW).
     as_correlation = correlate(
-        pad2d(x, conv.pad).transpose(1, 0, 2, 3),
+        pad2d(x, explicit_pad(conv)).transpose(1, 0, 2, 3),
         grad_out.transpose(1, 0, 2, 3),
         stride=conv.dilation,
         dilation=conv.stride,
@@ -233,7 +245,7 @@ def test_conv_weight_grad_is_correlation_of_input_and_grad(backend, case):
     np.testing.assert_allclose(conv.weight.grad, expected, **TOL)
     # The same sum written directly over (n, i, j) for each tap.
     direct = np.zeros_like(expected)
-    xp = pad2d(x, conv.pad)
+    xp = pad2d(x, explicit_pad(conv))
     (sh, sw), (dh, dw) = conv.stride, conv.dilation
     oh, ow = grad_out.shape[2:]
     for u in range(kh):
@@ -260,7 +272,7 @@ def test_im2col_matrix_view_and_col2im_adjoint(backend, case):
     conv, x = make_conv(case)
     out, grad_out, grad_x = forward_backward(conv, x)
     o = conv.out_channels
-    xp = pad2d(x, conv.pad)
+    xp = pad2d(x, explicit_pad(conv))
     cols = im2col_loops(xp, conv.kernel_size, conv.stride, conv.dilation)  # (N*OH*OW, C*KH*KW)
     w_rows = conv.weight.data.reshape(o, -1)  # (O, C*KH*KW)
     grad_rows = grad_out.transpose(0, 2, 3, 1).reshape(-1, o)  # (N*OH*OW, O)
@@ -269,7 +281,7 @@ def test_im2col_matrix_view_and_col2im_adjoint(backend, case):
         (cols @ w_rows.T + conv.bias.data).reshape(n, oh, ow, o).transpose(0, 3, 1, 2), out, **TOL
     )
     np.testing.assert_allclose(grad_rows.T @ cols, conv.weight.grad.reshape(o, -1), **TOL)
-    (top, _), (left, _) = conv.pad
+    (top, _), (left, _) = explicit_pad(conv)
     h, w = x.shape[2:]
     grad_padded = col2im_loops(grad_rows @ w_rows, xp.shape, conv.kernel_size, conv.stride,
                                conv.dilation)  # fmt: skip
@@ -308,7 +320,7 @@ POOL_CASES = [
 
 def pool_geometry(pool, shape):
     (kh, kw), (sh, sw) = pool.kernel_size, pool.stride
-    (top, bottom), (left, right) = pool.pad
+    (top, bottom), (left, right) = explicit_pad(pool)
     oh = (shape[2] + top + bottom - kh) // sh + 1
     ow = (shape[3] + left + right - kw) // sw + 1
     return kh, kw, sh, sw, top, left, oh, ow
@@ -323,7 +335,7 @@ def test_max_pool_routes_gradient_to_first_argmax(backend, kernel, stride, paddi
     pool = MaxPool2d(kernel, stride=stride, padding=padding)
     out, grad_out, grad_x = forward_backward(pool, x)
     kh, kw, sh, sw, top, left, oh, ow = pool_geometry(pool, shape)
-    xp = pad2d(x, pool.pad, value=-np.inf)
+    xp = pad2d(x, explicit_pad(pool), value=-np.inf)
     expected_out = np.zeros(out.shape)
     grad_padded = np.zeros(xp.shape)
     for b in range(shape[0]):
@@ -349,7 +361,7 @@ def test_avg_pool_spreads_gradient_evenly(backend, kernel, stride, padding, shap
     pool = AvgPool2d(kernel, stride=stride, padding=padding)
     out, grad_out, grad_x = forward_backward(pool, x)
     kh, kw, sh, sw, top, left, oh, ow = pool_geometry(pool, shape)
-    xp = pad2d(x, pool.pad)
+    xp = pad2d(x, explicit_pad(pool))
     expected_out = np.zeros(out.shape)
     grad_padded = np.zeros(xp.shape)
     for i in range(oh):
@@ -795,12 +807,20 @@ def test_output_size_formula_over_a_grid(backend):
 
 @pytest.mark.parametrize("kernel, dilation", [(3, 1), (4, 1), (3, 2), (2, 3)])
 def test_same_padding_splits_the_total(backend, kernel, dilation):
-    """shapes-receptive-fields.md (S.2): "same" pads d (k - 1) in total, floor half first."""
+    """shapes-receptive-fields.md (S.2): "same" pads d (k - 1) in total, floor half first (top,
+    left), so the output keeps the input's size and equals the correlation of that padding."""
     conv = Conv2d(1, 1, kernel, padding="same", dilation=dilation,
                   rng=np.random.default_rng(30), dtype=F64)  # fmt: skip
+    x = np.random.default_rng(34).standard_normal((1, 1, 9, 8))
     total = dilation * (kernel - 1)
-    assert conv.pad == ((total // 2, total - total // 2),) * 2
-    assert conv.forward(np.ones((1, 1, 9, 8))).shape[2:] == (9, 8)
+    split = ((total // 2, total - total // 2),) * 2
+    expected = correlate(pad2d(x, split), conv.weight.data, dilation=conv.dilation)
+    np.testing.assert_allclose(conv.forward(x) - conv.bias.data[0], expected, **TOL)
+    assert expected.shape[2:] == (9, 8)
+    if total % 2:  # the extra pixel on the other side would be a different function
+        swapped = ((total - total // 2, total // 2),) * 2
+        wrong = correlate(pad2d(x, swapped), conv.weight.data, dilation=conv.dilation)
+        assert not np.allclose(conv.forward(x) - conv.bias.data[0], wrong)
 
 
 def receptive_field_recursion(layers) -> list[tuple[int, int, int]]:
@@ -815,7 +835,11 @@ def receptive_field_recursion(layers) -> list[tuple[int, int, int]]:
         if isinstance(layer, (Conv2d, MaxPool2d, AvgPool2d)):
             d = layer.dilation[0] if isinstance(layer, Conv2d) else 1
             k_eff = d * (layer.kernel_size[0] - 1) + 1
-            r, start, j = r + (k_eff - 1) * j, start - layer.pad[0][0] * j, j * layer.stride[0]
+            r, start, j = (
+                r + (k_eff - 1) * j,
+                start - explicit_pad(layer)[0][0] * j,
+                j * layer.stride[0],
+            )
         rows.append((r, j, start))
     return rows
 
@@ -1007,7 +1031,7 @@ def test_winograd_convolution_and_backward_match_the_layer(backend, padding):
     conv.bias.data = rng.standard_normal(4)
     x = rng.standard_normal((2, 8, 7, 6))  # odd output sizes: the last tiles hang over
     out, grad_out, grad_x = forward_backward(conv, x)
-    y, (dx, dw) = winograd_conv(x, conv.weight.data, conv.bias.data, conv.pad, grad_out)
+    y, (dx, dw) = winograd_conv(x, conv.weight.data, conv.bias.data, explicit_pad(conv), grad_out)
     np.testing.assert_allclose(y, out, **TOL)
     np.testing.assert_allclose(dx, grad_x, **TOL)
     np.testing.assert_allclose(dw, conv.weight.grad, **TOL)
