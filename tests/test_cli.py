@@ -82,8 +82,11 @@ def test_evaluate_text_output(trained_run, capsys):
     data, run = trained_run
     assert main(evaluate_args(data, run)) == 0
     out = capsys.readouterr().out
-    assert "test accuracy:" in out and "per-class accuracy:" in out
-    assert all(name in out for name in CLASS_NAMES)
+    assert "test accuracy:" in out and "top-3 accuracy:" in out and "macro precision" in out
+    per_class = out.split("per class:\n")[1].splitlines()
+    assert per_class[0].split() == ["class", "accuracy", "precision", "F1", "support"]
+    assert [line.split()[0] for line in per_class[1:]] == list(CLASS_NAMES)
+    assert all(line.split()[-1] == "10" for line in per_class[1:])  # 10 test images per class
 
 
 def test_predict_ranks_classes_and_resizes_other_sizes(trained_run, tmp_path, capsys):
@@ -95,11 +98,14 @@ def test_predict_ranks_classes_and_resizes_other_sizes(trained_run, tmp_path, ca
     same = sorted((data / "test" / "blue").glob("*.png"))[0]
     code = main(["predict", "--checkpoint", str(run / "best.safetensors"), str(red), str(same)])
     assert code == 0
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 2
-    assert "resized from 16x16 to 8x8" in lines[0]
-    assert lines[0].split(": ", 1)[1].startswith("red ")
-    probabilities = [float(part.split()[-1]) for part in lines[1].split(": ", 1)[1].split(", ")]
+    header, *rows = capsys.readouterr().out.strip().splitlines()
+    assert header.split() == ["image", "top-1", "prob", "top-2", "prob", "top-3", "prob"]
+    assert len(rows) == 2
+    assert rows[0].startswith(str(red)) and rows[0].endswith("(resized from 16x16 to 8x8)")
+    assert rows[0].split()[1] == "red"
+    cells = rows[1].split()[1:]
+    probabilities = [float(p) for p in cells[1::2]]
+    assert cells[::2] and set(cells[::2]) == set(CLASS_NAMES)
     assert len(probabilities) == 3 and probabilities == sorted(probabilities, reverse=True)
 
 
