@@ -13,6 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers_data import CLASS_NAMES, make_image_folder
+from helpers_training import (
+    assert_same_weights,
+    final_weights,
+    start_and_wait_for,
+    tiny_config,
+    train_cli,
+    without_timing,
+)
 
 from scratchcnn.losses import CrossEntropyLoss
 from scratchcnn.serialization import load_arrays, load_model
@@ -24,38 +32,6 @@ REAL_CIFAR = Path(__file__).resolve().parents[1].parent / "shared/datasets/cifar
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory) -> Path:
     return make_image_folder(tmp_path_factory.mktemp("images"))
-
-
-def tiny_config(data: Path, run_dir: Path, **overrides) -> TrainConfig:
-    values = dict(
-        data=str(data),
-        cache_dir=str(run_dir / "cache"),
-        val_size=30,
-        epochs=3,
-        batch_size=16,
-        lr=0.02,
-        run_dir=str(run_dir),
-        name="run",
-        progress=False,
-    )
-    values.update(overrides)
-    return TrainConfig(**values)
-
-
-def without_timing(history: list[dict]) -> list[dict]:
-    timing = {"epoch_seconds", "images_per_second"}
-    return [{k: v for k, v in record.items() if k not in timing} for record in history]
-
-
-def final_weights(run_dir: Path) -> dict[str, np.ndarray]:
-    arrays, _ = load_arrays(run_dir / "last.safetensors")
-    return {k: v for k, v in arrays.items() if k.startswith(("model.", "optim."))}
-
-
-def assert_same_weights(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
-    assert a.keys() == b.keys()
-    for name in a:
-        assert np.array_equal(a[name], b[name]), name
 
 
 # --- basic -----------------------------------------------------------------------------------
@@ -162,29 +138,6 @@ def test_recipe_file_and_flags_layer_in_order(tmp_path):
 
 
 # --- exact resume ----------------------------------------------------------------------------
-def _train_cli(config: TrainConfig, *extra: str) -> list[str]:
-    args = [sys.executable, "-m", "scratchcnn", "train", "--no-progress"]
-    for key, value in config.to_dict().items():
-        if value is None or key == "progress":
-            continue
-        flag = "--" + key.replace("_", "-")
-        if isinstance(value, bool):
-            args.append(flag if value else "--no-" + key.replace("_", "-"))
-        else:
-            args += [flag, str(value)]
-    return args + list(extra)
-
-
-def _start_and_wait_for_checkpoint(args: list[str], run: Path) -> subprocess.Popen:
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
-    while not (run / "last.safetensors").exists():
-        assert process.poll() is None, process.stdout.read().decode()
-        assert time.monotonic() < deadline, "no checkpoint appeared"
-        time.sleep(0.005)
-    return process
-
-
 @pytest.fixture(scope="module")
 def resume_setup(tmp_path_factory):
     """A dataset big enough that an epoch takes a moment, and the uninterrupted reference run."""
@@ -199,7 +152,7 @@ def test_kill_9_then_resume_equals_uninterrupted(resume_setup):
     data, root, config, reference = resume_setup
     config.name = "killed"
     run = root / "killed"
-    process = _start_and_wait_for_checkpoint(_train_cli(config), run)
+    process = start_and_wait_for(train_cli(config), run / "last.safetensors")
     process.send_signal(signal.SIGKILL)
     process.wait()
     _, meta = load_arrays(run / "last.safetensors")
@@ -219,7 +172,7 @@ def test_ctrl_c_saves_mid_epoch_checkpoint_and_resume_is_exact(resume_setup):
     data, root, config, reference = resume_setup
     config.name = "interrupted"
     run = root / "interrupted"
-    process = _start_and_wait_for_checkpoint(_train_cli(config), run)
+    process = start_and_wait_for(train_cli(config), run / "last.safetensors")
     time.sleep(0.05)  # land inside the second epoch
     process.send_signal(signal.SIGINT)
     output = process.communicate(timeout=60)[0].decode()

@@ -229,8 +229,12 @@ def load_arrays(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]
         )
     try:
         header = json.loads(data[8 : 8 + header_len])
+    except (UnicodeDecodeError, ValueError) as err:
+        raise CheckpointError(f"{path} is not a valid safetensors file: {err}") from err
+    _check_complete(header, len(data) - 8 - header_len, path)
+    try:
         arrays = load(data)
-    except (SafetensorError, UnicodeDecodeError, ValueError) as err:
+    except (SafetensorError, ValueError) as err:
         raise CheckpointError(f"{path} is not a valid safetensors file: {err}") from err
     raw = header.get("__metadata__", {}).get(METADATA_KEY) if isinstance(header, dict) else None
     if raw is None:
@@ -250,6 +254,23 @@ def load_arrays(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]
             f"{type(meta).__name__}"
         )
     return arrays, meta
+
+
+def _check_complete(header: Any, data_bytes: int, path: Path) -> None:
+    """A file cut short (a copy interrupted, a full disk outside scratchcnn) says so."""
+    if not isinstance(header, dict):
+        return
+    ends = [
+        entry["data_offsets"][1]
+        for name, entry in header.items()
+        if name != "__metadata__" and isinstance(entry, dict) and "data_offsets" in entry
+    ]
+    needed = max(ends, default=0)
+    if isinstance(needed, int) and needed > data_bytes:
+        raise CheckpointError(
+            f"{path} is truncated: its header describes {needed} bytes of tensors but the file "
+            f"holds {data_bytes}"
+        )
 
 
 def _type_name(value: Any) -> str:
@@ -433,6 +454,15 @@ def _model_state(model: Layer, arrays: dict[str, np.ndarray], path: Path) -> dic
     return state
 
 
+# What a missing field is called, and how to supply it on the command line.
+_MISSING = {
+    "class_names": "class names",
+    "image_shape": "its input image size (pass --image-size H W)",
+    "normalization": "normalisation statistics (pass --normalization MEAN/STD, e.g. "
+    "0.49,0.48,0.45/0.25,0.24,0.26, or --normalization none for unnormalised [0, 1] pixels)",
+}
+
+
 @dataclass
 class LoadedModel:
     """A saved model with what feeding it needs: class names, normaliser, input shape, data.
@@ -459,33 +489,35 @@ class LoadedModel:
 
     @property
     def class_names(self) -> list[str]:
-        if self._class_names is None:
-            raise CheckpointError(
-                f"{self.path} does not record class names (save_model(..., class_names=[...]) "
-                "writes them)"
-            )
-        return self._class_names
+        self.require("class_names")
+        return self._class_names  # type: ignore[return-value]
 
     @property
     def normalizer(self) -> Normalizer:
-        if self._normalizer is None:
-            raise CheckpointError(
-                f"{self.path} does not record normalisation statistics "
-                "(save_model(..., normalization=...) writes them); pass --normalization "
-                "MEAN/STD, e.g. --normalization 0.49,0.48,0.45/0.25,0.24,0.26, or "
-                "--normalization none for a model trained on unnormalised [0, 1] pixels"
-            )
-        return self._normalizer
+        self.require("normalization")
+        return self._normalizer  # type: ignore[return-value]
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
         """``(H, W, C)`` of the images the model takes."""
-        if self._image_shape is None:
+        self.require("image_shape")
+        return self._image_shape  # type: ignore[return-value]
+
+    def require(self, *names: str) -> None:
+        """Raise one CheckpointError naming every field of ``names`` (``class_names``,
+        ``normalization``, ``image_shape``) that the file does not record and nobody supplied,
+        with the flag that supplies it."""
+        known = {
+            "class_names": self._class_names,
+            "normalization": self._normalizer,
+            "image_shape": self._image_shape,
+        }
+        missing = [_MISSING[name] for name in names if known[name] is None]
+        if missing:
             raise CheckpointError(
-                f"{self.path} does not record its input image size (save_model(..., "
-                "image_shape=(H, W, C)) writes it); pass --image-size H W"
+                f"{self.path} does not record {' or '.join(missing)}; save_model(..., "
+                "class_names=[...], normalization=..., image_shape=(H, W, C)) records them"
             )
-        return self._image_shape
 
     @property
     def in_channels(self) -> int | None:
@@ -618,17 +650,20 @@ def _check_consistent(loaded: LoadedModel) -> None:
             )
     if loaded._image_shape is not None:
         height, width, channels = loaded._image_shape
+        # One forward pass of a blank image: every layer checks its own input, which a
+        # shape-only walk does not do for all of them.
+        blank = np.zeros((1, channels, height, width), dtype=loaded.dtype)
         try:
-            out = model.output_shape((1, channels, height, width))
-        except Exception as err:  # noqa: BLE001 - any shape failure means a mismatch
+            out = model.forward(blank, training=False)
+        except Exception as err:  # noqa: BLE001 - any failure means the shape does not fit
             raise CheckpointError(
                 f"{path}: the model cannot take images of image_shape {list(loaded._image_shape)}"
                 f": {err}"
             ) from err
-        if loaded._class_names is not None and out[-1] != len(loaded._class_names):
+        if loaded._class_names is not None and out.shape[-1] != len(loaded._class_names):
             raise CheckpointError(
-                f"{path}: {len(loaded._class_names)} class names but the model has {out[-1]} "
-                "outputs"
+                f"{path}: {len(loaded._class_names)} class names but the model has "
+                f"{out.shape[-1]} outputs"
             )
 
 

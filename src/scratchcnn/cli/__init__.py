@@ -96,7 +96,7 @@ def error_message(err: BaseException) -> str | None:
     if isinstance(err, json.JSONDecodeError):
         return f"invalid JSON: {err}"
     if isinstance(err, pickle.UnpicklingError):
-        return f"refused to unpickle: {err}"
+        return str(err)  # the restricted unpickler names the file and the refused global
     if isinstance(err, ImportError):
         return f"{err} (an optional dependency is missing; see the README's install extras)"
     library_errors: list[type[BaseException]] = []

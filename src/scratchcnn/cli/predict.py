@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         )
     files = collect_images(args.images)
     loaded = load_for_command(args)
+    loaded.require("image_shape", "normalization", "class_names")  # all that is missing, at once
     height, width, channels = loaded.image_shape
     class_names = loaded.class_names
     top = min(args.top_k, len(class_names))

@@ -118,6 +118,7 @@ def train(
         _check_same_data(checkpoint, data)
     folder = _RunFolder(run_dir)
     try:
+        folder.remove_stale_temporaries()
         if checkpoint is None:
             folder.create()
             folder.write_text("config.json", json.dumps(config.to_dict(), indent=2) + "\n")
@@ -485,6 +486,17 @@ class _RunFolder:
                 else "no checkpoint was saved"
             )
             raise OSError(err.errno, f"{err.strerror or err} while saving {path}; {kept}") from err
+
+    def remove_stale_temporaries(self) -> None:
+        """Delete the temporary files of a save that a kill -9 interrupted (they are never
+        renamed into place, so nothing reads them; one run writes to a folder at a time)."""
+        if not self.path.is_dir():
+            return
+        outputs = (CHECKPOINT, BEST_MODEL, LR_FINDER, "config.json", "results.json")
+        outputs += ("metrics.jsonl", "metrics.csv", "grad_norms.jsonl")
+        for name in outputs:
+            for stale in self.path.glob(f".{name}.*.tmp"):
+                stale.unlink(missing_ok=True)
 
     def clean_up_if_untrained(self) -> None:
         """Remove what this run wrote when it saved no checkpoint: there is nothing to resume."""
