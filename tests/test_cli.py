@@ -169,3 +169,77 @@ def test_closed_pipe_ends_quietly(trained_run):
     stderr = process.communicate(timeout=120)[1].decode()
     assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
     assert process.returncode == 141
+
+
+def test_predict_takes_folders_recursively_and_prints_json_and_csv(trained_run, capsys):
+    data, run = trained_run
+    checkpoint = ["--checkpoint", str(run / "best.safetensors")]
+    assert main(["predict", *checkpoint, "--top-k", "2", "--json", str(data / "test")]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert len(records) == 30  # every PNG under test/<class>/, found recursively
+    assert all(len(r["predictions"]) == 2 and r["resized_from"] is None for r in records)
+    by_class = {}
+    for record in records:
+        by_class.setdefault(Path(record["image"]).parent.name, []).append(
+            record["predictions"][0]["class"]
+        )
+    assert sorted(by_class) == sorted(CLASS_NAMES)
+    assert main(["predict", *checkpoint, "--csv", str(data / "test" / "red")]) == 0
+    rows = capsys.readouterr().out.strip().splitlines()
+    assert rows[0] == "image,rank,class,probability,resized_from"
+    assert len(rows) == 1 + 10 * 3  # ten images, the top 3 classes each
+    ranks = [int(row.split(",")[1]) for row in rows[1:]]
+    assert ranks == [1, 2, 3] * 10
+
+
+def test_evaluate_json_has_top_k_and_macro_scores(trained_run, capsys):
+    data, run = trained_run
+    assert main(evaluate_args(data, run, "--json", "--top-k", "2")) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["top_k"] == 2 and report["test_accuracy"] <= report["top_k_accuracy"] <= 1
+    per_class = report["per_class"]
+    assert set(per_class) == set(CLASS_NAMES)
+    recalls = [per_class[name]["recall"] for name in CLASS_NAMES]
+    assert report["macro_recall"] == pytest.approx(np.mean(recalls))
+    assert report["macro_f1"] == pytest.approx(np.mean([per_class[n]["f1"] for n in CLASS_NAMES]))
+    assert sum(per_class[name]["support"] for name in CLASS_NAMES) == report["images"]
+
+
+def test_report_writes_to_the_working_folder_not_into_the_run(trained_run, tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    data, run = trained_run
+    before = sorted(p.name for p in run.iterdir())
+    monkeypatch.chdir(tmp_path)
+    args = [
+        "report",
+        str(run),
+        "--data",
+        str(data),
+        "--cache-dir",
+        str(run.parent.parent / "cache"),
+    ]
+    assert main([*args, "--max-images", "12"]) == 0
+    assert (tmp_path / f"{run.name}-report.html").is_file()
+    assert sorted(p.name for p in run.iterdir()) == before
+
+
+def test_lr_finder_cache_is_reused_only_for_the_same_settings(trained_run, tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    import scratchcnn.training
+
+    data, run = trained_run
+    cache = str(run.parent.parent / "cache")
+    args = ["visualize", "lr-finder", "--run", str(run), "--data", str(data), "--cache-dir", cache]
+    assert main([*args, "--steps", "6", "--out", str(tmp_path / "a.png")]) == 0
+    record = json.loads((run / "lr_finder.json").read_text())
+    assert record["settings"]["num_steps"] == 6 and len(record["lrs"]) <= 6
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the cached range test should have been reused")
+
+    monkeypatch.setattr(scratchcnn.training, "find_lr", refuse)
+    assert main([*args, "--steps", "6", "--out", str(tmp_path / "b.png")]) == 0  # reused
+    monkeypatch.undo()
+    assert main([*args, "--steps", "8", "--out", str(tmp_path / "c.png")]) == 0  # other settings
+    assert json.loads((run / "lr_finder.json").read_text())["settings"]["num_steps"] == 8
+    (run / "lr_finder.json").unlink()  # leave the shared run as the other tests expect it

@@ -94,7 +94,8 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_data, tmp_path, monk
         return float("nan") if calls["n"] > steps_per_epoch + 2 else loss
 
     monkeypatch.setattr(CrossEntropyLoss, "forward", poisoned)
-    with pytest.raises(TrainingDiverged, match="lower learning rate"):
+    kept = r"kept its last good checkpoint, .*last\.safetensors \(end of epoch 1\)"
+    with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 2, batch 3 .*" + kept):
         train(config)
     _, meta = load_arrays(tmp_path / "run/last.safetensors")
     assert meta["epoch"] == 1  # the checkpoint from before the divergence is intact
@@ -118,6 +119,66 @@ def test_bad_settings_are_rejected_with_the_value():
         TrainConfig.from_dict({"epoch": 3})
     with pytest.raises(ValueError, match="unknown recipe"):
         resolve_config("fast")
+
+
+def test_optimizer_options_default_per_optimizer():
+    """The default recipe's SGD momentum and Nesterov never reach Adam (issue: `train
+    --optimizer adam` failed with "nesterov applies only to sgd")."""
+    sgd = resolve_config("default")
+    assert (sgd.momentum, sgd.nesterov, sgd.betas, sgd.warmup_epochs) == (0.9, True, None, 1.0)
+    adam = resolve_config("default", None, {"optimizer": "adam"})
+    assert (adam.momentum, adam.nesterov, adam.betas) == (None, None, (0.9, 0.999))
+    rmsprop = resolve_config("seed", None, {"optimizer": "rmsprop"})
+    assert (rmsprop.momentum, rmsprop.nesterov) == (0.0, None)
+    step = resolve_config("default", None, {"schedule": "step"})
+    assert step.warmup_epochs == 0.0 and step.step_size is None
+    assert TrainConfig.from_dict(adam.to_dict()) == adam  # a saved config reads back the same
+
+
+def test_adam_trains_with_the_default_recipe(tiny_data, tmp_path):
+    # TrainConfig's defaults are the default recipe; only the optimizer and its lr change.
+    config = tiny_config(
+        tiny_data, tmp_path, epochs=1, optimizer="adam", lr=1e-3, betas=[0.8, 0.99]
+    )
+    assert train(config).status == "completed"
+    _, meta = load_arrays(tmp_path / "run" / "last.safetensors")
+    assert meta["optimizer"]["optimizer"] == "Adam" and meta["optimizer"]["betas"] == [0.8, 0.99]
+
+
+def test_step_schedule_takes_step_size_in_epochs_and_gamma(tiny_data, tmp_path):
+    config = tiny_config(tiny_data, tmp_path, schedule="step", step_size=1, gamma=0.5)
+    result = train(config)
+    # the lr each epoch ended with: halved once per epoch
+    assert [r["lr"] for r in result.history] == pytest.approx([0.02, 0.01, 0.005])
+
+
+def test_val_size_0_trains_on_every_image_and_keeps_the_last_epoch(tiny_data, tmp_path):
+    result = train(tiny_config(tiny_data, tmp_path, val_size=0, epochs=2))
+    assert result.best_epoch == 2
+    assert all("val_loss" not in r and "val_accuracy" not in r for r in result.history)
+    run = tmp_path / "run"
+    _, meta = load_arrays(run / "last.safetensors")
+    assert meta["train_size"] == 120  # all training images, none held out
+    assert load_model(run / "best.safetensors")[1]["epoch"] == 2
+    results = json.loads((run / "results.json").read_text())
+    assert results["val_accuracy"] is None and results["best_epoch"] == 2
+    assert 0 <= results["test_accuracy"] <= 1  # the test set, used once at the end
+    assert "val_loss" not in (run / "metrics.csv").read_text().splitlines()[0]
+
+
+def test_find_lr_runs_the_range_test_first_and_trains_with_its_suggestion(tiny_data, tmp_path):
+    config = tiny_config(tiny_data, tmp_path, epochs=1, find_lr=True, schedule="constant")
+    result = train(config)
+    run = tmp_path / "run"
+    record = json.loads((run / "lr_finder.json").read_text())
+    assert record["suggestion_rule"] and len(record["lrs"]) == len(record["losses"]) > 2
+    assert record["settings"]["optimizer"] == "sgd" and record["settings"]["batch_size"] == 16
+    suggested = record["suggested_lr"]
+    assert suggested != config.lr
+    assert result.history[0]["lr"] == pytest.approx(suggested)  # constant schedule: the lr used
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["find_lr"] is True
+    assert load_model(run / "best.safetensors")[1]["config"]["lr"] == pytest.approx(suggested)
 
 
 def test_recipe_file_and_flags_layer_in_order(tmp_path):
