@@ -205,22 +205,23 @@ def test_evaluate_json_has_top_k_and_macro_scores(trained_run, capsys):
     assert sum(per_class[name]["support"] for name in CLASS_NAMES) == report["images"]
 
 
-def test_report_writes_to_the_working_folder_not_into_the_run(trained_run, tmp_path, monkeypatch):
+def test_report_never_writes_into_a_run_folder_whose_model_is_elsewhere(
+    trained_run, tmp_path, monkeypatch
+):
+    """Like the committed models/seed_cnn_cifar10-run, reported with the model beside it."""
     pytest.importorskip("matplotlib")
     data, run = trained_run
-    before = sorted(p.name for p in run.iterdir())
+    record = tmp_path / "record-run"
+    record.mkdir()
+    for name in ("config.json", "metrics.jsonl", "grad_norms.jsonl"):
+        (record / name).write_bytes((run / name).read_bytes())
     monkeypatch.chdir(tmp_path)
-    args = [
-        "report",
-        str(run),
-        "--data",
-        str(data),
-        "--cache-dir",
-        str(run.parent.parent / "cache"),
-    ]
+    args = ["report", str(record), "--checkpoint", str(run / "best.safetensors")]
+    args += ["--data", str(data), "--cache-dir", str(run.parent.parent / "cache")]
     assert main([*args, "--max-images", "12"]) == 0
-    assert (tmp_path / f"{run.name}-report.html").is_file()
-    assert sorted(p.name for p in run.iterdir()) == before
+    assert (tmp_path / "record-run-report.html").is_file()
+    names = sorted(p.name for p in record.iterdir())
+    assert names == ["config.json", "grad_norms.jsonl", "metrics.jsonl"]
 
 
 def test_lr_finder_cache_is_reused_only_for_the_same_settings(trained_run, tmp_path, monkeypatch):

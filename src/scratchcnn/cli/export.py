@@ -40,6 +40,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from scratchcnn.cli._common import check_output, fail, load_for_command
+    from scratchcnn.errors import CheckpointError
 
     try:
         import onnx  # noqa: F401
@@ -53,6 +54,11 @@ def run(args: argparse.Namespace) -> int:
     if args.input_shape:
         channels, height, width = args.input_shape
         loaded = loaded.supplied(image_shape=(height, width, channels))  # checked against it
+    elif "image_shape" not in loaded.known_fields():
+        raise CheckpointError(
+            f"{loaded.path} does not record its input shape; give it with --input-shape C H W "
+            "(e.g. --input-shape 3 32 32)"
+        )
     height, width, channels = loaded.image_shape
     known = loaded.known_fields()
     metadata = {key: known[key] for key in ("class_names", "normalization") if key in known}

@@ -14,9 +14,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Write one self-contained HTML report (images embedded) for a training run: "
         "configuration, architecture, training curves, test metrics (per-class scores, "
         "confusion matrix, calibration, ROC, top-k), filters, activation maps, Grad-CAM, "
-        "occlusion, saliency, top-activating images and filter statistics. By default the "
-        "page is written to the working folder as <run folder name>-report.html, never into "
-        "the run folder (which may be a committed record such as models/seed_cnn_cifar10-run).",
+        "occlusion, saliency, top-activating images and filter statistics. The page goes to "
+        "RUN_DIR/report.html when the model reported on is the run's own (its best or last "
+        "checkpoint); a run folder reported with a model from elsewhere (--checkpoint outside "
+        "it, as for the committed models/seed_cnn_cifar10-run) is a record that is never "
+        "written into: the page then goes to <run folder name>-report.html in the working "
+        "folder.",
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="the training run folder")
     parser.add_argument(
@@ -39,7 +42,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--out",
         metavar="PATH",
-        help="where to write (default: <run folder name>-report.html in the working folder)",
+        help="where to write (default: RUN_DIR/report.html for the run's own model, else "
+        "<run folder name>-report.html in the working folder)",
     )
     return parser
 
@@ -53,10 +57,14 @@ def run(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
         raise DataError(f"{run_dir}: no such run folder")
-    out = check_output(args.out or Path.cwd() / f"{run_dir.resolve().name}-report.html")
     from scratchcnn.report import build_report, run_checkpoint
 
     checkpoint = Path(args.checkpoint) if args.checkpoint else run_checkpoint(run_dir)
+    own_model = checkpoint.resolve().parent == run_dir.resolve()
+    default = (
+        run_dir / "report.html" if own_model else Path(f"{run_dir.resolve().name}-report.html")
+    )
+    out = check_output(args.out or default)
     loaded = load_for_command(args, checkpoint)  # checked, and the data found, before the work
     path = build_report(
         run_dir,

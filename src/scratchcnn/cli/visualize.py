@@ -206,6 +206,7 @@ def _lr_finder(args: argparse.Namespace, loaded, out):
     import numpy as np
 
     from scratchcnn import viz
+    from scratchcnn.data import load_dataset
     from scratchcnn.models import build_model
     from scratchcnn.serialization import atomic_write_text
     from scratchcnn.training import TrainConfig, find_lr, prepare_data
@@ -219,6 +220,11 @@ def _lr_finder(args: argparse.Namespace, loaded, out):
         cache_dir=args.cache_dir or config.cache_dir,
         progress=False,
     )
+    available = len(
+        load_dataset(config.data, cache_dir=config.cache_dir, progress=False).train_labels
+    )
+    if config.val_size >= available:  # a partial config.json: test on every training image
+        config = dataclasses.replace(config, val_size=0, early_stopping=None, monitor=None)
     data = prepare_data(config)
     settings = lr_finder_settings(
         config, data, loaded.metadata["architecture"], num_steps=args.steps
