@@ -102,9 +102,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"checkpoint: {loaded.path}")
     print(f"data: {spec} ({len(result.labels):,} test images)")
-    print(f"test accuracy:    {result.accuracy:.4f}")
-    print(f"top-{k} accuracy:  {top_k:.4f}")
-    print(f"test loss:        {result.loss:.4f}")
+    for label, value in (
+        ("test accuracy", result.accuracy),
+        (f"top-{k} accuracy", top_k),
+        ("test loss", result.loss),
+    ):
+        print(f"{label + ':':<17} {value:.4f}")
     print(
         f"macro precision {macro['precision']:.4f}, recall {macro['recall']:.4f}, "
         f"F1 {macro['f1']:.4f}"
