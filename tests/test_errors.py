@@ -255,6 +255,12 @@ def test_save_model_as_the_readme_shows_then_predict_asks_for_what_is_missing(
     assert code == 0
     (record,) = json.loads(capsys.readouterr().out)
     assert record["predictions"][0]["class"] == "red"
+    # evaluate needs the normalisation too, and can fit it on the data's training images
+    args = ["evaluate", "--checkpoint", path, "--data", images, "--cache-dir", cache]
+    code, err = cli(capsys, *args)
+    assert_error(code, err, r"does not record normalisation statistics \(pass --normalization")
+    assert main([str(a) for a in args] + ["--normalization", "fit", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["images"] == 12
 
 
 def test_save_model_refuses_bad_metadata_before_writing(tmp_path):
