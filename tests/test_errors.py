@@ -659,6 +659,26 @@ def test_divergence_in_the_first_epoch_says_nothing_was_kept(setup, tmp_path, mo
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_failed_run_in_an_existing_folder_removes_only_its_own_files(
+    setup, tmp_path, monkeypatch
+):
+    root, images, cache, run = setup
+    folder = tmp_path / "runs" / "run"
+    folder.mkdir(parents=True)
+    (folder / "notes.txt").write_text("the user's own file")
+    config = tiny_config(images, tmp_path / "runs", cache_dir=str(cache), val_size=30,
+                         batch_size=16, epochs=2)  # fmt: skip
+    # The disk fills after the first epoch's metrics and best model, at its checkpoint.
+    monkeypatch.setattr(
+        "scratchcnn.training.trainer.save_training_checkpoint",
+        lambda *a, **k: (_ for _ in ()).throw(OSError(28, "No space left on device")),
+    )
+    before = snapshot(tmp_path, root)
+    with pytest.raises(OSError, match=r"No space left on device while saving .*last\.safetensors"):
+        train(config)
+    assert snapshot(tmp_path, root) == before  # best.safetensors, metrics, config.json: gone
+
+
 def test_divergence_in_a_later_epoch_keeps_the_last_checkpoint(setup, tmp_path, monkeypatch):
     root, images, cache, run = setup
     steps_per_epoch = -(-(90 - 30) // 16)

@@ -460,7 +460,7 @@ class _RunFolder:
         self.path = path
         self.created = False  # this run made the folder
         self.saved: str | None = None  # which checkpoint exists: "end of epoch 2", ...
-        self._written: list[Path] = []
+        self._existing: set[Path] = set()  # what the folder held before this run
         self._made_parents: list[Path] = []
 
     def create(self) -> None:
@@ -468,9 +468,9 @@ class _RunFolder:
         self.path.mkdir(parents=True, exist_ok=True)
         self.created = self.path in missing
         self._made_parents = [p for p in missing if p != self.path]
+        self._existing = set(self.path.iterdir())
 
     def write_text(self, name: str, text: str) -> None:
-        self._written.append(self.path / name)
         atomic_write_text(self.path / name, text)
 
     @contextmanager
@@ -500,7 +500,7 @@ class _RunFolder:
 
     def clean_up_if_untrained(self) -> None:
         """Remove what this run wrote when it saved no checkpoint: there is nothing to resume."""
-        if self.saved is not None or (self.path / CHECKPOINT).exists():
+        if self.saved is not None or (self.path / CHECKPOINT).exists() or not self.path.is_dir():
             return
         if self.created:
             shutil.rmtree(self.path, ignore_errors=True)
@@ -510,9 +510,11 @@ class _RunFolder:
                 except OSError:
                     break
             return
-        for path in self._written:
-            path.unlink(missing_ok=True)
-        shutil.rmtree(self.path / "tensorboard", ignore_errors=True)
+        for path in set(self.path.iterdir()) - self._existing:  # this run's files only
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
 
 # --- bookkeeping -----------------------------------------------------------------------------
