@@ -323,6 +323,7 @@ def test_resume_refuses_a_tampered_loop_state(setup, tmp_path, capsys):
     folder = tmp_path / "run"
     folder.mkdir()
     tampered(run / "last.safetensors", folder / "last.safetensors", _set("loop.surprise", 1))
+    (folder / ".last.safetensors.abc.tmp").write_bytes(b"a save cut short")  # kept: no resume
     before = snapshot(tmp_path, root)
     code, err = cli(capsys, "train", "--resume", folder)
     assert_error(code, err, r"metadata field 'loop' has unknown keys \['surprise'\]")

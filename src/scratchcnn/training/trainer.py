@@ -114,9 +114,12 @@ def train(
         run_dir = _new_run_dir(config)
 
     data = data if data is not None else prepare_data(config)
-    if checkpoint is not None:
-        _check_same_data(checkpoint, data)
     folder = _RunFolder(run_dir)
+    if checkpoint is not None:  # every check of the checkpoint, before anything is written
+        _check_same_data(checkpoint, data)
+        run = build_run(config, data)
+        state = _restore(checkpoint, run)
+        folder.saved = _describe_checkpoint(state)
     try:
         folder.remove_stale_temporaries()
         if checkpoint is None:
@@ -124,7 +127,10 @@ def train(
             folder.write_text("config.json", json.dumps(config.to_dict(), indent=2) + "\n")
             if config.find_lr:
                 config = _find_lr(config, data, folder)
-        result = _train_loop(config, data, run_dir, checkpoint, folder)
+            run, state = build_run(config, data), LoopState()
+        else:
+            _log(f"resumed {run_dir} at epoch {state.epoch + 1}, batch {state.batch}", config)
+        result = _train_loop(config, data, run, state, folder)
     except BaseException:
         folder.clean_up_if_untrained()
         raise
@@ -132,20 +138,12 @@ def train(
 
 
 def _train_loop(
-    config: TrainConfig,
-    data: TrainingData,
-    run_dir: Path,
-    checkpoint: TrainingCheckpoint | None,
-    folder: _RunFolder,
+    config: TrainConfig, data: TrainingData, run: RunSetup, state: LoopState, folder: _RunFolder
 ) -> TrainingResult:
-    run = build_run(config, data)
+    """Epochs from ``state`` on: train, validate, save, stop early, test at the end."""
+    run_dir = folder.path
     model, optimizer, loader = run.model, run.optimizer, run.loader
     num_classes = len(data.class_names)
-    state = LoopState()
-    if checkpoint is not None:
-        state = _restore(checkpoint, run)
-        folder.saved = _describe_checkpoint(state)
-        _log(f"resumed {run_dir} at epoch {state.epoch + 1}, batch {state.batch}", config)
 
     def save_checkpoint() -> None:
         rng = {
