@@ -36,6 +36,8 @@ __all__ = [
     "build_augmentation",
     "build_run",
     "find_lr",
+    "init_model",
+    "make_batch",
     "prepare_data",
 ]
 
@@ -164,7 +166,7 @@ class RunSetup:
         return _dropouts(self.model)
 
 
-def build_model(config: TrainConfig, data: TrainingData) -> Layer:
+def init_model(config: TrainConfig, data: TrainingData) -> Layer:
     """``config.model`` for the data's image shape and classes, initialised from the seed."""
     from scratchcnn.models import MODELS
 
@@ -206,7 +208,7 @@ def build_run(
     ``augment=False`` turns augmentation and mixing off (``compare`` feeds identical batches to
     two frameworks).
     """
-    model = model if model is not None else build_model(config, data)
+    model = model if model is not None else init_model(config, data)
     for index, layer in enumerate(_dropouts(model)):
         layer.rng = np.random.default_rng([config.seed, DROPOUT_STREAM, index])
     optimizer = build_optimizer(

@@ -20,7 +20,7 @@ from typing import Any
 from scratchcnn.analysis.interpret import parameter_grad_norms
 from scratchcnn.errors import CheckpointError, ConfigError, ScratchCNNError
 from scratchcnn.models import model_config
-from scratchcnn.optim import clip_grad_norm
+from scratchcnn.optim import LRFinderResult, clip_grad_norm
 from scratchcnn.serialization import (
     TrainingCheckpoint,
     atomic_write_text,
@@ -35,9 +35,9 @@ from scratchcnn.training.evaluate import evaluate
 from scratchcnn.training.setup import (
     RunSetup,
     TrainingData,
-    build_model,
     build_run,
     find_lr,
+    init_model,
     make_batch,
     prepare_data,
 )
@@ -310,7 +310,7 @@ def _diverged(what: str, epoch: int, batch: int, lr: float, folder: _RunFolder) 
 
 def _find_lr(config: TrainConfig, data: TrainingData, folder: _RunFolder) -> TrainConfig:
     """Run the lr range test, record it in the run folder, and return the config with its lr."""
-    model = build_model(config, data)
+    model = init_model(config, data)
     settings = lr_finder_settings(config, data, architecture=model_config(model))
     result = find_lr(config, data, model=model)
     record = lr_finder_record(result, settings)
@@ -349,7 +349,7 @@ def lr_finder_settings(
     }
 
 
-def lr_finder_record(result: Any, settings: dict[str, Any]) -> dict[str, Any]:
+def lr_finder_record(result: LRFinderResult, settings: dict[str, Any]) -> dict[str, Any]:
     """An lr range test result with the settings it was made with, JSON-ready."""
     return {
         "settings": settings,
