@@ -30,9 +30,7 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from scratchcnn.data import Normalizer, load_dataset
 from scratchcnn.interop.bridge import from_torch, to_torch
-from scratchcnn.serialization import load_model, save_model
-
-KEPT_METADATA = ("class_names", "normalization", "image_shape", "config")
+from scratchcnn.serialization import load_checkpoint, save_model
 
 
 def parse_args() -> argparse.Namespace:
@@ -91,12 +89,13 @@ def main() -> None:
     dist.init_process_group("gloo")  # torchrun sets RANK, WORLD_SIZE and the rendezvous address
     rank, world = dist.get_rank(), dist.get_world_size()
 
-    model, meta = load_model(args.checkpoint)
-    normalizer = Normalizer.from_dict(meta["normalization"]) if "normalization" in meta else None
+    loaded = load_checkpoint(args.checkpoint)  # the one loader: every field checked
+    known = loaded.known_fields()  # class names, normalisation, image shape, where recorded
+    normalizer = Normalizer.from_dict(known["normalization"]) if "normalization" in known else None
     train, (test_x, test_y), normalizer = load_images(args, normalizer, rank)
 
     # scratchcnn -> torch: identical layers and weights; DDP keeps the copies in step.
-    module = DistributedDataParallel(to_torch(model).train())
+    module = DistributedDataParallel(to_torch(loaded.model).train())
     sampler = DistributedSampler(train, num_replicas=world, rank=rank, shuffle=True, seed=args.seed)
     loader = DataLoader(train, batch_size=args.batch_size, sampler=sampler)
     optimizer = torch.optim.SGD(module.parameters(), lr=args.lr, momentum=args.momentum)
@@ -130,8 +129,9 @@ def main() -> None:
         after = accuracy(module.module, test_x, test_y)
         print(f"test accuracy after: {after:.4f}")
         finetuned = from_torch(module.module.eval())  # torch -> scratchcnn
-        kept = {key: meta[key] for key in KEPT_METADATA if key in meta}
-        kept["normalization"] = normalizer.to_dict()
+        kept = known | {"normalization": normalizer.to_dict()}
+        if "config" in loaded.metadata:
+            kept["config"] = loaded.metadata["config"]
         save_model(
             finetuned,
             args.out,

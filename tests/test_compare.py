@@ -183,3 +183,17 @@ def test_cli_compare_on_an_image_folder(tmp_path, capsys):
     assert code == 0
     assert (out / "compare_folder.png").is_file() and (out / "compare_folder.json").is_file()
     assert "| epoch 2: train seconds |" in capsys.readouterr().out
+
+
+def test_cli_compare_with_the_default_recipe_and_one_epoch(tmp_path, capsys):
+    """The run setup is train's: a cosine warm-up longer than the run is capped, as in train."""
+    from helpers_data import make_image_folder
+
+    images = make_image_folder(tmp_path / "images", train_per_class=8, test_per_class=2)
+    out = tmp_path / "out"
+    args = ["compare", "--recipe", "default", "--epochs", "1", "--data", str(images)]
+    args += ["--cache-dir", str(tmp_path / "cache"), "--val-size", "6", "--batch-size", "6"]
+    assert main([*args, "--out", str(out)]) == 0
+    curves = json.loads((out / "compare.json").read_text())
+    assert curves["config"]["epochs"] == 1 and curves["config"]["nesterov"] is True
+    assert len(curves["steps"]) == 3  # 18 training images, batches of 6

@@ -130,6 +130,23 @@ def test_batch_iterator_reshuffles_each_epoch_deterministically():
     np.testing.assert_array_equal(np.concatenate([b[1] for b in resumed]), epoch2)
 
 
+def test_batch_iterator_starts_mid_epoch_on_the_same_permutation():
+    """What a trainer resumed mid-epoch needs: restore the epoch's starting generator state,
+    ask for batches from k on, and get exactly the batches the epoch had left."""
+    images, labels = _data(20)
+    loader = BatchIterator(images, labels, 6, rng=np.random.default_rng(3))
+    start_state = loader.rng.bit_generator.state
+    full = [b[1] for b in loader]
+    loader.rng.bit_generator.state = start_state
+    rest = [b[1] for b in loader.batches(start=2)]
+    assert len(rest) == 2
+    for got, want in zip(rest, full[2:], strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert list(loader.batches(start=len(loader))) == []
+    with pytest.raises(ValueError, match=r"start must be in \[0, 4\], got 5"):
+        list(loader.batches(start=5))
+
+
 def test_batch_iterator_rejects_bad_arguments():
     images, labels = _data(4)
     with pytest.raises(ValueError, match="rng"):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from scratchcnn.optim import SGD, LRFinderResult, lr_range_test
+from scratchcnn.optim.lr_finder import suggest_lr
 from scratchcnn.parameter import Parameter
 
 
@@ -108,3 +109,35 @@ def test_bad_arguments(kwargs: dict, message: str) -> None:
     opt = SGD([Parameter(np.zeros(1))], lr=1.0)
     with pytest.raises(ValueError, match=message):
         lr_range_test(lambda: 1.0, opt, **kwargs)
+
+
+def test_suggestion_is_the_steepest_descent_before_the_minimum() -> None:
+    """A curve with a dip in its first steps (the moving average settling: the steepest slope
+    of all), a real descent centred on lr 1e-2, its minimum, then the blow-up: the suggestion
+    is the real descent."""
+    lrs = np.geomspace(1e-5, 10.0, 60)
+    log_lr = np.log(lrs)
+    smoothed = 2.3 - 1.5 / (1 + np.exp(-(log_lr - np.log(1e-2)) * 3))  # falls fastest at 1e-2
+    smoothed[1] -= 0.5
+    smoothed[-10:] = np.linspace(smoothed[-11] + 0.1, 8.0, 10)  # the blow-up
+    slope = np.gradient(smoothed, log_lr)
+    assert np.argmin(slope) < 3  # the settling dip is what "steepest overall" would pick
+    lr, rule = suggest_lr(lrs, smoothed)
+    assert 5e-3 < lr < 2e-2
+    assert "steepest descent" in rule and "between steps 7 and 50" in rule
+
+
+def test_suggestion_falls_back_to_a_tenth_of_the_minimum_when_there_is_no_slope() -> None:
+    lrs = np.geomspace(1e-3, 1.0, 20)
+    smoothed = np.linspace(1.0, 3.0, 20)  # rises from the start: the minimum is the first step
+    lr, rule = suggest_lr(lrs, smoothed)
+    assert lr == pytest.approx(1e-4)
+    assert "too early to measure a slope" in rule
+
+
+def test_range_test_reports_its_rule() -> None:
+    problem = LeastSquares()
+    result = lr_range_test(problem.step_fn, SGD([problem.weight], lr=0.1), start_lr=1e-5,
+                           end_lr=100.0)  # fmt: skip
+    assert result.suggestion_rule.startswith("steepest descent of the smoothed loss")
+    assert (result.suggested_lr, result.suggestion_rule) == suggest_lr(result.lrs, result.smoothed)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import scratchcnn as sc
+from scratchcnn.errors import CheckpointError
 from scratchcnn.serialization import atomic_write_bytes, load_arrays
 
 
@@ -54,10 +55,10 @@ def test_float64_model_stays_float64(tmp_path):
 
 def test_corrupt_and_missing_files_give_clear_errors(tmp_path):
     bad = tmp_path / "bad.safetensors"
-    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}")
-    with pytest.raises(ValueError, match="not a valid safetensors checkpoint"):
+    bad.write_bytes(b"\x0a\x00\x00\x00\x00\x00\x00\x00{not json}")
+    with pytest.raises(CheckpointError, match="bad.safetensors is not a valid safetensors file"):
         sc.load_model(bad)
-    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+    with pytest.raises(CheckpointError, match="no checkpoint at .*missing.safetensors"):
         sc.load_model(tmp_path / "missing.safetensors")
 
 

@@ -13,6 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers_data import CLASS_NAMES, make_image_folder
+from helpers_training import (
+    assert_same_weights,
+    final_weights,
+    start_and_wait_for,
+    tiny_config,
+    train_cli,
+    without_timing,
+)
 
 from scratchcnn.losses import CrossEntropyLoss
 from scratchcnn.serialization import load_arrays, load_model
@@ -24,38 +32,6 @@ REAL_CIFAR = Path(__file__).resolve().parents[1].parent / "shared/datasets/cifar
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory) -> Path:
     return make_image_folder(tmp_path_factory.mktemp("images"))
-
-
-def tiny_config(data: Path, run_dir: Path, **overrides) -> TrainConfig:
-    values = dict(
-        data=str(data),
-        cache_dir=str(run_dir / "cache"),
-        val_size=30,
-        epochs=3,
-        batch_size=16,
-        lr=0.02,
-        run_dir=str(run_dir),
-        name="run",
-        progress=False,
-    )
-    values.update(overrides)
-    return TrainConfig(**values)
-
-
-def without_timing(history: list[dict]) -> list[dict]:
-    timing = {"epoch_seconds", "images_per_second"}
-    return [{k: v for k, v in record.items() if k not in timing} for record in history]
-
-
-def final_weights(run_dir: Path) -> dict[str, np.ndarray]:
-    arrays, _ = load_arrays(run_dir / "last.safetensors")
-    return {k: v for k, v in arrays.items() if k.startswith(("model.", "optim."))}
-
-
-def assert_same_weights(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
-    assert a.keys() == b.keys()
-    for name in a:
-        assert np.array_equal(a[name], b[name]), name
 
 
 # --- basic -----------------------------------------------------------------------------------
@@ -118,7 +94,8 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_data, tmp_path, monk
         return float("nan") if calls["n"] > steps_per_epoch + 2 else loss
 
     monkeypatch.setattr(CrossEntropyLoss, "forward", poisoned)
-    with pytest.raises(TrainingDiverged, match="lower learning rate"):
+    kept = r"kept its last good checkpoint, .*last\.safetensors \(end of epoch 1\)"
+    with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 2, batch 3 .*" + kept):
         train(config)
     _, meta = load_arrays(tmp_path / "run/last.safetensors")
     assert meta["epoch"] == 1  # the checkpoint from before the divergence is intact
@@ -144,6 +121,66 @@ def test_bad_settings_are_rejected_with_the_value():
         resolve_config("fast")
 
 
+def test_optimizer_options_default_per_optimizer():
+    """The default recipe's SGD momentum and Nesterov never reach Adam (issue: `train
+    --optimizer adam` failed with "nesterov applies only to sgd")."""
+    sgd = resolve_config("default")
+    assert (sgd.momentum, sgd.nesterov, sgd.betas, sgd.warmup_epochs) == (0.9, True, None, 1.0)
+    adam = resolve_config("default", None, {"optimizer": "adam"})
+    assert (adam.momentum, adam.nesterov, adam.betas) == (None, None, (0.9, 0.999))
+    rmsprop = resolve_config("seed", None, {"optimizer": "rmsprop"})
+    assert (rmsprop.momentum, rmsprop.nesterov) == (0.0, None)
+    step = resolve_config("default", None, {"schedule": "step"})
+    assert step.warmup_epochs == 0.0 and step.step_size is None
+    assert TrainConfig.from_dict(adam.to_dict()) == adam  # a saved config reads back the same
+
+
+def test_adam_trains_with_the_default_recipe(tiny_data, tmp_path):
+    # TrainConfig's defaults are the default recipe; only the optimizer and its lr change.
+    config = tiny_config(
+        tiny_data, tmp_path, epochs=1, optimizer="adam", lr=1e-3, betas=[0.8, 0.99]
+    )
+    assert train(config).status == "completed"
+    _, meta = load_arrays(tmp_path / "run" / "last.safetensors")
+    assert meta["optimizer"]["optimizer"] == "Adam" and meta["optimizer"]["betas"] == [0.8, 0.99]
+
+
+def test_step_schedule_takes_step_size_in_epochs_and_gamma(tiny_data, tmp_path):
+    config = tiny_config(tiny_data, tmp_path, schedule="step", step_size=1, gamma=0.5)
+    result = train(config)
+    # the lr each epoch ended with: halved once per epoch
+    assert [r["lr"] for r in result.history] == pytest.approx([0.02, 0.01, 0.005])
+
+
+def test_val_size_0_trains_on_every_image_and_keeps_the_last_epoch(tiny_data, tmp_path):
+    result = train(tiny_config(tiny_data, tmp_path, val_size=0, epochs=2))
+    assert result.best_epoch == 2
+    assert all("val_loss" not in r and "val_accuracy" not in r for r in result.history)
+    run = tmp_path / "run"
+    _, meta = load_arrays(run / "last.safetensors")
+    assert meta["train_size"] == 120  # all training images, none held out
+    assert load_model(run / "best.safetensors")[1]["epoch"] == 2
+    results = json.loads((run / "results.json").read_text())
+    assert results["val_accuracy"] is None and results["best_epoch"] == 2
+    assert 0 <= results["test_accuracy"] <= 1  # the test set, used once at the end
+    assert "val_loss" not in (run / "metrics.csv").read_text().splitlines()[0]
+
+
+def test_find_lr_runs_the_range_test_first_and_trains_with_its_suggestion(tiny_data, tmp_path):
+    config = tiny_config(tiny_data, tmp_path, epochs=1, find_lr=True, schedule="constant")
+    result = train(config)
+    run = tmp_path / "run"
+    record = json.loads((run / "lr_finder.json").read_text())
+    assert record["suggestion_rule"] and len(record["lrs"]) == len(record["losses"]) > 2
+    assert record["settings"]["optimizer"] == "sgd" and record["settings"]["batch_size"] == 16
+    suggested = record["suggested_lr"]
+    assert suggested != config.lr
+    assert result.history[0]["lr"] == pytest.approx(suggested)  # constant schedule: the lr used
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["find_lr"] is True
+    assert load_model(run / "best.safetensors")[1]["config"]["lr"] == pytest.approx(suggested)
+
+
 def test_recipe_file_and_flags_layer_in_order(tmp_path):
     toml = tmp_path / "run.toml"
     toml.write_text('epochs = 7\nlr = 0.1\noptimizer = "adam"\n')
@@ -162,29 +199,6 @@ def test_recipe_file_and_flags_layer_in_order(tmp_path):
 
 
 # --- exact resume ----------------------------------------------------------------------------
-def _train_cli(config: TrainConfig, *extra: str) -> list[str]:
-    args = [sys.executable, "-m", "scratchcnn", "train", "--no-progress"]
-    for key, value in config.to_dict().items():
-        if value is None or key == "progress":
-            continue
-        flag = "--" + key.replace("_", "-")
-        if isinstance(value, bool):
-            args.append(flag if value else "--no-" + key.replace("_", "-"))
-        else:
-            args += [flag, str(value)]
-    return args + list(extra)
-
-
-def _start_and_wait_for_checkpoint(args: list[str], run: Path) -> subprocess.Popen:
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
-    while not (run / "last.safetensors").exists():
-        assert process.poll() is None, process.stdout.read().decode()
-        assert time.monotonic() < deadline, "no checkpoint appeared"
-        time.sleep(0.005)
-    return process
-
-
 @pytest.fixture(scope="module")
 def resume_setup(tmp_path_factory):
     """A dataset big enough that an epoch takes a moment, and the uninterrupted reference run."""
@@ -199,7 +213,7 @@ def test_kill_9_then_resume_equals_uninterrupted(resume_setup):
     data, root, config, reference = resume_setup
     config.name = "killed"
     run = root / "killed"
-    process = _start_and_wait_for_checkpoint(_train_cli(config), run)
+    process = start_and_wait_for(train_cli(config), run / "last.safetensors")
     process.send_signal(signal.SIGKILL)
     process.wait()
     _, meta = load_arrays(run / "last.safetensors")
@@ -219,7 +233,7 @@ def test_ctrl_c_saves_mid_epoch_checkpoint_and_resume_is_exact(resume_setup):
     data, root, config, reference = resume_setup
     config.name = "interrupted"
     run = root / "interrupted"
-    process = _start_and_wait_for_checkpoint(_train_cli(config), run)
+    process = start_and_wait_for(train_cli(config), run / "last.safetensors")
     time.sleep(0.05)  # land inside the second epoch
     process.send_signal(signal.SIGINT)
     output = process.communicate(timeout=60)[0].decode()

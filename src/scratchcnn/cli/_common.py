@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -24,3 +25,89 @@ def fail(message: str, code: int = 1) -> int:
     """Print an error for the user (no traceback) and return an exit code."""
     print(f"scratchcnn: error: {message}", file=sys.stderr)
     return code
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (``--batch-size 0`` is a usage error, exit status 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def normalization(text: str) -> str | tuple[list[float], list[float]]:
+    """argparse type for ``--normalization``: ``none``, ``fit`` or ``MEAN/STD`` (each one number,
+    or one per channel, comma-separated)."""
+    if text.lower() in ("none", "fit"):
+        return text.lower()
+    try:
+        mean_text, std_text = text.split("/")
+        mean = [float(v) for v in mean_text.split(",")]
+        std = [float(v) for v in std_text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected none, fit or MEAN/STD such as 0.49,0.48,0.45/0.25,0.24,0.26, got {text!r}"
+        ) from None
+    if len(mean) != len(std) or not all(s > 0 for s in std):
+        raise argparse.ArgumentTypeError(
+            f"MEAN/STD needs as many means as stds and every std > 0, got {text!r}"
+        )
+    return mean, std
+
+
+def add_checkpoint_arguments(parser: argparse.ArgumentParser, image_size: bool = False) -> None:
+    """``--checkpoint`` and ``--normalization`` (and ``--image-size``) for commands that load
+    a model: the last two supply what a file saved without them does not record."""
+    parser.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help="model or checkpoint file (default: models/seed_cnn_cifar10.safetensors)",
+    )
+    parser.add_argument(
+        "--normalization",
+        type=normalization,
+        metavar="MEAN/STD",
+        help="per-channel normalisation for a model file that does not record it: MEAN/STD "
+        "(e.g. 0.49,0.48,0.45/0.25,0.24,0.26), or none (unnormalised [0, 1] pixels)",
+    )
+    if image_size:
+        parser.add_argument(
+            "--image-size",
+            type=positive_int,
+            nargs=2,
+            metavar=("H", "W"),
+            help="input size for a model file that does not record it",
+        )
+
+
+def load_for_command(args: argparse.Namespace, path: str | Path | None = None):
+    """Load ``path`` (default: ``--checkpoint``, else the committed model) with the one
+    checkpoint loader, filling in what the file lacks from ``--normalization`` and
+    ``--image-size``. Returns a :class:`scratchcnn.serialization.LoadedModel`."""
+    from scratchcnn.serialization import load_checkpoint
+
+    loaded = load_checkpoint(path or getattr(args, "checkpoint", None) or default_checkpoint())
+    given = getattr(args, "normalization", None)
+    size = getattr(args, "image_size", None)
+    channels = loaded.in_channels
+    normalizer = None
+    if given == "none" and channels is not None:
+        normalizer = {"mean": [0.0] * channels, "std": [1.0] * channels}
+    elif isinstance(given, tuple):
+        mean, std = given
+        if len(mean) == 1 and channels is not None:  # one number for every channel
+            mean, std = mean * channels, std * channels
+        normalizer = {"mean": mean, "std": std}
+    shape = None if size is None or channels is None else (size[0], size[1], channels)
+    return loaded.supplied(normalization=normalizer, image_shape=shape)
+
+
+def check_output(path: str | Path) -> Path:
+    """Fail now, naming ``path``, if a file cannot be written there (before any work)."""
+    from scratchcnn.serialization import check_writable
+
+    check_writable(path)
+    return Path(path)

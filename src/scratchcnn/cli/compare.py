@@ -21,21 +21,35 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description=HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--recipe", default="seed", help="starting settings (default: seed)")
+    from scratchcnn.cli._common import positive_int
+    from scratchcnn.training.config import RECIPES
+
+    parser.add_argument(
+        "--recipe",
+        default="seed",
+        choices=sorted(RECIPES),
+        help="starting settings, as for train (default: seed)",
+    )
     parser.add_argument("--data", metavar="SPEC", help="dataset name, archive, folder or .zip")
     parser.add_argument("--cache-dir", metavar="DIR", help="dataset cache folder")
-    parser.add_argument("--epochs", type=int, help="epochs to train (default: the recipe's)")
-    parser.add_argument("--steps", type=int, help="stop after this many optimizer steps")
-    parser.add_argument("--train-subset", type=int, help="use only this many training images")
+    parser.add_argument(
+        "--epochs", type=positive_int, help="epochs to train (default: the recipe's)"
+    )
+    parser.add_argument("--steps", type=positive_int, help="stop after this many optimizer steps")
+    parser.add_argument(
+        "--train-subset", type=positive_int, help="use only this many training images"
+    )
     parser.add_argument("--val-size", type=int, help="validation images split off training")
-    parser.add_argument("--batch-size", type=int, help="batch size")
+    parser.add_argument("--batch-size", type=positive_int, help="batch size")
     parser.add_argument("--lr", type=float, help="learning rate")
     parser.add_argument("--momentum", type=float, help="SGD momentum")
     parser.add_argument("--weight-decay", type=float, help="L2 weight decay")
     parser.add_argument("--seed", type=int, help="seed of the split, initial weights and order")
     parser.add_argument("--dtype", choices=("float32", "float64"), help="both frameworks' dtype")
     parser.add_argument(
-        "--torch-threads", type=int, help="torch intra-op threads (default: torch's own choice)"
+        "--torch-threads",
+        type=positive_int,
+        help="torch intra-op threads (default: torch's own choice)",
     )
     parser.add_argument("--out", default="compare", metavar="DIR", help="output folder")
     parser.add_argument("--prefix", default="compare", help="output file name stem")
@@ -43,8 +57,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from scratchcnn.cli._common import fail
-    from scratchcnn.data import DataError
+    from pathlib import Path
+
+    from scratchcnn.cli._common import check_output, fail
     from scratchcnn.training import resolve_config
 
     try:
@@ -54,20 +69,17 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as err:
         return fail(f"{err}; scratchcnn compare needs PyTorch: pip install 'scratchcnn[torch]'")
 
-    names = ("data", "cache_dir", "train_subset", "val_size", "batch_size", "lr")
+    names = ("data", "cache_dir", "train_subset", "val_size", "batch_size", "lr", "epochs")
     names += ("momentum", "weight_decay", "seed", "dtype")
     overrides = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     overrides.update(flip=False, crop_padding=0, progress=False)
-    if overrides.get("momentum") == 0.0:
-        overrides["nesterov"] = False
+    config = resolve_config(args.recipe, None, overrides)  # checked before any work
+    for suffix in ("png", "md", "json"):
+        check_output(Path(args.out) / f"{args.prefix}.{suffix}")
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
-    try:
-        config = resolve_config(args.recipe, None, overrides)
-        result = compare_frameworks(config, steps=args.steps, epochs=args.epochs)
-        paths = write_report(result, args.out, args.prefix)
-    except (DataError, FileNotFoundError, ValueError) as err:
-        return fail(str(err))
+    result = compare_frameworks(config, steps=args.steps)
+    paths = write_report(result, args.out, args.prefix)
     print(markdown_table(result))
     for kind, path in paths.items():
         print(f"{kind}: {path}")

@@ -1,4 +1,4 @@
-"""``scratchcnn evaluate``: test accuracy, per-class accuracy and loss of a saved model."""
+"""``scratchcnn evaluate``: accuracy, top-k, precision/recall/F1 and loss of a saved model."""
 
 from __future__ import annotations
 
@@ -6,21 +6,21 @@ import argparse
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
+    from scratchcnn.cli._common import add_checkpoint_arguments, positive_int
+
     parser = subparsers.add_parser(
         "evaluate",
-        help="test accuracy, per-class accuracy and loss of a saved model",
-        description="Evaluate a saved model (or training checkpoint) on a test set.",
+        help="test accuracy, top-k, per-class precision/recall/F1 and loss of a saved model",
+        description="Evaluate a saved model (or training checkpoint) on a test set: accuracy, "
+        "top-k accuracy, loss, macro precision/recall/F1, and per class accuracy (= recall), "
+        "precision, F1 and support.",
     )
-    parser.add_argument(
-        "--checkpoint",
-        metavar="PATH",
-        help="model or checkpoint file (default: models/seed_cnn_cifar10.safetensors)",
-    )
+    add_checkpoint_arguments(parser)
     parser.add_argument(
         "--data",
         metavar="SPEC",
         help="dataset name, official archive, image folder or .zip (default: the data the model "
-        "was trained on)",
+        "was trained on, found from any working folder)",
     )
     parser.add_argument(
         "--cache-dir",
@@ -28,7 +28,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="dataset cache (default: $SCRATCHCNN_DATA or ~/.cache/scratchcnn)",
     )
     parser.add_argument(
-        "--batch-size", type=int, default=500, help="evaluation batch size (default: 500)"
+        "--batch-size", type=positive_int, default=500, help="evaluation batch size (default: 500)"
+    )
+    parser.add_argument(
+        "--top-k", type=positive_int, default=5, metavar="K", help="top-k accuracy (default: 5)"
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     return parser
@@ -37,52 +40,103 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    import numpy as np
-
-    from scratchcnn.cli._common import default_checkpoint, fail
-    from scratchcnn.data import DataError, Normalizer, load_dataset
-    from scratchcnn.serialization import load_model
+    from scratchcnn.analysis import metrics
+    from scratchcnn.cli._common import load_for_command
+    from scratchcnn.data import Normalizer, load_dataset
+    from scratchcnn.errors import DataError
     from scratchcnn.training import evaluate
 
-    path = args.checkpoint or default_checkpoint()
-    try:
-        model, meta = load_model(path)
-        spec = args.data or meta.get("config", {}).get("data", "cifar10")
-        dataset = load_dataset(spec, cache_dir=args.cache_dir)
-    except (DataError, FileNotFoundError, ValueError) as err:
-        return fail(str(err))
-    class_names = meta.get("class_names", dataset.class_names)
-    if list(dataset.class_names) != list(class_names):
-        return fail(
-            f"the data's classes {dataset.class_names} differ from the model's {class_names}"
-        )
-    normalizer = Normalizer.from_dict(meta["normalization"])
-    dtype = np.dtype(meta.get("dtype", "float32")).type
-    result = evaluate(
-        model, dataset.test_images, dataset.test_labels, normalizer, args.batch_size, dtype
+    loaded = load_for_command(args)
+    spec = args.data or loaded.data()
+    config = loaded.metadata.get("config") or {}
+    size = config.get("image_size")
+    dataset = load_dataset(
+        spec, cache_dir=args.cache_dir, image_size=None if size is None else (size, size)
     )
-    per_class = result.per_class_accuracy(len(class_names))
+    class_names = list(dataset.class_names)
+    recorded = loaded.metadata.get("class_names")
+    if recorded is not None and recorded != class_names:
+        raise DataError(f"the data's classes {class_names} differ from the model's {recorded}")
+    _check_image_shape(loaded, dataset.image_shape, spec)
+    if args.normalization == "fit":
+        loaded = loaded.supplied(normalization=Normalizer.fit(dataset.train_images))
+    result = evaluate(
+        loaded.model,
+        dataset.test_images,
+        dataset.test_labels,
+        loaded.normalizer,
+        args.batch_size,
+        loaded.dtype.type,
+    )
+    num_classes = len(class_names)
+    scores = metrics.classification_scores(result.labels, result.predictions, num_classes)
+    macro = scores.average("macro")
+    k = min(args.top_k, num_classes)
+    top_k = metrics.top_k_accuracy(result.labels, result.probabilities, k)
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "checkpoint": str(path),
-                    "data": spec,
-                    "images": len(result.labels),
-                    "test_accuracy": result.accuracy,
-                    "test_loss": result.loss,
-                    "per_class_accuracy": dict(zip(class_names, per_class.tolist(), strict=True)),
-                },
-                indent=2,
-            )
-        )
+        per_class = {
+            name: {
+                "accuracy": float(scores.recall[i]),
+                "precision": float(scores.precision[i]),
+                "recall": float(scores.recall[i]),
+                "f1": float(scores.f1[i]),
+                "support": int(scores.support[i]),
+            }
+            for i, name in enumerate(class_names)
+        }
+        report = {
+            "checkpoint": str(loaded.path),
+            "data": str(spec),
+            "images": len(result.labels),
+            "test_accuracy": result.accuracy,
+            "test_loss": result.loss,
+            "top_k": k,
+            "top_k_accuracy": top_k,
+            "macro_precision": macro["precision"],
+            "macro_recall": macro["recall"],
+            "macro_f1": macro["f1"],
+            "per_class_accuracy": {name: v["accuracy"] for name, v in per_class.items()},
+            "per_class": per_class,
+        }
+        print(json.dumps(report, indent=2))
         return 0
-    print(f"checkpoint: {path}")
+    print(f"checkpoint: {loaded.path}")
     print(f"data: {spec} ({len(result.labels):,} test images)")
-    print(f"test accuracy: {result.accuracy:.4f}")
-    print(f"test loss:     {result.loss:.4f}")
-    print("per-class accuracy:")
-    width = max(len(name) for name in class_names)
-    for name, acc in zip(class_names, per_class, strict=True):
-        print(f"  {name:<{width}}  {acc:.4f}")
+    for label, value in (
+        ("test accuracy", result.accuracy),
+        (f"top-{k} accuracy", top_k),
+        ("test loss", result.loss),
+    ):
+        print(f"{label + ':':<17} {value:.4f}")
+    print(
+        f"macro precision {macro['precision']:.4f}, recall {macro['recall']:.4f}, "
+        f"F1 {macro['f1']:.4f}"
+    )
+    width = max(len("class"), *(len(name) for name in class_names))
+    print("per class:")
+    print(f"  {'class':<{width}}  accuracy  precision      F1  support")
+    for i, name in enumerate(class_names):
+        print(
+            f"  {name:<{width}}  {scores.recall[i]:8.4f}  {scores.precision[i]:9.4f}  "
+            f"{scores.f1[i]:6.4f}  {int(scores.support[i]):7d}"
+        )
     return 0
+
+
+def _check_image_shape(loaded, shape: tuple[int, int, int], spec: str) -> None:
+    """The data's images must be what the model takes: say so before evaluating anything."""
+    from scratchcnn.errors import DataError
+
+    height, width, channels = shape
+    recorded = loaded.metadata.get("image_shape")
+    if recorded is not None and list(shape) != list(recorded):
+        raise DataError(
+            f"{spec} has {height}x{width}x{channels} images (height x width x channels) but "
+            f"{loaded.path} takes {recorded[0]}x{recorded[1]}x{recorded[2]}"
+        )
+    try:
+        loaded.model.output_shape((1, channels, height, width))
+    except Exception as err:  # noqa: BLE001 - any shape failure means the data does not fit
+        raise DataError(
+            f"{spec} has {height}x{width}x{channels} images, which {loaded.path} cannot take: {err}"
+        ) from err

@@ -11,23 +11,21 @@ NCHW float input named 'input' (or [0, 1] pixels with --include-normalization) a
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
+    from scratchcnn.cli._common import add_checkpoint_arguments, positive_int
+
     parser = subparsers.add_parser(
         "export",
         help="write a saved model as an ONNX graph",
         description=HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--checkpoint",
-        metavar="PATH",
-        help="model or checkpoint file (default: models/seed_cnn_cifar10.safetensors)",
-    )
+    add_checkpoint_arguments(parser)
     parser.add_argument("--onnx", metavar="PATH", required=True, help="the .onnx file to write")
     parser.add_argument(
         "--input-shape",
-        type=int,
-        nargs="+",
-        metavar="DIM",
+        type=positive_int,
+        nargs=3,
+        metavar=("C", "H", "W"),
         help="input shape without the batch axis, e.g. 3 32 32 (default: from the checkpoint)",
     )
     parser.add_argument("--softmax", action="store_true", help="output probabilities")
@@ -41,29 +39,32 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from scratchcnn.cli._common import default_checkpoint, fail
+    from scratchcnn.cli._common import check_output, fail, load_for_command
+    from scratchcnn.errors import CheckpointError
 
     try:
-        from scratchcnn.interop.onnx_export import export_checkpoint
-    except ImportError as err:  # pragma: no cover - onnx is an optional extra
-        return fail(f"{err}; export needs the onnx package: pip install 'scratchcnn[onnx]'")
-    try:
         import onnx  # noqa: F401
+
+        from scratchcnn.interop.onnx_export import export_onnx
     except ImportError:
         return fail("export needs the onnx package: pip install 'scratchcnn[onnx]'")
 
-    checkpoint = args.checkpoint or default_checkpoint()
-    shape = tuple(args.input_shape) if args.input_shape else None
-    try:
-        path = export_checkpoint(
-            checkpoint,
-            args.onnx,
-            input_shape=shape,
-            softmax=args.softmax,
-            include_normalization=args.include_normalization,
-            opset=args.opset,
+    out = check_output(args.onnx)
+    loaded = load_for_command(args)
+    if args.input_shape:
+        channels, height, width = args.input_shape
+        loaded = loaded.supplied(image_shape=(height, width, channels))  # checked against it
+    elif "image_shape" not in loaded.known_fields():
+        raise CheckpointError(
+            f"{loaded.path} does not record its input shape; give it with --input-shape C H W "
+            "(e.g. --input-shape 3 32 32)"
         )
-    except (FileNotFoundError, ValueError) as err:
-        return fail(str(err))
+    height, width, channels = loaded.image_shape
+    known = loaded.known_fields()
+    metadata = {key: known[key] for key in ("class_names", "normalization") if key in known}
+    normalizer = loaded.normalizer if args.include_normalization else None
+    path = export_onnx(
+        loaded.model, out, (channels, height, width), args.softmax, normalizer, metadata, args.opset
+    )
     print(f"wrote {path} (opset {args.opset}, checked with onnx.checker)")
     return 0

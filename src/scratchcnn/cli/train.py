@@ -12,9 +12,14 @@ import typing
 HELP = """Train a model (by default the seed CNN on CIFAR-10 with the recommended recipe).
 
 Settings come from, in increasing priority: the recipe (--recipe), a TOML file (--config),
-then individual flags. The run folder (--run-dir/--name) receives config.json, metrics.jsonl,
-metrics.csv, last.safetensors (resumable), best.safetensors and results.json.
-Ctrl-C saves a resumable checkpoint; resume with --resume RUN_FOLDER."""
+then individual flags. Options of one optimizer or schedule (--momentum, --nesterov, --betas,
+--warmup-epochs, --step-size, --gamma) default to that optimizer's or schedule's usual value
+and are refused for the others. The run folder (--run-dir/--name) receives config.json,
+metrics.jsonl, metrics.csv, grad_norms.jsonl, last.safetensors (resumable), best.safetensors and
+results.json. --val-size 0 trains on every training image (the last epoch's model is kept).
+--find-lr runs the learning-rate range test first and trains with its suggestion.
+Ctrl-C saves a resumable checkpoint; resume with --resume RUN_FOLDER. A run that fails before
+its first checkpoint removes its run folder."""
 
 
 def _field_help() -> dict[str, str]:
@@ -59,51 +64,55 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     for field in dataclasses.fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
         kind = hints[field.name]
-        help_text = f"{helps.get(field.name, '')} (default: {field.default})".replace("%", "%%")
-        if kind is bool:
+        help_text = helps.get(field.name, "")
+        if field.default is not None:  # a None default's comment says what none means
+            help_text += f" (default: {field.default})"
+        help_text = help_text.replace("%", "%%")
+        optional = isinstance(kind, types.UnionType) and type(None) in typing.get_args(kind)
+        base = next(a for a in typing.get_args(kind) if a is not type(None)) if optional else kind
+        if base is bool:
             group.add_argument(
                 flag,
                 action=argparse.BooleanOptionalAction,
                 default=argparse.SUPPRESS,
                 help=help_text,
             )
-            continue
-        optional = isinstance(kind, types.UnionType) and type(None) in typing.get_args(kind)
-        base = next(a for a in typing.get_args(kind) if a is not type(None)) if optional else kind
-        parse = _parse_optional(base) if optional else base
-        group.add_argument(
-            flag,
-            type=parse,
-            default=argparse.SUPPRESS,
-            metavar=base.__name__.upper(),
-            help=help_text,
-        )
+        elif typing.get_origin(base) is tuple:  # betas: two numbers
+            items = typing.get_args(base)
+            group.add_argument(
+                flag,
+                type=items[0],
+                nargs=len(items),
+                default=argparse.SUPPRESS,
+                metavar=items[0].__name__.upper(),
+                help=help_text,
+            )
+        else:
+            group.add_argument(
+                flag,
+                type=_parse_optional(base) if optional else base,
+                default=argparse.SUPPRESS,
+                metavar=base.__name__.upper(),
+                help=help_text,
+            )
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     from scratchcnn.cli._common import fail
-    from scratchcnn.data import DataError
-    from scratchcnn.training import TrainingDiverged, load_toml, resolve_config, train
+    from scratchcnn.training import load_toml, resolve_config, train
     from scratchcnn.training.config import TrainConfig
 
     field_names = {f.name for f in dataclasses.fields(TrainConfig)}
     overrides = {k: v for k, v in vars(args).items() if k in field_names}
-    try:
-        if args.resume:
-            if overrides or args.config:
-                return fail(
-                    "--resume continues a run with its saved settings; drop the other flags"
-                )
-            result = train(None, resume=args.resume)
-        else:
-            file_values = load_toml(args.config) if args.config else None
-            config = resolve_config(args.recipe, file_values, overrides)
-            result = train(config)
-    except TrainingDiverged as err:
-        return fail(str(err))
-    except (DataError, FileNotFoundError, FileExistsError, ValueError) as err:
-        return fail(str(err))
+    if args.resume:
+        if overrides or args.config:
+            return fail("--resume continues a run with its saved settings; drop the other flags")
+        result = train(None, resume=args.resume)
+    else:
+        file_values = load_toml(args.config) if args.config else None
+        config = resolve_config(args.recipe, file_values, overrides)
+        result = train(config)
     if result.status == "interrupted":
         print(f"interrupted; resume with: scratchcnn train --resume {result.run_dir}")
         return 130

@@ -28,6 +28,8 @@ _NEEDS_PROBS = {"confusion", "calibration", "roc", "misclassified"}
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
+    from scratchcnn.cli._common import positive_int
+
     listing = "\n".join(f"  {name:<16} {text}" for name, text in PICTURES.items())
     parser = subparsers.add_parser(
         "visualize",
@@ -59,53 +61,43 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--class", dest="class_name", metavar="NAME", help="class to explain (default: predicted)"
     )
     parser.add_argument(
-        "--max-images", type=int, metavar="N", help="use a random subset of N test images"
+        "--max-images", type=positive_int, metavar="N", help="use a random subset of N test images"
     )
     parser.add_argument(
-        "--steps", type=int, default=100, help="lr-finder: training steps (default: 100)"
+        "--steps",
+        type=positive_int,
+        default=100,
+        help="lr-finder: training steps (default: 100); a result cached in RUN/lr_finder.json "
+        "is reused only if it was made with the same settings",
     )
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    from scratchcnn.cli._common import fail
-    from scratchcnn.data import DataError
-
-    try:
-        path = _draw(args)
-    except ImportError as err:
-        return fail(f"{err} (pictures need matplotlib: pip install 'scratchcnn[viz]')")
-    except (DataError, FileNotFoundError, ValueError) as err:
-        return fail(str(err))
+    path = _draw(args)
     print(f"wrote {path}")
     return 0
 
 
 def _draw(args: argparse.Namespace):
-    from pathlib import Path
 
     import numpy as np
 
     from scratchcnn import viz
     from scratchcnn.analysis import interpret, metrics
-    from scratchcnn.cli._common import default_checkpoint
+    from scratchcnn.cli._common import check_output, load_for_command
     from scratchcnn.losses import softmax
-    from scratchcnn.report import load_checkpoint, load_test_images, run_checkpoint
+    from scratchcnn.report import load_test_images, run_checkpoint
 
     what = args.what
-    out = Path(args.out or f"{what}.png")
+    out = check_output(args.out or f"{what}.png")
     if what == "curves":
         return _done(viz.plot_training_curves(_run_dir(args), path=out), out)
     if what == "gradient-flow":
         return _done(viz.plot_gradient_flow(_run_dir(args), path=out), out)
-    if what == "lr-finder" and args.run and (Path(args.run) / "lr_finder.json").is_file():
-        import json
 
-        result = json.loads((Path(args.run) / "lr_finder.json").read_text())
-        return _done(viz.plot_lr_finder(result, path=out), out)
-
-    checkpoint = args.checkpoint or (run_checkpoint(args.run) if args.run else default_checkpoint())
-    loaded = load_checkpoint(checkpoint)
+    checkpoint = args.checkpoint or (run_checkpoint(args.run) if args.run else None)
+    loaded = load_for_command(args, checkpoint)
     model, names = loaded.model, loaded.class_names
     if what == "filters":
         return _done(viz.plot_filters(model, path=out), out)
@@ -137,7 +129,8 @@ def _draw(args: argparse.Namespace):
             label = "saliency"
         return _done(viz.plot_heatmaps(image[None], {label: heat}, [title], path=out), out)
 
-    images, labels, _ = load_test_images(loaded, args.data, args.cache_dir, args.max_images)
+    data = args.data or loaded.data()
+    images, labels, _ = load_test_images(loaded, data, args.cache_dir, args.max_images)
     if what == "samples":
         return _done(viz.plot_samples(images, labels, names, path=out), out)
     if what == "top-activations":
@@ -187,19 +180,15 @@ def _class_index(name: str | None, names: list[str]) -> int | None:
 
 def _one_image(args: argparse.Namespace, loaded):
     """The ``--image`` file resized to the model's input, or test image ``--index``."""
-    import numpy as np
-
+    from scratchcnn.data import read_image_file
     from scratchcnn.report import load_test_images
 
     height, width, channels = loaded.image_shape
     if args.image:
-        from PIL import Image
-
-        with Image.open(args.image) as picture:
-            picture = picture.convert("RGB" if channels == 3 else "L").resize((width, height))
-            image = np.asarray(picture, dtype=np.uint8).reshape(height, width, channels)
+        image, _ = read_image_file(args.image, (height, width), channels)
         return image, args.image
-    images, labels, _ = load_test_images(loaded, args.data, args.cache_dir)
+    data = args.data or loaded.data()
+    images, labels, _ = load_test_images(loaded, data, args.cache_dir)
     if not 0 <= args.index < len(labels):
         raise ValueError(f"--index must be in [0, {len(labels)}), got {args.index}")
     name = loaded.class_names[labels[args.index]]
@@ -207,7 +196,10 @@ def _one_image(args: argparse.Namespace, loaded):
 
 
 def _lr_finder(args: argparse.Namespace, loaded, out):
-    """Run the range test on fresh weights of the checkpoint's architecture (training images)."""
+    """The range test on fresh weights of the checkpoint's architecture, set up as its run was
+    (optimizer, batch size, augmentation, data split). With ``--run``, the result is cached in
+    ``RUN/lr_finder.json`` together with its settings, and reused only for equal settings."""
+    import dataclasses
     import json
     from pathlib import Path
 
@@ -215,37 +207,39 @@ def _lr_finder(args: argparse.Namespace, loaded, out):
 
     from scratchcnn import viz
     from scratchcnn.data import load_dataset
-    from scratchcnn.losses import CrossEntropyLoss
     from scratchcnn.models import build_model
-    from scratchcnn.optim import SGD, lr_range_test
+    from scratchcnn.serialization import atomic_write_text
+    from scratchcnn.training import TrainConfig, find_lr, prepare_data
+    from scratchcnn.training.trainer import LR_FINDER, lr_finder_record, lr_finder_settings
 
-    config = loaded.metadata.get("config", {})
-    spec = args.data or config.get("data", "cifar10")
-    dataset = load_dataset(
-        spec, cache_dir=args.cache_dir or config.get("cache_dir"), progress=False
+    saved = loaded.metadata.get("config")
+    config = TrainConfig.from_dict(saved) if saved else TrainConfig()
+    config = dataclasses.replace(
+        config,
+        data=args.data or loaded.data(),
+        cache_dir=args.cache_dir or config.cache_dir,
+        progress=False,
     )
-    model = build_model(loaded.metadata["architecture"], rng=np.random.default_rng(0),
-                        dtype=loaded.dtype.type)  # fmt: skip
-    optimizer = SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    loss_fn = CrossEntropyLoss()
-    rng = np.random.default_rng(1)
-    batch = min(64, len(dataset.train_labels))
-
-    def step() -> float:
-        chosen = rng.choice(len(dataset.train_labels), batch, replace=False)
-        x = loaded.prepare(dataset.train_images[chosen])
-        loss = loss_fn.forward(model.forward(x, training=True), dataset.train_labels[chosen])
-        model.backward(loss_fn.backward())
-        return loss
-
-    result = lr_range_test(step, optimizer, start_lr=1e-5, end_lr=10.0, num_steps=args.steps)
-    record = {
-        "lrs": result.lrs.tolist(),
-        "losses": result.losses.tolist(),
-        "smoothed": result.smoothed.tolist(),
-        "suggested_lr": result.suggested_lr,
-    }
-    if args.run:  # the report picks it up from there
-        (Path(args.run) / "lr_finder.json").write_text(json.dumps(record) + "\n")
+    available = len(
+        load_dataset(config.data, cache_dir=config.cache_dir, progress=False).train_labels
+    )
+    if config.val_size >= available:  # a partial config.json: test on every training image
+        config = dataclasses.replace(config, val_size=0, early_stopping=None, monitor=None)
+    data = prepare_data(config)
+    settings = lr_finder_settings(
+        config, data, loaded.metadata["architecture"], num_steps=args.steps
+    )
+    cache = Path(args.run) / LR_FINDER if args.run else None
+    if cache is not None and cache.is_file():
+        record = json.loads(cache.read_text())
+        if record.get("settings") == settings:
+            return _done(viz.plot_lr_finder(record, path=out), out)
+    model = build_model(
+        loaded.metadata["architecture"], rng=np.random.default_rng([config.seed, 0]),
+        dtype=loaded.dtype.type,
+    )  # fmt: skip
+    result = find_lr(config, data, model=model, num_steps=args.steps)
+    if cache is not None:  # the report picks it up from there
+        atomic_write_text(cache, json.dumps(lr_finder_record(result, settings)) + "\n")
     viz.plot_lr_finder(result, path=out)
     return out

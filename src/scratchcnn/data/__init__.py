@@ -16,8 +16,15 @@ from .dataset import (
 )
 from .download import download_url
 from .fashion_mnist import read_fashion_mnist, read_idx
-from .folders import read_image_folder
-from .load import DATASET_NAMES, load_cifar10, load_dataset, load_fashion_mnist, load_svhn
+from .folders import read_image_file, read_image_folder
+from .load import (
+    DATASET_NAMES,
+    is_dataset_name,
+    load_cifar10,
+    load_dataset,
+    load_fashion_mnist,
+    load_svhn,
+)
 from .loader import BatchIterator
 from .preprocess import Normalizer, split_train_val, to_float_nchw
 from .svhn import read_svhn, read_svhn_mat
@@ -32,6 +39,7 @@ __all__ = [
     "Normalizer",
     "default_cache_dir",
     "download_url",
+    "is_dataset_name",
     "load_cifar10",
     "load_dataset",
     "load_fashion_mnist",
@@ -42,6 +50,7 @@ __all__ = [
     "read_cifar10_python",
     "read_fashion_mnist",
     "read_idx",
+    "read_image_file",
     "read_image_folder",
     "read_svhn",
     "read_svhn_mat",

@@ -210,8 +210,8 @@ def _binary_from_members(members: dict[str, bytes], archive: Path) -> Dataset:
 def _parse_python_batch(data: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         batch = restricted_loads(data)
-    except pickle.UnpicklingError:
-        raise
+    except pickle.UnpicklingError as error:
+        raise pickle.UnpicklingError(f"{where}: {error}") from error
     except Exception as error:
         raise DataError(f"{where}: not a readable CIFAR-10 pickle: {error}") from error
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
@@ -251,7 +251,10 @@ def read_cifar10_python(
 
 def _python_from_members(members: dict[str, bytes], archive: Path) -> Dataset:
     _require(members, _PYTHON_NAMES, archive)
-    meta = restricted_loads(members["batches.meta"])
+    try:
+        meta = restricted_loads(members["batches.meta"])
+    except pickle.UnpicklingError as error:
+        raise pickle.UnpicklingError(f"{archive}:batches.meta: {error}") from error
     if not isinstance(meta, dict) or b"label_names" not in meta:
         raise DataError(f"{archive}: batches.meta must be a dict with key b'label_names'")
     class_names = [

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from scratchcnn.errors import DataError
+
 __all__ = [
     "ChecksumError",
     "DataError",
@@ -32,10 +34,6 @@ __all__ = [
 # Bumped whenever the cache layout changes, so an old cache is rebuilt instead of misread.
 CACHE_FORMAT_VERSION = 1
 _ARRAY_NAMES = ("train_images", "train_labels", "test_images", "test_labels")
-
-
-class DataError(Exception):
-    """A dataset file is missing, malformed, truncated or of an unexpected layout."""
 
 
 class ChecksumError(DataError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 import zipfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
@@ -20,7 +21,7 @@ from tqdm import tqdm
 
 from .dataset import DataError, Dataset
 
-__all__ = ["IMAGE_EXTENSIONS", "read_image_folder"]
+__all__ = ["IMAGE_EXTENSIONS", "read_image_file", "read_image_folder"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 _SPLITS = ("train", "test")
@@ -160,3 +161,37 @@ def _decode_all(
         train_images = np.ascontiguousarray(train_images[..., :1])
         test_images = np.ascontiguousarray(test_images[..., :1])
     return Dataset(train_images, train_labels, test_images, test_labels, class_names, name)
+
+
+def read_image_file(
+    path: str | os.PathLike[str], size: tuple[int, int], channels: int
+) -> tuple[np.ndarray, tuple[int, int] | None]:
+    """Decode one image file as a model's input, resized (bilinear) to ``size`` if needed.
+
+    Returns the pixels and, if it was resized, the original ``(width, height)``. Pillow's
+    decompression-bomb warning is an error here: a file that claims billions of pixels is
+    refused instead of filling memory.
+
+    Shape: returns ``(height, width, channels)`` uint8, ``channels`` 1 (grey) or 3 (RGB).
+
+    Raises:
+        DataError: the file is missing, not an image, truncated, or a decompression bomb.
+    """
+    height, width = size
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image = image.convert("RGB" if channels == 3 else "L")
+                original = None
+                if image.size != (width, height):
+                    original = image.size
+                    image = image.resize((width, height), Image.Resampling.BILINEAR)
+                pixels = np.asarray(image, dtype=np.uint8).reshape(height, width, channels)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise DataError(
+            f"cannot read image {path}: refused as a decompression bomb: {error}"
+        ) from error
+    except (OSError, ValueError) as error:  # UnidentifiedImageError is an OSError
+        raise DataError(f"cannot read image {path}: {error}") from error
+    return pixels, original

@@ -37,6 +37,7 @@ from .svhn import SVHN_FILES, SVHN_URL, read_svhn
 
 __all__ = [
     "DATASET_NAMES",
+    "is_dataset_name",
     "load_cifar10",
     "load_dataset",
     "load_fashion_mnist",
@@ -60,6 +61,14 @@ _OFFICIAL_MD5 = {
     "cifar-10-python.tar.gz": CIFAR10_PYTHON_MD5,
 }
 _TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+
+
+def is_dataset_name(spec: str | os.PathLike[str]) -> bool:
+    """Whether ``spec`` names a dataset (``cifar10``, ``fashion-mnist``, ...) rather than a path.
+
+    A name that is also an existing path is a path, as :func:`load_dataset` reads it.
+    """
+    return str(spec).strip().lower() in _ALIASES and not Path(spec).exists()
 
 
 def load_dataset(
@@ -91,9 +100,8 @@ def load_dataset(
             and DownloadError (no network; the message names the URL and ``--data PATH``).
     """
     cache = default_cache_dir(cache_dir)
-    key = str(spec).strip().lower()
-    if key in _ALIASES and not Path(spec).exists():
-        name = _ALIASES[key]
+    if is_dataset_name(spec):
+        name = _ALIASES[str(spec).strip().lower()]
         if name == "cifar10":
             return load_cifar10(cache, download=download, progress=progress)
         if name == "fashion-mnist":

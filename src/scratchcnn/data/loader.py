@@ -63,11 +63,22 @@ class BatchIterator:
         return -(-self.num_samples // self.batch_size)  # ceiling division
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        return self.batches()
+
+    def batches(self, start: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """One epoch's batches from batch ``start`` on (``iter(loader)`` is ``start=0``).
+
+        The epoch's whole permutation is drawn first, so a trainer that restores ``rng`` to its
+        state at the start of an interrupted epoch and asks for ``start=k`` gets exactly the
+        batches that epoch had left.
+        """
+        if not 0 <= start <= len(self):
+            raise ValueError(f"BatchIterator: start must be in [0, {len(self)}], got {start}")
         if self.shuffle:
             assert self.rng is not None  # checked in __init__
             order = self.rng.permutation(self.num_samples)
         else:
             order = np.arange(self.num_samples)
-        for batch_index in range(len(self)):
+        for batch_index in range(start, len(self)):
             indices = order[batch_index * self.batch_size : (batch_index + 1) * self.batch_size]
             yield self.images[indices], self.labels[indices]

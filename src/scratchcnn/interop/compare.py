@@ -1,13 +1,14 @@
 """scratchcnn and PyTorch side by side: one architecture, one start, one batch order, two engines.
 
-:func:`compare_frameworks` builds the model in scratchcnn, copies its initial weights into a
+:func:`compare_frameworks` sets the run up as ``scratchcnn train`` does
+(:func:`scratchcnn.training.setup.build_run`), copies the model's initial weights into a
 hand-written PyTorch model (:func:`torch_seed_cnn`, or
 :func:`scratchcnn.interop.bridge.to_torch` for other architectures), and trains both with SGD on
-exactly the same batches in the same order: every batch is made once, by scratchcnn's
-:func:`~scratchcnn.training.trainer.make_batch` with augmentation off, and fed to both. Each
-step records both losses and batch accuracies; each epoch records both validation metrics and
-the seconds each framework spent training. :func:`write_report` turns the result into a figure,
-a markdown table and a JSON of the curves.
+exactly the same batches in the same order: every batch is made once, by
+:func:`scratchcnn.training.setup.make_batch` with augmentation off, and fed to both. Each step
+records both losses and batch accuracies; each epoch records both validation metrics and the
+seconds each framework spent training. :func:`write_report` turns the result into a figure
+(:func:`scratchcnn.viz.comparison.plot_comparison`), a markdown table and a JSON of the curves.
 
 In float64 the two loss curves agree to rounding. In float32 the same math summed in different
 orders agrees to 1e-7..1e-5 relative until a near-tie (a max-pool window, a ReLU input at zero)
@@ -18,12 +19,12 @@ dropout draws different masks in each framework, so its curves agree only statis
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib
 import importlib.util
 import inspect
 import io
 import json
-import math
 import time
 import tokenize
 from dataclasses import asdict, dataclass, field
@@ -32,14 +33,12 @@ from typing import Any
 
 import numpy as np
 
-from scratchcnn.data import transforms as T
+from scratchcnn.errors import ConfigError
 from scratchcnn.layers.base import Layer
 from scratchcnn.losses import CrossEntropyLoss
-from scratchcnn.models import MODELS
-from scratchcnn.optim import build_optimizer, build_schedule
 from scratchcnn.training.config import TrainConfig
 from scratchcnn.training.evaluate import evaluate
-from scratchcnn.training.trainer import TrainingData, make_batch, prepare_data
+from scratchcnn.training.setup import TrainingData, build_run, make_batch, prepare_data
 
 FRAMEWORKS = ("scratchcnn", "torch")
 
@@ -164,48 +163,35 @@ def compare_frameworks(
 ) -> ComparisonResult:
     """Train ``config.model`` in scratchcnn and in PyTorch in lockstep and record both.
 
-    ``epochs`` (default ``config.epochs``) bounds the run; ``steps`` stops it earlier, after that
-    many optimizer steps (validation then runs at the stopping point). Only SGD is compared
-    (momentum, Nesterov, weight decay, label smoothing and the lr schedule all carry over);
-    augmentation and mixing are off, so both frameworks see identical batches. ``log`` gets one
-    line per epoch (``None`` for silence).
+    The run is set up exactly as ``scratchcnn train`` sets it up
+    (:func:`scratchcnn.training.setup.build_run`: model, optimizer, schedule, loss, seeded
+    shuffling), with augmentation and mixing off so both frameworks see identical batches.
+    ``epochs`` (default ``config.epochs``) sets the run's length, schedule included; ``steps``
+    stops it earlier, after that many optimizer steps (validation then runs at the stopping
+    point). Only SGD is compared (momentum, Nesterov, weight decay, label smoothing and the lr
+    schedule all carry over). ``log`` gets one line per epoch (``None`` for silence).
     """
     import torch
 
-    if config.optimizer.lower() != "sgd":
-        raise ValueError(
+    if config.optimizer != "sgd":
+        raise ConfigError(
             f"compare_frameworks compares SGD only, got optimizer {config.optimizer!r}"
         )
+    if steps is not None and steps < 1:
+        raise ConfigError(f"steps must be >= 1, got {steps}")
+    if epochs is not None:
+        config = dataclasses.replace(config, epochs=epochs)
+    epochs = config.epochs
     data = data if data is not None else prepare_data(config)
     dtype = np.dtype(config.dtype)
-    epochs = epochs if epochs is not None else config.epochs
-    steps_per_epoch = math.ceil(len(data.train_labels) / config.batch_size)
-    total_steps = (
-        steps_per_epoch * epochs if steps is None else min(steps, steps_per_epoch * epochs)
-    )
-    if total_steps < 1:
-        raise ValueError(f"nothing to train: steps={steps}, epochs={epochs}")
+    run = build_run(config, data, augment=False)
+    model, optimizer, loss_fn, schedule = run.model, run.optimizer, run.loss_fn, run.schedule
+    steps_per_epoch = run.steps_per_epoch
+    total_steps = run.total_steps if steps is None else min(steps, run.total_steps)
 
     # One initial model, copied into torch: both start from the same weights.
-    height, _, channels = data.train_images.shape[1:]
-    model = MODELS[config.model](
-        num_classes=len(data.class_names),
-        in_channels=channels,
-        image_size=height,
-        rng=np.random.default_rng([config.seed, 0]),
-        dtype=dtype.type,
-    )
     model.train()
     module = _torch_model_for(config, model, data)
-
-    optimizer = build_optimizer(
-        "sgd",
-        model.parameters(),
-        lr=config.lr,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
-        nesterov=config.nesterov,
-    )
     torch_optimizer = torch.optim.SGD(
         module.parameters(),
         lr=config.lr,
@@ -213,17 +199,7 @@ def compare_frameworks(
         weight_decay=config.weight_decay,
         nesterov=config.nesterov,
     )
-    schedule = build_schedule(
-        config.schedule,
-        config.lr,
-        total_steps=steps_per_epoch * epochs,
-        warmup_steps=round(config.warmup_epochs * steps_per_epoch),
-    )
-    loss_fn = CrossEntropyLoss(config.label_smoothing)
     torch_loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    no_augmentation = T.Compose([])
-    shuffle_rng = np.random.default_rng([config.seed, 1])
-    unused_rng = np.random.default_rng([config.seed, 2])  # make_batch's; nothing random runs
 
     result = ComparisonResult(config=config.to_dict() | {"steps": steps, "epochs": epochs})
     result.environment = {
@@ -236,16 +212,12 @@ def compare_frameworks(
     }
     step = 0
     for epoch in range(epochs):
-        order = shuffle_rng.permutation(len(data.train_labels))
         sums = {fw: {"loss": 0.0, "correct": 0, "seconds": 0.0} for fw in FRAMEWORKS}
         seen = 0
-        for batch in range(steps_per_epoch):
+        for images, labels in run.loader:
             if step == total_steps:
                 break
-            indices = order[batch * config.batch_size : (batch + 1) * config.batch_size]
-            x, y = make_batch(
-                data, indices, no_augmentation, None, unused_rng, len(data.class_names), dtype
-            )
+            x, y = make_batch(images, labels, run, data.normalizer, len(data.class_names))
             lr = schedule(step)
 
             started = time.perf_counter()
@@ -264,9 +236,9 @@ def compare_frameworks(
             for fw, (value, hits) in zip(
                 FRAMEWORKS, [(loss, correct), (torch_loss, torch_correct)], strict=True
             ):
-                sums[fw]["loss"] += value * len(indices)
+                sums[fw]["loss"] += value * len(labels)
                 sums[fw]["correct"] += hits
-            seen += len(indices)
+            seen += len(labels)
             step += 1
             result.steps.append(
                 {
@@ -275,8 +247,8 @@ def compare_frameworks(
                     "lr": lr,
                     "scratchcnn_loss": loss,
                     "torch_loss": torch_loss,
-                    "scratchcnn_accuracy": correct / len(indices),
-                    "torch_accuracy": torch_correct / len(indices),
+                    "scratchcnn_accuracy": correct / len(labels),
+                    "torch_accuracy": torch_correct / len(labels),
                 }
             )
         record: dict[str, Any] = {"epoch": epoch + 1, "step": step, "images": seen}
@@ -478,80 +450,20 @@ def markdown_table(result: ComparisonResult) -> str:
     return "\n".join(rows + notes) + "\n"
 
 
-def plot_comparison(result: ComparisonResult, path: str | Path) -> Path:
-    """Save a side-by-side figure of both frameworks' learning curves (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    steps = np.array([s["step"] for s in result.steps])
-    epochs = np.array([r["epoch"] for r in result.epochs])
-    styles = {"scratchcnn": {"color": "tab:blue"}, "torch": {"color": "tab:orange", "ls": "--"}}
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8))
-    for fw in FRAMEWORKS:
-        axes[0, 0].plot(steps, [s[f"{fw}_loss"] for s in result.steps], label=fw, **styles[fw])
-        axes[1, 0].plot(steps, _smooth([s[f"{fw}_accuracy"] for s in result.steps]), **styles[fw])
-        for key, ax in [("train_loss", axes[0, 1]), ("val_loss", axes[0, 1])]:
-            marker = "o" if key == "val_loss" else "s"
-            ax.plot(epochs, [r[fw][key] for r in result.epochs], marker=marker, **styles[fw])
-        for key, ax in [("train_accuracy", axes[1, 1]), ("val_accuracy", axes[1, 1])]:
-            marker = "o" if key == "val_accuracy" else "s"
-            ax.plot(epochs, [r[fw][key] for r in result.epochs], marker=marker, **styles[fw])
-    ours, theirs = result.loss_curve("scratchcnn"), result.loss_curve("torch")
-    axes[0, 2].semilogy(steps, np.abs(ours - theirs) / np.abs(theirs) + 1e-12, color="tab:green")
-    seconds = {fw: [r[fw]["train_seconds"] for r in result.epochs] for fw in FRAMEWORKS}
-    width = 0.35
-    for offset, fw in zip((-width / 2, width / 2), FRAMEWORKS, strict=True):
-        axes[1, 2].bar(epochs + offset, seconds[fw], width, label=fw, color=styles[fw]["color"])
-    titles = [
-        ("training loss per step", "step", "loss"),
-        ("loss per epoch (squares: train, circles: validation)", "epoch", "loss"),
-        ("relative loss difference per step", "step", "|scratchcnn - torch| / torch"),
-        ("training accuracy per step (moving average of 20)", "step", "accuracy"),
-        ("accuracy per epoch (squares: train, circles: validation)", "epoch", "accuracy"),
-        ("training seconds per epoch", "epoch", "seconds"),
-    ]
-    for ax, (title, xlabel, ylabel) in zip(axes.flat, titles, strict=True):
-        if xlabel == "epoch":
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3)
-    axes[0, 0].legend()
-    axes[1, 2].legend()
-    fig.suptitle("scratchcnn vs PyTorch: same model, same initial weights, same batches")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-def _smooth(values: list[float], window: int = 20) -> np.ndarray:
-    values_array = np.asarray(values, dtype=np.float64)
-    cumulative = np.cumsum(np.insert(values_array, 0, 0.0))
-    counts = np.minimum(np.arange(1, len(values_array) + 1), window)
-    starts = np.arange(1, len(values_array) + 1) - counts
-    return (cumulative[1:] - cumulative[starts]) / counts
-
-
 def write_report(
     result: ComparisonResult, out_dir: str | Path, prefix: str = "compare"
 ) -> dict[str, Path]:
     """Write ``<prefix>.png`` (figure), ``<prefix>.md`` (table) and ``<prefix>.json`` (curves)."""
     from scratchcnn.serialization import atomic_write_text
+    from scratchcnn.viz.comparison import plot_comparison
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     paths = {
-        "figure": plot_comparison(result, out_dir / f"{prefix}.png"),
+        "figure": out_dir / f"{prefix}.png",
         "table": out_dir / f"{prefix}.md",
         "curves": out_dir / f"{prefix}.json",
     }
+    plot_comparison(result, path=paths["figure"])
     atomic_write_text(paths["table"], markdown_table(result))
     atomic_write_text(paths["curves"], json.dumps(result.to_dict(), indent=1) + "\n")
     return paths

@@ -2,7 +2,8 @@
 
 The test trains for a few steps while the learning rate grows exponentially from ``start_lr`` to
 ``end_lr``. The loss first barely moves (lr too small), then falls quickly, then blows up (lr
-too large). A good learning rate sits where the loss falls fastest.
+too large). A good learning rate sits where the loss falls fastest, before its minimum
+(:func:`suggest_lr`, the rule fastai and pytorch-lr-finder use).
 
 The test changes the model's weights and the optimizer's buffers. Restoring them afterwards is
 the caller's job: save the model's and optimizer's ``state_dict()`` before, load them after.
@@ -18,7 +19,7 @@ import numpy as np
 
 from scratchcnn.optim.optimizers import Optimizer
 
-__all__ = ["LRFinderResult", "lr_range_test"]
+__all__ = ["LRFinderResult", "lr_range_test", "suggest_lr"]
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,8 @@ class LRFinderResult:
         lrs: the learning rate of each step, increasing.
         losses: the raw loss returned by ``step_fn`` at each step.
         smoothed: the bias-corrected exponential moving average of ``losses``.
-        suggested_lr: the lr at the steepest descent of ``smoothed`` against ``log(lr)``.
+        suggested_lr: the lr :func:`suggest_lr` picks from ``smoothed``.
+        suggestion_rule: how it was picked, in words (for logs and plots).
 
     Shape: ``lrs``, ``losses`` and ``smoothed`` are all ``(steps_taken,)``.
     """
@@ -38,6 +40,44 @@ class LRFinderResult:
     losses: np.ndarray
     smoothed: np.ndarray
     suggested_lr: float
+    suggestion_rule: str = ""
+
+
+def suggest_lr(
+    lrs: np.ndarray, smoothed: np.ndarray, skip_start: int | None = None
+) -> tuple[float, str]:
+    """Steepest descent before the minimum: where the smoothed loss falls fastest per factor
+    of lr, looking only between the first ``skip_start`` steps and the loss minimum.
+
+    The first steps are skipped because the moving average is still settling there (its
+    slope is noise), and everything after the minimum is the blow-up, never a good choice.
+    ``skip_start`` defaults to a tenth of the steps (at least 1). When fewer than three steps
+    lie in that window, the suggestion is the lr at the minimum divided by 10, and the rule
+    says so.
+
+    Returns ``(lr, rule)``; ``rule`` says in words how the lr was chosen.
+
+    Shape: ``lrs (T,)`` increasing, ``smoothed (T,)``.
+    """
+    lrs = np.asarray(lrs, dtype=np.float64)
+    smoothed = np.asarray(smoothed, dtype=np.float64)
+    count = len(lrs)
+    lowest = int(np.argmin(smoothed))
+    skip = max(1, count // 10) if skip_start is None else skip_start
+    window = np.arange(min(skip, lowest), lowest + 1)
+    if len(window) < 3:
+        return (
+            float(lrs[lowest] / 10),
+            f"the loss was lowest at lr {lrs[lowest]:.3g} (step {lowest + 1} of {count}), too "
+            "early to measure a slope; suggested a tenth of that",
+        )
+    slope = np.gradient(smoothed[window], np.log(lrs[window]))  # d loss / d log(lr)
+    best = int(window[np.argmin(slope)])
+    return (
+        float(lrs[best]),
+        f"steepest descent of the smoothed loss between steps {window[0] + 1} and {lowest + 1} "
+        f"(its minimum, at lr {lrs[lowest]:.3g}): {slope.min():.3g} per e-fold of lr",
+    )
 
 
 def lr_range_test(
@@ -61,9 +101,9 @@ def lr_range_test(
     recorded) or when the smoothed loss exceeds ``diverge_factor`` times the best smoothed loss
     so far (that step is recorded).
 
-    The suggestion is the learning rate where ``d smoothed / d log(lr)`` (``np.gradient``) is
-    most negative, i.e. where the loss falls fastest per factor of lr. It is a starting point;
-    many people then pick a value a few times smaller.
+    The suggestion (:func:`suggest_lr`) is the learning rate where ``d smoothed / d log(lr)``
+    is most negative before the smoothed loss reaches its minimum, skipping the first tenth of
+    the steps: where the loss falls fastest per factor of lr. It is a starting point.
 
     The model's weights and the optimizer's state are left as the test made them; restoring
     them (from ``state_dict()`` copies taken beforehand) is the caller's job. ``optimizer.lr`` is
@@ -127,8 +167,11 @@ def lr_range_test(
         )
     lrs_arr = np.asarray(lrs)
     smoothed_arr = np.asarray(smoothed)
-    slope = np.gradient(smoothed_arr, np.log(lrs_arr))  # (steps_taken,)
-    suggested = float(lrs_arr[int(np.argmin(slope))])
+    suggested, rule = suggest_lr(lrs_arr, smoothed_arr)
     return LRFinderResult(
-        lrs=lrs_arr, losses=np.asarray(losses), smoothed=smoothed_arr, suggested_lr=suggested
+        lrs=lrs_arr,
+        losses=np.asarray(losses),
+        smoothed=smoothed_arr,
+        suggested_lr=suggested,
+        suggestion_rule=rule,
     )

@@ -3,56 +3,57 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
+import shutil
 import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from scratchcnn.analysis.interpret import parameter_grad_norms
 from scratchcnn.backend import current_backend
-from scratchcnn.data import Normalizer, load_dataset, split_train_val, to_float_nchw
-from scratchcnn.data import transforms as T
+from scratchcnn.errors import CheckpointError, ConfigError, ScratchCNNError
 from scratchcnn.fast import keep_freed_memory
-from scratchcnn.layers import Conv2d, Dropout, Sequential, fuse
-from scratchcnn.layers.base import Layer
-from scratchcnn.losses import CrossEntropyLoss
-from scratchcnn.models import MODELS
-from scratchcnn.optim import Optimizer, build_optimizer, build_schedule, clip_grad_norm
+from scratchcnn.layers import fuse
+from scratchcnn.models import model_config
+from scratchcnn.optim import LRFinderResult, clip_grad_norm
 from scratchcnn.serialization import (
+    TrainingCheckpoint,
     atomic_write_text,
-    load_arrays,
-    save_arrays,
+    check_writable,
+    load_checkpoint,
+    load_training_checkpoint,
     save_model,
+    save_training_checkpoint,
 )
 from scratchcnn.training.config import TrainConfig
 from scratchcnn.training.evaluate import evaluate
+from scratchcnn.training.setup import (
+    RunSetup,
+    TrainingData,
+    build_run,
+    find_lr,
+    init_model,
+    make_batch,
+    prepare_data,
+)
+
+__all__ = ["LR_FINDER", "TrainingDiverged", "TrainingResult", "train", "write_metrics"]
 
 CHECKPOINT = "last.safetensors"  # everything needed to resume, rewritten every epoch
 BEST_MODEL = "best.safetensors"  # the model with the best monitored validation metric
+LR_FINDER = "lr_finder.json"  # the range test of --find-lr (also shown by the report)
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-@dataclass
-class TrainingData:
-    """The training and validation images (uint8, NHWC) and the normaliser fitted on training."""
-
-    train_images: np.ndarray
-    train_labels: np.ndarray
-    val_images: np.ndarray
-    val_labels: np.ndarray
-    test_images: np.ndarray
-    test_labels: np.ndarray
-    class_names: list[str]
-    normalizer: Normalizer
+class TrainingDiverged(ScratchCNNError, RuntimeError):
+    """The loss or a gradient became NaN or infinite; the message says which checkpoint exists."""
 
 
 @dataclass
@@ -96,80 +97,78 @@ def train(
 
     Writes to the run folder: ``config.json``, ``metrics.jsonl``, ``metrics.csv``,
     ``grad_norms.jsonl``, ``last.safetensors`` (resumable, every epoch), ``best.safetensors``
-    (best validation model) and ``results.json`` (test metrics of the best model, at the end).
-    Raises :class:`TrainingDiverged` on a NaN/Inf loss, keeping the last good checkpoint.
+    (the best validation model; with ``val_size=0``, the last epoch's) and ``results.json``
+    (test metrics of that model, at the end); with ``find_lr``, ``lr_finder.json``.
+
+    Everything is checked before anything is written: the config, the checkpoint to resume
+    (it must be a training checkpoint that fits the data), the run folder. A run that fails
+    before its first checkpoint removes the run folder it created.
+    Raises :class:`TrainingDiverged` on a NaN/Inf loss or gradient, saying which checkpoint
+    exists.
 
     The model trains fused (:func:`scratchcnn.layers.fuse`), and the process's allocator keeps
     freed memory for reuse (:func:`scratchcnn.fast.keep_freed_memory`: no page faults per step).
     """
-    checkpoint_arrays, checkpoint_meta = (None, None)
-    if resume is None and config is None:
-        raise ValueError("train needs a config, or a run to resume")
+    checkpoint: TrainingCheckpoint | None = None
     if resume is not None:
-        checkpoint_path = _checkpoint_path(resume)
-        checkpoint_arrays, checkpoint_meta = load_arrays(checkpoint_path)
-        config = TrainConfig.from_dict(checkpoint_meta["config"])
-        run_dir = checkpoint_path.parent
+        checkpoint = load_training_checkpoint(_checkpoint_path(resume))
+        config = _saved_config(checkpoint)
+        run_dir = checkpoint.path.parent
+    elif config is None:
+        raise ConfigError("train needs a config, or a run to resume")
     else:
         run_dir = _new_run_dir(config)
-    atomic_write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
 
     data = data if data is not None else prepare_data(config)
-    dtype = np.dtype(config.dtype)
-    num_classes = len(data.class_names)
-    height, width, channels = data.train_images.shape[1:]
-    model = MODELS[config.model](
-        num_classes=num_classes,
-        in_channels=channels,
-        image_size=height,
-        rng=np.random.default_rng([config.seed, 0]),
-        dtype=dtype.type,
-    )
-    first_layer = next(iter(model)) if isinstance(model, Sequential) else model
-    if isinstance(first_layer, Conv2d):
-        first_layer.needs_input_grad = False  # nothing upstream of the images needs a gradient
-    optimizer = build_optimizer(
-        config.optimizer,
-        model.parameters(),
-        lr=config.lr,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
-        nesterov=config.nesterov,
-    )
-    steps_per_epoch = math.ceil(len(data.train_labels) / config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
-    schedule = build_schedule(
-        config.schedule,
-        config.lr,
-        total_steps=total_steps,
-        # a warm-up as long as the whole run would never reach the peak: cap it
-        warmup_steps=min(round(config.warmup_epochs * steps_per_epoch), total_steps - 1),
-    )
-    augment, mix = build_augmentation(config)
-    loss_fn = CrossEntropyLoss(config.label_smoothing)
-    shuffle_rng = np.random.default_rng([config.seed, 1])
-    augment_rng = np.random.default_rng([config.seed, 2])
-    for index, layer in enumerate(_dropouts(model)):
-        layer.rng = np.random.default_rng([config.seed, 3, index])
+    folder = _RunFolder(run_dir)
+    if checkpoint is not None:  # every check of the checkpoint, before anything is written
+        _check_same_data(checkpoint, data)
+        run = build_run(config, data)
+        state = _restore(checkpoint, run)
+        folder.saved = _describe_checkpoint(state)
+    try:
+        folder.remove_stale_temporaries()
+        if checkpoint is None:
+            folder.create()
+            folder.write_text("config.json", json.dumps(config.to_dict(), indent=2) + "\n")
+            if config.find_lr:
+                config = _find_lr(config, data, folder)
+            run, state = build_run(config, data), LoopState()
+        else:
+            _log(f"resumed {run_dir} at epoch {state.epoch + 1}, batch {state.batch}", config)
+        result = _train_loop(config, data, run, state, folder)
+    except BaseException:
+        folder.clean_up_if_untrained()
+        raise
+    return result
 
-    state = LoopState()
-    if checkpoint_arrays is not None:
-        state = _restore(checkpoint_arrays, checkpoint_meta, model, optimizer)
-        shuffle_rng.bit_generator.state = checkpoint_meta["rng"]["shuffle"]
-        augment_rng.bit_generator.state = checkpoint_meta["rng"]["augment"]
-        for layer, rng_state in zip(
-            _dropouts(model), checkpoint_meta["rng"]["dropout"], strict=True
-        ):
-            layer.rng.bit_generator.state = rng_state
-        _log(f"resumed {run_dir} at epoch {state.epoch + 1}, batch {state.batch}", config)
+
+def _train_loop(
+    config: TrainConfig, data: TrainingData, run: RunSetup, state: LoopState, folder: _RunFolder
+) -> TrainingResult:
+    """Epochs from ``state`` on: train, validate, save, stop early, test at the end."""
+    run_dir = folder.path
+    model, optimizer, loader = run.model, run.optimizer, run.loader
+    num_classes = len(data.class_names)
 
     def save_checkpoint() -> None:
         rng = {
-            "shuffle": shuffle_rng.bit_generator.state,
-            "augment": augment_rng.bit_generator.state,
-            "dropout": [layer.rng.bit_generator.state for layer in _dropouts(model)],
+            "shuffle": run.shuffle_rng.bit_generator.state,
+            "augment": run.augment_rng.bit_generator.state,
+            "dropout": [layer.rng.bit_generator.state for layer in run.dropouts],
         }
-        _save_checkpoint(run_dir / CHECKPOINT, model, optimizer, state, config, data, rng)
+        with folder.saving(run_dir / CHECKPOINT):
+            save_training_checkpoint(
+                run_dir / CHECKPOINT,
+                model,
+                optimizer.state_dict(),
+                **_model_metadata(config, data),
+                epoch=state.epoch,
+                train_size=len(data.train_labels),
+                loop=dataclasses.asdict(state),
+                rng=rng,
+            )
+        folder.saved = _describe_checkpoint(state)
 
     tensorboard = None
     if config.tensorboard:
@@ -177,50 +176,47 @@ def train(
 
         tensorboard = TensorBoardLogger(run_dir / "tensorboard")
 
-    keep_freed_memory()
-    fused = fuse(model)  # the same layers and parameters, with runs of layers fused
     interrupt = _InterruptFlag()
     status = "completed"
+    keep_freed_memory()
+    fused = fuse(model)  # the same layers and parameters, with runs of layers fused
     with interrupt, current_backend().compute_scope():
         for epoch in range(state.epoch, config.epochs):
             # The permutation is drawn from the generator state at the epoch's start, so a run
             # resumed mid-epoch sees the same order.
             if state.batch == 0:
-                state.epoch_shuffle_state = shuffle_rng.bit_generator.state
+                state.epoch_shuffle_state = run.shuffle_rng.bit_generator.state
             else:
-                shuffle_rng.bit_generator.state = state.epoch_shuffle_state
-            order = shuffle_rng.permutation(len(data.train_labels))
-            bar = _progress(config, steps_per_epoch, state.batch, epoch)
+                run.shuffle_rng.bit_generator.state = state.epoch_shuffle_state
+            bar = _progress(config, run.steps_per_epoch, state.batch, epoch)
             started = time.perf_counter() - state.seconds
 
-            for batch in range(state.batch, steps_per_epoch):
-                indices = order[batch * config.batch_size : (batch + 1) * config.batch_size]
-                x, target = make_batch(data, indices, augment, mix, augment_rng, num_classes, dtype)
-
-                optimizer.lr = schedule(state.step)
+            for batch, (images, labels) in enumerate(
+                loader.batches(start=state.batch), start=state.batch
+            ):
+                x, target = make_batch(images, labels, run, data.normalizer, num_classes)
+                optimizer.lr = run.schedule(state.step)
                 logits = fused.forward(x, training=True)
-                loss = loss_fn.forward(logits, target)
+                loss = run.loss_fn.forward(logits, target)
                 if not math.isfinite(loss):
-                    raise TrainingDiverged(
-                        f"loss became {loss} at epoch {epoch + 1}, batch {batch + 1} "
-                        f"(lr {optimizer.lr:.3g}); the run stopped and kept its last good "
-                        f"checkpoint in {run_dir}. Try a lower learning rate (--lr), a longer "
-                        f"warm-up (--warmup-epochs) or gradient clipping (--clip-norm)."
-                    )
-                fused.backward(loss_fn.backward())
+                    _diverged(f"the loss became {loss}", epoch, batch, optimizer.lr, folder)
+                fused.backward(run.loss_fn.backward())
+                grad_norms = parameter_grad_norms(model)  # before clipping: what backward gave
+                bad = next((n for n, v in grad_norms.items() if not math.isfinite(v)), None)
+                if bad is not None:
+                    what = f"the gradient of {bad!r} became {grad_norms[bad]}"
+                    _diverged(what, epoch, batch, optimizer.lr, folder)
                 if config.clip_norm:
                     clip_grad_norm(model.parameters(), config.clip_norm)
                 optimizer.step()
-                for name, param in model.named_parameters():
-                    norm = float(np.sqrt(np.vdot(param.grad, param.grad)))
+                for name, norm in grad_norms.items():
                     state.grad_norm_sums[name] = state.grad_norm_sums.get(name, 0.0) + norm
 
-                hard_labels = data.train_labels[indices]
                 state.step += 1
                 state.batch = batch + 1
-                state.loss_sum += loss * len(indices)
-                state.correct += int((logits.argmax(axis=1) == hard_labels).sum())
-                state.seen += len(indices)
+                state.loss_sum += loss * len(labels)
+                state.correct += int((logits.argmax(axis=1) == labels).sum())
+                state.seen += len(labels)
                 state.seconds = time.perf_counter() - started
                 if bar is not None:
                     bar.update(1)
@@ -239,46 +235,50 @@ def train(
                 status = "interrupted"
                 break
 
-            val = evaluate(
-                model,
-                data.val_images,
-                data.val_labels,
-                data.normalizer,
-                config.eval_batch_size,
-                dtype.type,
-            )
             record = {
                 "epoch": epoch + 1,
                 "step": state.step,
                 "lr": optimizer.lr,
                 "train_loss": state.loss_sum / state.seen,
                 "train_accuracy": state.correct / state.seen,
-                "val_loss": val.loss,
-                "val_accuracy": val.accuracy,
-                "epoch_seconds": state.seconds,
-                "images_per_second": state.seen / max(state.seconds, 1e-9),
             }
+            val = None
+            if config.has_validation:
+                val = evaluate(
+                    model,
+                    data.val_images,
+                    data.val_labels,
+                    data.normalizer,
+                    config.eval_batch_size,
+                    run.dtype.type,
+                )
+                record.update(val_loss=val.loss, val_accuracy=val.accuracy)
+            record.update(
+                epoch_seconds=state.seconds,
+                images_per_second=state.seen / max(state.seconds, 1e-9),
+            )
             grad_norms = {k: v / state.batch for k, v in state.grad_norm_sums.items()}
             state.history.append(record)
             state.grad_norm_history.append({"epoch": epoch + 1, **grad_norms})
             state.epoch, state.batch = epoch + 1, 0
             state.loss_sum, state.correct, state.seen, state.seconds = 0.0, 0, 0, 0.0
             state.grad_norm_sums = {}
-            write_metrics(run_dir, state.history, state.grad_norm_history)
+            with folder.saving(run_dir / "metrics.jsonl"):
+                write_metrics(run_dir, state.history, state.grad_norm_history)
             if tensorboard is not None:
                 tensorboard.log_epoch(record, model, epoch + 1)
             _log(_epoch_line(record, config.epochs), config)
 
-            improved = _update_best(state, record, config.monitor)
-            if improved:
-                save_model(
-                    model,
-                    run_dir / BEST_MODEL,
-                    **_model_metadata(config, data),
-                    epoch=epoch + 1,
-                    val_loss=val.loss,
-                    val_accuracy=val.accuracy,
-                )
+            if _update_best(state, record, config.monitor):
+                scores = {} if val is None else {"val_loss": val.loss, "val_accuracy": val.accuracy}
+                with folder.saving(run_dir / BEST_MODEL):
+                    save_model(
+                        model,
+                        run_dir / BEST_MODEL,
+                        **_model_metadata(config, data),
+                        epoch=epoch + 1,
+                        **scores,
+                    )
             save_checkpoint()
             if config.early_stopping and state.epochs_without_improvement >= config.early_stopping:
                 _log(
@@ -297,65 +297,76 @@ def train(
     return TrainingResult(state.history, run_dir, status, state.best_epoch, test)
 
 
-# --- data ------------------------------------------------------------------------------------
-def prepare_data(config: TrainConfig) -> TrainingData:
-    """Load the dataset, split off validation (seeded, stratified), fit the normaliser."""
-    dataset = load_dataset(config.data, cache_dir=config.cache_dir, progress=config.progress)
-    split_rng = np.random.default_rng([config.seed, 4])
-    train_idx, val_idx = split_train_val(dataset.train_labels, config.val_size, split_rng)
-    if config.train_subset is not None:
-        if not 0 < config.train_subset <= len(train_idx):
-            raise ValueError(
-                f"train_subset must be in [1, {len(train_idx)}], got {config.train_subset}"
-            )
-        train_idx = np.sort(split_rng.choice(train_idx, config.train_subset, replace=False))
-    train_images = np.asarray(dataset.train_images[train_idx])
-    return TrainingData(
-        train_images=train_images,
-        train_labels=np.asarray(dataset.train_labels[train_idx], dtype=np.int64),
-        val_images=np.asarray(dataset.train_images[val_idx]),
-        val_labels=np.asarray(dataset.train_labels[val_idx], dtype=np.int64),
-        test_images=dataset.test_images,
-        test_labels=np.asarray(dataset.test_labels, dtype=np.int64),
-        class_names=list(dataset.class_names),
-        normalizer=Normalizer.fit(train_images),
+def _diverged(what: str, epoch: int, batch: int, lr: float, folder: _RunFolder) -> None:
+    """Stop the run with a message that says what is kept: the last checkpoint, or nothing."""
+    if folder.saved is not None:
+        kept = (
+            f"kept its last good checkpoint, {folder.path / CHECKPOINT} ({folder.saved}), and "
+            f"the best model so far (resuming would diverge the same way: start a new run with "
+            "other settings)"
+        )
+    elif folder.created:
+        kept = f"had saved no checkpoint yet, so its run folder {folder.path} was removed"
+    else:
+        kept = f"had saved no checkpoint yet in {folder.path}"
+    raise TrainingDiverged(
+        f"{what} at epoch {epoch + 1}, batch {batch + 1} (lr {lr:.3g}); the run stopped and "
+        f"{kept}. Try a lower learning rate (--lr), a longer warm-up (--warmup-epochs) or "
+        "gradient clipping (--clip-norm), and check the data for NaN or infinite pixels."
     )
 
 
-def build_augmentation(config: TrainConfig) -> tuple[T.Compose, T.Mixer | None]:
-    """The per-image transforms and the optional batch mixer that ``config`` asks for."""
-    augment = T.build_transforms(
-        flip=config.flip,
-        crop_padding=config.crop_padding,
-        brightness=config.color_jitter,
-        contrast=config.color_jitter,
-        saturation=config.color_jitter,
-        rotation_degrees=config.rotation,
-        scale=(1.0 - config.scale, 1.0 + config.scale),
-        cutout_size=config.cutout,
+def _find_lr(config: TrainConfig, data: TrainingData, folder: _RunFolder) -> TrainConfig:
+    """Run the lr range test, record it in the run folder, and return the config with its lr."""
+    model = init_model(config, data)
+    settings = lr_finder_settings(config, data, architecture=model_config(model))
+    result = find_lr(config, data, model=model)
+    record = lr_finder_record(result, settings)
+    folder.write_text(LR_FINDER, json.dumps(record) + "\n")
+    _log(
+        f"lr range test: suggested lr {result.suggested_lr:.3g} ({result.suggestion_rule}); "
+        f"training with it instead of lr {config.lr:.3g}",
+        config,
     )
-    return augment, T.build_mixer(config.mixup, config.cutmix)
+    return dataclasses.replace(config, lr=result.suggested_lr)
 
 
-def make_batch(
-    data: TrainingData,
-    indices: np.ndarray,
-    augment: T.Compose,
-    mix: T.Mixer | None,
-    rng: np.random.Generator,
-    num_classes: int,
-    dtype: np.dtype,
-) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 images -> [0, 1] floats -> augmentation -> normalisation; labels or soft targets.
+def lr_finder_settings(
+    config: TrainConfig, data: TrainingData, architecture: dict[str, Any], **test: Any
+) -> dict[str, Any]:
+    """What an lr range test result depends on: a cached result is reused only for equal ones.
 
-    Shape: ``indices (B,)`` -> ``x (B, C, H, W)``, ``target (B,)`` ints or ``(B, K)``.
+    ``test`` holds :func:`~scratchcnn.training.setup.find_lr`'s ``num_steps``, ``start_lr`` and
+    ``end_lr`` where they differ from its defaults.
     """
-    x = to_float_nchw(data.train_images[indices], dtype=dtype.type)
-    target: np.ndarray = data.train_labels[indices]
-    x = augment(x, rng)
-    if mix is not None:
-        x, target = mix(x, T.one_hot(target, num_classes, dtype=dtype.type), rng)
-    return data.normalizer(x).astype(dtype, copy=False), target
+    return {
+        "architecture": architecture,
+        "data": data.source,
+        "train_images": len(data.train_labels),
+        "model": config.model,
+        "optimizer": config.optimizer,
+        "momentum": config.momentum,
+        "betas": None if config.betas is None else list(config.betas),
+        "weight_decay": config.weight_decay,
+        "batch_size": config.batch_size,
+        "seed": config.seed,
+        "dtype": config.dtype,
+        "num_steps": test.get("num_steps", 100),
+        "start_lr": test.get("start_lr", 1e-5),
+        "end_lr": test.get("end_lr", 10.0),
+    }
+
+
+def lr_finder_record(result: LRFinderResult, settings: dict[str, Any]) -> dict[str, Any]:
+    """An lr range test result with the settings it was made with, JSON-ready."""
+    return {
+        "settings": settings,
+        "lrs": result.lrs.tolist(),
+        "losses": result.losses.tolist(),
+        "smoothed": result.smoothed.tolist(),
+        "suggested_lr": result.suggested_lr,
+        "suggestion_rule": result.suggestion_rule,
+    }
 
 
 # --- checkpoints -----------------------------------------------------------------------------
@@ -363,72 +374,162 @@ def _checkpoint_path(resume: str | Path) -> Path:
     path = Path(resume)
     if path.is_dir():
         path = path / CHECKPOINT
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"cannot resume: no checkpoint at {path} (give a run folder or a {CHECKPOINT} file)"
+        if not path.is_file():
+            raise CheckpointError(
+                f"cannot resume: no {CHECKPOINT} in {path.parent} (a run stopped before its first "
+                "epoch ended has nothing to resume; start it again)"
+            )
+    elif not path.is_file():
+        raise CheckpointError(
+            f"cannot resume: no checkpoint at {path} (give a run folder or its {CHECKPOINT})"
         )
     return path
 
 
+def _saved_config(checkpoint: TrainingCheckpoint) -> TrainConfig:
+    try:
+        return TrainConfig.from_dict(checkpoint.metadata["config"])
+    except ConfigError as err:
+        raise CheckpointError(f"{checkpoint.path}: metadata field 'config': {err}") from err
+
+
+def _check_same_data(checkpoint: TrainingCheckpoint, data: TrainingData) -> None:
+    """Resuming on other data would not be the same run: refuse it before anything is written."""
+    meta, path = checkpoint.metadata, checkpoint.path
+    for name, now in (
+        ("class_names", list(data.class_names)),
+        ("image_shape", list(data.image_shape)),
+        ("train_size", len(data.train_labels)),
+    ):
+        if name in meta and meta[name] != now:
+            raise CheckpointError(
+                f"cannot resume {path}: it was trained with {name} {meta[name]}, but the data "
+                f"now gives {now}"
+            )
+
+
 def _model_metadata(config: TrainConfig, data: TrainingData) -> dict[str, Any]:
-    return {
+    meta = {
         "class_names": data.class_names,
         "normalization": data.normalizer.to_dict(),
         "config": config.to_dict(),
-        "image_shape": list(data.train_images.shape[1:]),
+        "image_shape": list(data.image_shape),
     }
+    if data.source and Path(data.source).is_absolute():
+        meta["data_path"] = data.source
+    return meta
 
 
-def _save_checkpoint(
-    path: Path,
-    model: Layer,
-    optimizer: Optimizer,
-    state: LoopState,
-    config: TrainConfig,
-    data: TrainingData,
-    rng: dict[str, Any],
-) -> None:
-    from scratchcnn import __version__
-    from scratchcnn.models import model_config
-
-    optim_state = optimizer.state_dict()
-    arrays = {f"model.{k}": v for k, v in model.state_dict().items()}
-    arrays.update({f"optim.{k}": v for k, v in optim_state["buffers"].items()})
-    loop = {k: v for k, v in vars(state).items()}
-    meta = {
-        "format_version": 1,
-        "kind": "checkpoint",
-        "library_version": __version__,
-        "architecture": model_config(model),
-        "dtype": config.dtype,
-        "epoch": state.epoch,
-        **_model_metadata(config, data),
-        "optimizer": optim_state["hyperparameters"],
-        "loop": loop,
-        "rng": rng,
-    }
-    save_arrays(path, arrays, meta)
-
-
-def _restore(
-    arrays: dict[str, np.ndarray], meta: dict[str, Any], model: Layer, optimizer: Optimizer
-) -> LoopState:
-    model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
-    optimizer.load_state_dict(
-        {
-            "hyperparameters": meta["optimizer"],
-            "buffers": {k[6:]: v for k, v in arrays.items() if k.startswith("optim.")},
-        }
-    )
-    return LoopState(**meta["loop"])
+def _restore(checkpoint: TrainingCheckpoint, run: RunSetup) -> LoopState:
+    """Load the model, optimizer, loop state and generators; a field that does not fit is a
+    CheckpointError naming it (nothing has been written yet)."""
+    meta, path = checkpoint.metadata, checkpoint.path
+    run.model.load_state_dict(checkpoint.model_state)
+    try:
+        run.optimizer.load_state_dict(
+            {"hyperparameters": meta["optimizer"], "buffers": checkpoint.optimizer_buffers}
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: the optimizer state does not fit: {err}") from err
+    known = {f.name for f in dataclasses.fields(LoopState)}
+    if not set(meta["loop"]) <= known:
+        raise CheckpointError(
+            f"{path}: metadata field 'loop' has unknown keys {sorted(set(meta['loop']) - known)}"
+        )
+    state = LoopState(**meta["loop"])
+    try:
+        run.shuffle_rng.bit_generator.state = meta["rng"]["shuffle"]
+        run.augment_rng.bit_generator.state = meta["rng"]["augment"]
+        for layer, rng_state in zip(run.dropouts, meta["rng"]["dropout"], strict=True):
+            layer.rng.bit_generator.state = rng_state
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: metadata field 'rng' does not fit: {err}") from err
+    if not 0 <= state.batch <= run.steps_per_epoch or state.epoch > meta["config"]["epochs"]:
+        raise CheckpointError(
+            f"{path}: metadata field 'loop' is at epoch {state.epoch}, batch {state.batch}, "
+            f"outside a run of {meta['config']['epochs']} epochs of {run.steps_per_epoch} batches"
+        )
+    return state
 
 
-def _dropouts(model: Layer) -> list[Dropout]:
-    return [m for m in model.modules() if isinstance(m, Dropout)]
+def _describe_checkpoint(state: LoopState) -> str:
+    if state.batch:
+        return f"epoch {state.epoch + 1}, after batch {state.batch}"
+    return f"end of epoch {state.epoch}"
+
+
+class _RunFolder:
+    """The run folder and what this run wrote to it, so a run that fails before it saved a
+    checkpoint can leave the disk as it found it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.created = False  # this run made the folder
+        self.saved: str | None = None  # which checkpoint exists: "end of epoch 2", ...
+        self._existing: set[Path] = set()  # what the folder held before this run
+        self._made_parents: list[Path] = []
+
+    def create(self) -> None:
+        missing = [p for p in (self.path, *self.path.parents) if not p.exists()]
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.created = self.path in missing
+        self._made_parents = [p for p in missing if p != self.path]
+        self._existing = set(self.path.iterdir())
+
+    def write_text(self, name: str, text: str) -> None:
+        atomic_write_text(self.path / name, text)
+
+    @contextmanager
+    def saving(self, path: Path) -> Iterator[None]:
+        """Around a write of ``path``: an OSError (a full disk, say) names the file and says
+        which checkpoint is kept."""
+        try:
+            yield
+        except OSError as err:
+            kept = (
+                f"the last checkpoint ({self.saved}) is intact"
+                if self.saved
+                else "no checkpoint was saved"
+            )
+            raise OSError(err.errno, f"{err.strerror or err} while saving {path}; {kept}") from err
+
+    def remove_stale_temporaries(self) -> None:
+        """Delete the temporary files of a save that a kill -9 interrupted (they are never
+        renamed into place, so nothing reads them; one run writes to a folder at a time)."""
+        if not self.path.is_dir():
+            return
+        outputs = (CHECKPOINT, BEST_MODEL, LR_FINDER, "config.json", "results.json")
+        outputs += ("metrics.jsonl", "metrics.csv", "grad_norms.jsonl")
+        for name in outputs:
+            for stale in self.path.glob(f".{name}.*.tmp"):
+                stale.unlink(missing_ok=True)
+
+    def clean_up_if_untrained(self) -> None:
+        """Remove what this run wrote when it saved no checkpoint: there is nothing to resume."""
+        if self.saved is not None or (self.path / CHECKPOINT).exists() or not self.path.is_dir():
+            return
+        if self.created:
+            shutil.rmtree(self.path, ignore_errors=True)
+            for parent in self._made_parents:  # nearest first
+                try:
+                    parent.rmdir()
+                except OSError:
+                    break
+            return
+        for path in set(self.path.iterdir()) - self._existing:  # this run's files only
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
 
 # --- bookkeeping -----------------------------------------------------------------------------
-def _update_best(state: LoopState, record: dict[str, Any], monitor: str) -> bool:
+def _update_best(state: LoopState, record: dict[str, Any], monitor: str | None) -> bool:
+    """Whether this epoch's model is the best so far. Without a validation split (no monitor)
+    every epoch is: the last epoch's model is the one kept."""
+    if monitor is None:
+        state.best_epoch = record["epoch"]
+        return True
     value = record[monitor]
     better = (
         state.best_value is None
@@ -464,42 +565,44 @@ def write_metrics(
 
 def final_test(run_dir: Path, data: TrainingData, config: TrainConfig) -> dict[str, Any]:
     """Evaluate the best model on the test set once, and write ``results.json``."""
-    from scratchcnn.serialization import load_model
-
-    model, meta = load_model(run_dir / BEST_MODEL)
+    loaded = load_checkpoint(run_dir / BEST_MODEL)
     result = evaluate(
-        model,
+        loaded.model,
         data.test_images,
         data.test_labels,
         data.normalizer,
         config.eval_batch_size,
-        np.dtype(config.dtype).type,
+        loaded.dtype.type,
     )
     per_class = result.per_class_accuracy(len(data.class_names))
+    best_epoch, val_accuracy = loaded.metadata["epoch"], loaded.metadata.get("val_accuracy")
     test = {
-        "best_epoch": meta["epoch"],
-        "val_accuracy": meta["val_accuracy"],
+        "best_epoch": best_epoch,
+        "val_accuracy": val_accuracy,
         "test_loss": result.loss,
         "test_accuracy": result.accuracy,
         "per_class_accuracy": dict(zip(data.class_names, per_class.tolist(), strict=True)),
     }
     atomic_write_text(run_dir / "results.json", json.dumps(test, indent=2) + "\n")
-    _log(
-        f"test: accuracy {result.accuracy:.4f}, loss {result.loss:.4f} "
-        f"(best epoch {meta['epoch']}, val accuracy {meta['val_accuracy']:.4f})",
-        config,
+    chosen = (
+        f"best epoch {best_epoch}, val accuracy {val_accuracy:.4f}"
+        if val_accuracy is not None
+        else f"last epoch {best_epoch}, no validation split"
     )
+    _log(f"test: accuracy {result.accuracy:.4f}, loss {result.loss:.4f} ({chosen})", config)
     return test
 
 
 def _new_run_dir(config: TrainConfig) -> Path:
+    """The run folder a new run will write to, checked (not created: nothing is written
+    before the data has loaded)."""
     name = config.name or datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = Path(config.run_dir) / name
     if (run_dir / CHECKPOINT).exists():
         raise FileExistsError(
             f"{run_dir} already holds a run; resume it with --resume {run_dir} or pick --name"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
+    check_writable(run_dir / "config.json")
     return run_dir
 
 
@@ -519,10 +622,10 @@ def _progress(config: TrainConfig, total: int, done: int, epoch: int):
 
 
 def _epoch_line(r: dict[str, Any], epochs: int) -> str:
+    val = f"val loss {r['val_loss']:.4f} acc {r['val_accuracy']:.4f}  " if "val_loss" in r else ""
     return (
         f"epoch {r['epoch']:>3}/{epochs}  lr {r['lr']:.4g}  "
-        f"train loss {r['train_loss']:.4f} acc {r['train_accuracy']:.4f}  "
-        f"val loss {r['val_loss']:.4f} acc {r['val_accuracy']:.4f}  "
+        f"train loss {r['train_loss']:.4f} acc {r['train_accuracy']:.4f}  {val}"
         f"{r['epoch_seconds']:.1f}s ({r['images_per_second']:.0f} img/s)"
     )
 

@@ -1,0 +1,89 @@
+"""Training-run helpers shared by the trainer, CLI and fault tests: a tiny config, the CLI
+command line of a config, a subprocess that is interrupted once its first checkpoint exists,
+and comparisons of run results."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from scratchcnn.serialization import load_arrays
+from scratchcnn.training import TrainConfig
+
+
+def tiny_config(data: Path, run_dir: Path, **overrides) -> TrainConfig:
+    """A few quick epochs of the seed CNN on a :func:`helpers_data.make_image_folder` dataset."""
+    values = dict(
+        data=str(data),
+        cache_dir=str(run_dir / "cache"),
+        val_size=30,
+        epochs=3,
+        batch_size=16,
+        lr=0.02,
+        run_dir=str(run_dir),
+        name="run",
+        progress=False,
+    )
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def train_cli(config: TrainConfig, *extra: str) -> list[str]:
+    """The ``python -m scratchcnn train`` command line that trains ``config``."""
+    args = [sys.executable, "-m", "scratchcnn", "train", "--no-progress"]
+    for key, value in config.to_dict().items():
+        if value is None or key == "progress":
+            continue
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            args.append(flag if value else "--no-" + key.replace("_", "-"))
+        elif isinstance(value, list):
+            args += [flag, *(str(v) for v in value)]
+        else:
+            args += [flag, str(value)]
+    return args + list(extra)
+
+
+def start_and_wait_for(args: list[str], path: Path, timeout: float = 120) -> subprocess.Popen:
+    """Start ``args`` and return once ``path`` exists (the process is still running)."""
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, process.stdout.read().decode()
+        assert time.monotonic() < deadline, f"{path} did not appear"
+        time.sleep(0.005)
+    return process
+
+
+def without_timing(history: list[dict]) -> list[dict]:
+    timing = {"epoch_seconds", "images_per_second"}
+    return [{k: v for k, v in record.items() if k not in timing} for record in history]
+
+
+def final_weights(run_dir: Path) -> dict[str, np.ndarray]:
+    arrays, _ = load_arrays(run_dir / "last.safetensors")
+    return {k: v for k, v in arrays.items() if k.startswith(("model.", "optim."))}
+
+
+def assert_same_weights(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        assert np.array_equal(a[name], b[name]), name
+
+
+def snapshot(*roots: Path) -> dict[Path, str]:
+    """Every file under ``roots`` with the sha256 of its bytes: equal snapshots before and after
+    a command mean it changed no file and left none behind."""
+    files = {}
+    for root in roots:
+        if root.is_file():
+            files[root] = hashlib.sha256(root.read_bytes()).hexdigest()
+        elif root.is_dir():
+            for path in sorted(p for p in root.rglob("*") if p.is_file()):
+                files[path] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return files
