@@ -18,6 +18,7 @@ COMMANDS = (
     "predict",
     "gradcheck",
     "bench",
+    "models",
     "compare",
     "export",
     "report",
