@@ -40,7 +40,7 @@ def format_zoo(width: float = 1.0) -> str:
         f"{row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]:>{widths[2]}}  {row[3]}"
         for row in rows
     ]
-    lines.insert(1, "-" * len(lines[0]))
+    lines.insert(1, "-" * max(len(line) for line in lines))
     lines.append(f"(forward FLOPs per 3x32x32 image, 10 classes, width {width:g})")
     return "\n".join(lines)
 
