@@ -57,7 +57,8 @@ def model_config(model: Layer) -> dict:
     if isinstance(model, L.Concat):
         return {"type": "Concat", "branches": [model_config(b) for b in model.branches]}
     config = {"type": type(model).__name__, **model.config()}
-    frozen = [name for name, param in model._own_parameters() if not param.requires_grad]
+    # A leaf layer's named parameters are its own (weight, bias).
+    frozen = [name for name, param in model.named_parameters() if not param.requires_grad]
     if frozen:
         config["frozen"] = frozen
     return config
@@ -201,7 +202,7 @@ def _build_layer(
 
 
 def _apply_frozen(layer: Layer, frozen: Any, label: str) -> None:
-    own = dict(layer._own_parameters())
+    own = dict(layer.named_parameters())  # a leaf layer's own: weight, bias
     if not isinstance(frozen, list) or not all(isinstance(name, str) for name in frozen):
         raise ModelConfigError(
             f"{label}: 'frozen' must be a list of parameter names, got {_describe_value(frozen)}"
