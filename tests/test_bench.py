@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scratchcnn.cli import main
-from scratchcnn.layers import fuse
+from scratchcnn.cli import build_parser, main
+from scratchcnn.layers import Conv2d, Sequential, fuse
+from scratchcnn.models import MODELS
 from scratchcnn.tools.bench import (
     BenchConfig,
     build_model,
@@ -52,15 +53,32 @@ def test_bench_against_torch_on_a_tiny_batch():
     assert "scratchcnn / PyTorch" in format_report(result)
 
 
-def test_torch_twin_computes_the_same_logits():
-    torch = pytest.importorskip("torch")
-    from scratchcnn.tools.bench import torch_model_from
+def test_bench_against_torch_runs_a_zoo_model():
+    """The PyTorch side comes from the bridge, so batch norm and residual shortcuts convert."""
+    pytest.importorskip("torch")
+    result = run_benchmark(BenchConfig(model="resnet8", vs_torch=True, **TINY))
+    assert result.train_ratio > 0 and result.infer_ratio > 0
+    assert result.forward_flops == 2 * MODELS["resnet8"]().flops((1, 3, 32, 32))
 
-    model, x, _ = build_model(BenchConfig(batch=3))
-    twin = torch_model_from(model, "float32")
-    with torch.no_grad():
-        theirs = twin(torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(model.forward(x), theirs, rtol=1e-4, atol=1e-4)
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_bench_accepts_every_zoo_model(name):
+    args = build_parser().parse_args(["bench", "--model", name])
+    model, x, y = build_model(BenchConfig(model=args.model, batch=2))
+    assert model.output_shape(x.shape) == (2, 10) and y.shape == (2,)
+    first = model[0]
+    while isinstance(first, Sequential):
+        first = first[0]
+    assert isinstance(first, Conv2d) and first.needs_input_grad is False
+    # Only the convolution that reads the images skips its input gradient.
+    others = [m for m in model.modules() if isinstance(m, Conv2d) and m is not first]
+    assert all(conv.needs_input_grad for conv in others)
+
+
+def test_cli_bench_rejects_an_unknown_model(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["bench", "--model", "resnet9000"])
+    assert "invalid choice: 'resnet9000'" in capsys.readouterr().err
 
 
 def test_layer_profile_rows_cover_the_model():

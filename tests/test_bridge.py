@@ -56,6 +56,33 @@ def all_layers_model(rng: np.random.Generator, dtype: type = np.float32) -> L.Se
     )
 
 
+def zoo_layers_model(rng: np.random.Generator, dtype: type = np.float32) -> L.Sequential:
+    """The layer types the model zoo added, and a frozen parameter.
+
+    Shape: ``(N, 3, 16, 16) -> (N, 4)``.
+    """
+    model = L.Sequential(
+        L.Conv2d(3, 6, 3, padding=1, bias=False, rng=rng, dtype=dtype),
+        L.BatchNorm2d(6, eps=1e-12, momentum=0.4, dtype=dtype),
+        L.ReLU(),
+        L.Concat(
+            L.Conv2d(6, 4, 1, rng=rng, dtype=dtype),
+            L.Sequential(
+                L.MaxPool2d(3, stride=1, padding=1), L.Conv2d(6, 2, 1, rng=rng, dtype=dtype)
+            ),
+        ),  # (N, 6, 16, 16)
+        L.Residual(
+            L.Sequential(L.Conv2d(6, 9, 3, stride=2, padding=1, rng=rng, dtype=dtype), L.Tanh()),
+            L.ChannelPad(6, 9, stride=2),
+        ),  # (N, 9, 8, 8)
+        L.GlobalMaxPool2d(),
+        L.Linear(9, 4, bias=False, rng=rng, dtype=dtype),
+        L.Scale(0.125),
+    )
+    model[1].weight.requires_grad = False  # as airbench freezes its batch-norm scales
+    return model
+
+
 def randomise_buffers(model: L.Sequential, rng: np.random.Generator) -> None:
     """Give batch norm non-trivial affine parameters and running statistics."""
     for layer in model.modules():
@@ -70,6 +97,7 @@ def randomise_buffers(model: L.Sequential, rng: np.random.Generator) -> None:
 MODELS = {
     "seed_cnn": (lambda rng: seed_cnn(rng=rng), (4, 3, 32, 32)),
     "all_layers": (lambda rng: all_layers_model(rng), (6, 3, 16, 16)),
+    "zoo_layers": (lambda rng: zoo_layers_model(rng), (5, 3, 16, 16)),
 }
 
 
@@ -104,6 +132,44 @@ def assert_same_state(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> Non
 
 
 # --- basic: structure and names ---------------------------------------------------------------
+def test_the_test_models_cover_every_registered_layer_type():
+    """So that every type the registry lists is converted, round-tripped and compared below."""
+    from scratchcnn.layers.registry import LAYER_TYPES
+
+    rng = np.random.default_rng(0)
+    seen = {type(m).__name__ for name in MODELS for m in MODELS[name][0](rng).modules()}
+    assert seen == set(LAYER_TYPES)
+
+
+def test_requires_grad_carries_over_both_ways():
+    model, _ = make("zoo_layers")
+    module = to_torch(model)
+    assert not module[1].weight.requires_grad and module[1].bias.requires_grad
+    module[6].weight.requires_grad_(False)
+    back = from_torch(module)
+    assert [name for name, p in back.named_parameters() if not p.requires_grad] == [
+        "1.weight",
+        "6.weight",
+    ]
+
+
+def test_zoo_layers_become_their_torch_twins():
+    from scratchcnn.interop.bridge import (
+        TorchChannelPad,
+        TorchConcat,
+        TorchGlobalMaxPool2d,
+        TorchScale,
+    )
+
+    model, _ = make("zoo_layers")
+    module = to_torch(model)
+    assert isinstance(module[3], TorchConcat) and len(module[3].branches) == 2
+    assert isinstance(module[4].shortcut, TorchChannelPad) and module[4].shortcut.stride == 2
+    assert isinstance(module[5], TorchGlobalMaxPool2d)
+    assert isinstance(module[7], TorchScale) and module[7].scale == 0.125
+    assert "3.branches.1.1.weight" in module.state_dict()
+
+
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_state_dict_names_and_shapes_match(name):
     model, _ = make(name)
@@ -180,6 +246,9 @@ def test_gradient_parity(name, training):
     torch_params = dict(module.named_parameters())
     vanishing = biases_before_batch_norm(model) if training else set()
     for param_name, param in model.named_parameters():
+        if not param.requires_grad:  # frozen: torch computes no gradient for it
+            assert torch_params[param_name].grad is None
+            continue
         theirs = torch_params[param_name].grad.numpy()
         if param_name in vanishing:
             scale = np.linalg.norm(torch_params[param_name.replace("bias", "weight")].grad)
@@ -312,3 +381,19 @@ def test_unsupported_nested_and_custom_layers():
         from_torch(nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.ReLU()))
     with pytest.raises(ValueError, match=r"ceil_mode"):
         from_torch(nn.Sequential(nn.MaxPool2d(2, ceil_mode=True)))
+
+
+def test_torch_global_max_pooling_spelling_is_read():
+    torch.manual_seed(1)
+    module = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(4, 2)
+    ).eval()
+    model = from_torch(module)
+    assert [type(layer).__name__ for layer in model] == [
+        "Conv2d", "GlobalMaxPool2d", "Flatten", "Linear"
+    ]  # fmt: skip
+    x = torch.randn(2, 3, 6, 5)
+    with torch.no_grad():
+        np.testing.assert_allclose(model.forward(x.numpy()), module(x).numpy(), rtol=1e-5)
+    with pytest.raises(ValueError, match=r"AdaptiveMaxPool2d at '0'.*AdaptiveMaxPool2d\(1\)"):
+        from_torch(nn.Sequential(nn.AdaptiveMaxPool2d(2), nn.Flatten()))

@@ -64,7 +64,35 @@ def all_layers_model(rng: np.random.Generator) -> L.Sequential:
     return model.eval()
 
 
+def zoo_layers_model(rng: np.random.Generator) -> L.Sequential:
+    """The layer types the model zoo added. Shape: (N, 3, 16, 16) -> (N, 4)."""
+    return L.Sequential(
+        L.Conv2d(3, 6, 3, padding=1, rng=rng),
+        L.ReLU(),
+        L.Concat(
+            L.Conv2d(6, 4, 1, rng=rng),
+            L.Sequential(L.MaxPool2d(3, stride=1, padding=1), L.Conv2d(6, 2, 1, rng=rng)),
+        ),  # (N, 6, 16, 16)
+        L.Residual(
+            L.Sequential(L.Conv2d(6, 9, 3, stride=2, padding=1, rng=rng), L.Tanh()),
+            L.ChannelPad(6, 9, stride=2),
+        ),  # (N, 9, 8, 8)
+        L.Residual(L.Conv2d(9, 9, 1, rng=rng), L.ChannelPad(9, 9)),  # stride 1: no Slice
+        L.GlobalMaxPool2d(),
+        L.Linear(9, 4, bias=False, rng=rng),
+        L.Scale(0.125),
+    ).eval()
+
+
 # --- basic -------------------------------------------------------------------------------------
+def test_the_test_models_cover_every_registered_layer_type():
+    from scratchcnn.layers.registry import LAYER_TYPES
+
+    rng = np.random.default_rng(0)
+    models = (all_layers_model(rng), zoo_layers_model(rng))
+    assert {type(m).__name__ for model in models for m in model.modules()} == set(LAYER_TYPES)
+
+
 def test_graph_is_valid_and_uses_the_expected_operators():
     model = all_layers_model(np.random.default_rng(0))
     onnx_model = build_onnx_model(model, (3, 16, 16))
@@ -88,11 +116,12 @@ def test_unsupported_layer_is_named():
 
 
 # --- correctness -------------------------------------------------------------------------------
+@pytest.mark.parametrize("make", [all_layers_model, zoo_layers_model])
 @pytest.mark.parametrize("opset", [17, 20])
 @pytest.mark.parametrize("softmax", [False, True])
-def test_all_layer_types_match_scratchcnn(opset, softmax):
+def test_all_layer_types_match_scratchcnn(make, opset, softmax):
     rng = np.random.default_rng(0)
-    model = all_layers_model(rng)
+    model = make(rng)
     x = rng.standard_normal((7, 3, 16, 16)).astype(np.float32)
     got = run_onnx(build_onnx_model(model, (3, 16, 16), softmax=softmax, opset=opset), x)
     expected = model.forward(x)

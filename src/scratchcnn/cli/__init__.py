@@ -23,6 +23,7 @@ COMMANDS = (
     "predict",
     "gradcheck",
     "bench",
+    "models",
     "compare",
     "export",
     "report",

@@ -14,7 +14,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "per-layer profile. With --vs-torch, time the identical PyTorch model in the same "
         "process, alternating in rounds, in NCHW and channels-last formats.",
     )
-    parser.add_argument("--model", default="seed_cnn", help="model name (default: seed_cnn)")
+    from scratchcnn.models import MODELS  # already imported with the package: costs nothing
+
+    parser.add_argument(
+        "--model",
+        default="seed_cnn",
+        choices=list(MODELS),
+        metavar="MODEL",
+        help=f"model to time, one of: {', '.join(MODELS)} (default: seed_cnn; see "
+        "'scratchcnn models')",
+    )
     parser.add_argument("--batch", type=int, default=64, help="batch size (default: 64)")
     parser.add_argument(
         "--dtype", choices=("float32", "float64"), default="float32", help="(default: float32)"

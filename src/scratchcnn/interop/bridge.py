@@ -15,17 +15,25 @@ Residual               :class:`TorchResidual` (``block(x) + shortcut(x)``)
 Conv2d                 nn.Conv2d (``padding`` int, pair, ``"same"`` or ``"valid"``)
 Linear                 nn.Linear
 MaxPool2d, AvgPool2d   nn.MaxPool2d, nn.AvgPool2d (``count_include_pad=True``)
+Concat                 :class:`TorchConcat` (``branches`` as an ``nn.ModuleList``)
 GlobalAvgPool2d        :class:`TorchGlobalAvgPool2d` (AdaptiveAvgPool2d(1) + Flatten)
+GlobalMaxPool2d        :class:`TorchGlobalMaxPool2d` (AdaptiveMaxPool2d(1) + Flatten)
+Scale                  :class:`TorchScale` (``x * scale``)
+ChannelPad             :class:`TorchChannelPad` (``F.pad(x[:, :, ::s, ::s], channels)``)
 BatchNorm1d/2d         nn.BatchNorm1d/2d
 ReLU, LeakyReLU, GELU, nn.ReLU, nn.LeakyReLU, nn.GELU, nn.Tanh, nn.Sigmoid,
 Tanh, Sigmoid,         nn.Flatten, nn.Dropout
 Flatten, Dropout
 =====================  ==========================================================
 
-``from_torch`` also reads a plain ``nn.AdaptiveAvgPool2d(1)`` directly followed by
-``nn.Flatten()`` (the usual torch spelling of global average pooling) as
-``GlobalAvgPool2d`` + ``Flatten``, which keeps the layer indices, and so the names, aligned.
-torch's ``num_batches_tracked`` counter has no scratchcnn counterpart and is dropped.
+The layer types are those of :data:`scratchcnn.layers.registry.LAYER_TYPES`, matched exactly.
+A parameter's ``requires_grad`` (e.g. a frozen batch-norm scale) carries over both ways.
+
+``from_torch`` also reads a plain ``nn.AdaptiveAvgPool2d(1)`` (or ``nn.AdaptiveMaxPool2d(1)``)
+directly followed by ``nn.Flatten()`` (the usual torch spelling of global pooling) as
+``GlobalAvgPool2d`` (``GlobalMaxPool2d``) + ``Flatten``, which keeps the layer indices, and so
+the names, aligned. torch's ``num_batches_tracked`` counter has no scratchcnn counterpart and is
+dropped.
 
 PyTorch is an optional dependency: ``pip install 'scratchcnn[torch]'``.
 """
@@ -47,10 +55,15 @@ except ImportError as error:  # pragma: no cover - exercised only without torch
 
 from scratchcnn import layers as L
 from scratchcnn.layers.base import Layer
+from scratchcnn.layers.registry import is_registered, unsupported_layer_error
 
 __all__ = [
+    "TorchChannelPad",
+    "TorchConcat",
     "TorchGlobalAvgPool2d",
+    "TorchGlobalMaxPool2d",
     "TorchResidual",
+    "TorchScale",
     "from_torch",
     "load_torch_checkpoint",
     "load_torch_state_dict",
@@ -94,6 +107,72 @@ class TorchGlobalAvgPool2d(nn.Sequential):
         super().__init__(nn.AdaptiveAvgPool2d(1), nn.Flatten())
 
 
+class TorchGlobalMaxPool2d(nn.Sequential):
+    """Maximum over all spatial positions: ``AdaptiveMaxPool2d(1)`` then ``Flatten()``.
+
+    The torch twin of :class:`scratchcnn.layers.GlobalMaxPool2d` (one module, no parameters).
+
+    Shape: ``(N, C, H, W) -> (N, C)``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(nn.AdaptiveMaxPool2d(1), nn.Flatten())
+
+
+class TorchConcat(nn.Module):
+    """Every branch on the same input, outputs concatenated on the channel axis.
+
+    The torch twin of :class:`scratchcnn.layers.Concat`; the branches sit in an
+    ``nn.ModuleList`` called ``branches``, so parameter names (``branches.1.0.weight``) match.
+
+    Shape: ``(N, C, H, W) -> (N, C_0 + C_1 + ..., H', W')``.
+    """
+
+    def __init__(self, *branches: nn.Module) -> None:
+        super().__init__()
+        self.branches = nn.ModuleList(branches)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([branch(x) for branch in self.branches], dim=1)
+
+
+class TorchScale(nn.Module):
+    """``x * scale`` with a constant ``scale`` (the twin of :class:`scratchcnn.layers.Scale`).
+
+    Shape: any -> same.
+    """
+
+    def __init__(self, scale: float) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale}"
+
+
+class TorchChannelPad(nn.Module):
+    """Subsample by ``stride``, zero-pad channels (twin of :class:`~scratchcnn.layers.ChannelPad`).
+
+    Shape: ``(N, in_channels, H, W) -> (N, out_channels, ceil(H / stride), ceil(W / stride))``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        before = (self.out_channels - self.in_channels) // 2
+        after = self.out_channels - self.in_channels - before
+        kept = x[:, :, :: self.stride, :: self.stride]
+        return nn.functional.pad(kept, (0, 0, 0, 0, before, after))  # (W, W, H, H, C, C)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}, stride={self.stride}"
+
+
 # --- scratchcnn -> torch ---------------------------------------------------------------------
 def _tensor(array: np.ndarray) -> torch.Tensor:
     """A torch tensor holding a copy of ``array`` (same dtype, bit for bit)."""
@@ -122,21 +201,15 @@ def to_torch(model: Layer) -> nn.Module:
     """
     module = _to_torch(model, "")
     module.train(bool(model.training))
+    torch_parameters = dict(module.named_parameters())
+    for name, param in model.named_parameters():
+        torch_parameters[name].requires_grad_(param.requires_grad)
     return module
 
 
-# Exact types only: a subclass may compute something else, and must not convert silently.
-_SUPPORTED = (
-    L.Sequential, L.Residual, L.Conv2d, L.Linear, L.BatchNorm1d, L.BatchNorm2d, L.MaxPool2d,
-    L.AvgPool2d, L.GlobalAvgPool2d, L.Flatten, L.ReLU, L.LeakyReLU, L.Tanh, L.Sigmoid, L.GELU,
-    L.Dropout,
-)  # fmt: skip
-
-
 def _to_torch(layer: Layer, path: str) -> nn.Module:
-    where = path.rstrip(".") or "<root>"
-    if type(layer) not in _SUPPORTED:
-        raise ValueError(f"to_torch: unsupported layer {type(layer).__name__} at {where!r}")
+    if not is_registered(layer):  # exact types only: a subclass may compute something else
+        raise unsupported_layer_error("to_torch", layer, path.rstrip(".") or "<root>")
     if isinstance(layer, L.Sequential):
         return nn.Sequential(
             *(_to_torch(child, f"{path}{name}.") for name, child in layer.named_children())
@@ -144,6 +217,10 @@ def _to_torch(layer: Layer, path: str) -> nn.Module:
     if isinstance(layer, L.Residual):
         shortcut = None if layer.shortcut is None else _to_torch(layer.shortcut, path + "shortcut.")
         return TorchResidual(_to_torch(layer.block, path + "block."), shortcut)
+    if isinstance(layer, L.Concat):
+        return TorchConcat(
+            *(_to_torch(child, f"{path}{name}.") for name, child in layer.named_children())
+        )
     if isinstance(layer, L.Conv2d):
         conv = nn.Conv2d(
             layer.in_channels,
@@ -186,6 +263,12 @@ def _to_torch(layer: Layer, path: str) -> nn.Module:
         return nn.AvgPool2d(layer.kernel_size, layer.stride, layer.padding, count_include_pad=True)
     if isinstance(layer, L.GlobalAvgPool2d):
         return TorchGlobalAvgPool2d()
+    if isinstance(layer, L.GlobalMaxPool2d):
+        return TorchGlobalMaxPool2d()
+    if isinstance(layer, L.Scale):
+        return TorchScale(layer.scale)
+    if isinstance(layer, L.ChannelPad):
+        return TorchChannelPad(layer.in_channels, layer.out_channels, layer.stride)
     if isinstance(layer, L.LeakyReLU):
         return nn.LeakyReLU(layer.negative_slope)
     if isinstance(layer, L.GELU):
@@ -219,6 +302,9 @@ def from_torch(module: nn.Module, rng: np.random.Generator | None = None) -> Lay
     rng = rng if rng is not None else np.random.default_rng(0)
     model = _from_torch(module, "", rng)
     model.train(bool(module.training))
+    torch_parameters = dict(module.named_parameters())
+    for name, param in model.named_parameters():
+        param.requires_grad = bool(torch_parameters[name].requires_grad)
     return model
 
 
@@ -250,20 +336,40 @@ def _from_torch(module: nn.Module, path: str, rng: np.random.Generator) -> Layer
     cls = type(module)
     if cls is TorchGlobalAvgPool2d:
         return L.GlobalAvgPool2d()
+    if cls is TorchGlobalMaxPool2d:
+        return L.GlobalMaxPool2d()
     if cls is nn.Sequential:
         children = list(module.named_children())
         converted = []
+        global_pools = {
+            nn.AdaptiveAvgPool2d: L.GlobalAvgPool2d,
+            nn.AdaptiveMaxPool2d: L.GlobalMaxPool2d,
+        }
         for index, (name, child) in enumerate(children):
-            if isinstance(child, nn.AdaptiveAvgPool2d):
+            if type(child) in global_pools:
                 after = children[index + 1][1] if index + 1 < len(children) else None
-                if _pair(child.output_size) != (1, 1) or not _is_plain_flatten(after):
+                if (
+                    _pair(child.output_size) != (1, 1)
+                    or getattr(child, "return_indices", False)
+                    or not _is_plain_flatten(after)
+                ):
                     raise _unsupported(
-                        child, f"{path}{name}", "only AdaptiveAvgPool2d(1) followed by Flatten()"
+                        child,
+                        f"{path}{name}",
+                        f"only {type(child).__name__}(1) followed by Flatten()",
                     )
-                converted.append(L.GlobalAvgPool2d())
+                converted.append(global_pools[type(child)]())
                 continue
             converted.append(_from_torch(child, f"{path}{name}.", rng))
         return L.Sequential(*converted)
+    if cls is TorchConcat:
+        return L.Concat(
+            *(_from_torch(b, f"{path}branches.{i}.", rng) for i, b in enumerate(module.branches))
+        )
+    if cls is TorchScale:
+        return L.Scale(module.scale)
+    if cls is TorchChannelPad:
+        return L.ChannelPad(module.in_channels, module.out_channels, module.stride)
     if cls is TorchResidual:
         shortcut = module.shortcut
         return L.Residual(

@@ -9,6 +9,7 @@ Conv2d                 Conv (``pads`` = ``[top, left, bottom, right]`` from ``.p
 MaxPool2d              MaxPool
 AvgPool2d              AveragePool (``count_include_pad=1``, as in scratchcnn)
 GlobalAvgPool2d        GlobalAveragePool, then Flatten (scratchcnn returns ``(N, C)``)
+GlobalMaxPool2d        GlobalMaxPool, then Flatten
 Linear                 Gemm (``transB=1``: the weight stays ``(out, in)``)
 BatchNorm1d/2d         BatchNormalization (inference: running statistics)
 ReLU, LeakyReLU,       Relu, LeakyRelu, Tanh, Sigmoid
@@ -17,7 +18,12 @@ GELU                   Gelu from opset 20; below, its formula from Erf (or Tanh)
 Flatten                Flatten (``axis=1``)
 Dropout                Identity (inference)
 Residual               the block's output Add the shortcut's (or the input itself)
+Concat                 every branch on the same input, then Concat (``axis=1``)
+Scale                  Mul by a constant
+ChannelPad             Slice (every ``stride``-th row and column), then Pad on channels
 =====================  =============================================================
+
+The layer types are those of :data:`scratchcnn.layers.registry.LAYER_TYPES`, matched exactly.
 
 The graph takes ``input`` of shape ``(N, *input_shape)`` with a symbolic batch size ``N`` and
 returns ``logits`` (or ``probabilities`` with ``softmax=True``). With a ``normalizer`` the graph
@@ -36,6 +42,7 @@ import numpy as np
 
 from scratchcnn import layers as L
 from scratchcnn.layers.base import Layer
+from scratchcnn.layers.registry import is_registered, unsupported_layer_error
 
 DEFAULT_OPSET = 17  # widely supported by runtimes; GELU is then spelled out with Erf
 
@@ -68,6 +75,14 @@ class _GraphBuilder:
         self.initializers.append(numpy_helper.from_array(array, name))
         return name
 
+    def int_constant(self, name: str, values: list[int]) -> str:
+        """A 1-D int64 initializer (the shape-like inputs of Slice and Pad)."""
+        from onnx import numpy_helper
+
+        name = self.unique(name)
+        self.initializers.append(numpy_helper.from_array(np.asarray(values, np.int64), name))
+        return name
+
     def node(self, op: str, inputs: list[str], hint: str, **attributes: Any) -> str:
         output = self.unique(hint)
         self.nodes.append(self.helper.make_node(op, inputs, [output], name=output, **attributes))
@@ -78,19 +93,11 @@ def _prefix(path: str) -> str:
     return path.rstrip(".") or "model"
 
 
-# Exact types only: a subclass may compute something else, and must not export silently.
-_SUPPORTED = (
-    L.Sequential, L.Residual, L.Conv2d, L.Linear, L.BatchNorm1d, L.BatchNorm2d, L.MaxPool2d,
-    L.AvgPool2d, L.GlobalAvgPool2d, L.Flatten, L.ReLU, L.LeakyReLU, L.Tanh, L.Sigmoid, L.GELU,
-    L.Dropout,
-)  # fmt: skip
-
-
 def _emit(layer: Layer, x: str, path: str, g: _GraphBuilder) -> str:
     """Append the nodes computing ``layer(x)``; return the output tensor's name."""
     where = _prefix(path)
-    if type(layer) not in _SUPPORTED:
-        raise ValueError(f"export_onnx: unsupported layer {type(layer).__name__} at {where!r}")
+    if not is_registered(layer):  # exact types only: a subclass may compute something else
+        raise unsupported_layer_error("export_onnx", layer, where)
     if isinstance(layer, L.Sequential):
         for name, child in layer.named_children():
             x = _emit(child, x, f"{path}{name}.", g)
@@ -99,6 +106,9 @@ def _emit(layer: Layer, x: str, path: str, g: _GraphBuilder) -> str:
         out = _emit(layer.block, x, path + "block.", g)
         skip = x if layer.shortcut is None else _emit(layer.shortcut, x, path + "shortcut.", g)
         return g.node("Add", [out, skip], f"{where}.add")
+    if isinstance(layer, L.Concat):
+        outs = [_emit(child, x, f"{path}{name}.", g) for name, child in layer.named_children()]
+        return g.node("Concat", outs, f"{where}.concat", axis=1)
     if isinstance(layer, L.Conv2d):
         inputs = [x, g.constant(path + "weight", layer.weight.data)]
         if layer.bias is not None:
@@ -142,6 +152,13 @@ def _emit(layer: Layer, x: str, path: str, g: _GraphBuilder) -> str:
     if isinstance(layer, L.GlobalAvgPool2d):
         pooled = g.node("GlobalAveragePool", [x], f"{where}.globalavgpool")  # (N, C, 1, 1)
         return g.node("Flatten", [pooled], f"{where}.flatten", axis=1)  # (N, C)
+    if isinstance(layer, L.GlobalMaxPool2d):
+        pooled = g.node("GlobalMaxPool", [x], f"{where}.globalmaxpool")  # (N, C, 1, 1)
+        return g.node("Flatten", [pooled], f"{where}.flatten", axis=1)  # (N, C)
+    if isinstance(layer, L.Scale):
+        return g.node("Mul", [x, g.constant(f"{where}.scale", layer.scale)], f"{where}.mul")
+    if isinstance(layer, L.ChannelPad):
+        return _emit_channel_pad(layer, x, where, g)
     if isinstance(layer, L.Flatten):
         return g.node("Flatten", [x], f"{where}.flatten", axis=1)
     if isinstance(layer, L.ReLU):
@@ -157,6 +174,27 @@ def _emit(layer: Layer, x: str, path: str, g: _GraphBuilder) -> str:
     if isinstance(layer, L.Dropout):
         return g.node("Identity", [x], f"{where}.dropout")
     raise AssertionError(f"export_onnx: {type(layer).__name__} is listed but not handled")
+
+
+def _emit_channel_pad(layer: L.ChannelPad, x: str, where: str, g: _GraphBuilder) -> str:
+    """``x[:, :, ::s, ::s]`` (Slice with steps), then zero channels on both sides (Pad)."""
+    if layer.stride > 1:
+        ends = [np.iinfo(np.int64).max] * 2  # "to the end" in ONNX's Slice
+        x = g.node(
+            "Slice",
+            [
+                x,
+                g.int_constant(f"{where}.starts", [0, 0]),
+                g.int_constant(f"{where}.ends", ends),
+                g.int_constant(f"{where}.axes", [2, 3]),
+                g.int_constant(f"{where}.steps", [layer.stride, layer.stride]),
+            ],
+            f"{where}.subsample",
+        )
+    after = layer.out_channels - layer.in_channels - layer.pad_before
+    # pads: [begin of N, C, H, W, then end of N, C, H, W]
+    pads = g.int_constant(f"{where}.pads", [0, layer.pad_before, 0, 0, 0, after, 0, 0])
+    return g.node("Pad", [x, pads], f"{where}.pad", mode="constant")
 
 
 def _emit_gelu(layer: L.GELU, x: str, where: str, g: _GraphBuilder) -> str:

@@ -2,6 +2,8 @@
 
 from scratchcnn.layers.activation import GELU, Flatten, LeakyReLU, ReLU, Sigmoid, Tanh
 from scratchcnn.layers.base import Layer
+from scratchcnn.layers.channel_pad import ChannelPad
+from scratchcnn.layers.concat import Concat
 from scratchcnn.layers.container import Residual, Sequential
 from scratchcnn.layers.conv import Conv2d
 from scratchcnn.layers.dropout import Dropout
@@ -14,15 +16,19 @@ from scratchcnn.layers.fused import (
     fuse,
     unfuse,
 )
+from scratchcnn.layers.global_max_pool import GlobalMaxPool2d
 from scratchcnn.layers.linear import Linear
 from scratchcnn.layers.norm import BatchNorm1d, BatchNorm2d
 from scratchcnn.layers.pool import AvgPool2d, GlobalAvgPool2d, MaxPool2d
+from scratchcnn.layers.scale import Scale
 
 __all__ = [
     "AvgPool2d",
     "BatchNorm1d",
     "BatchNorm2d",
     "BatchNormActivation",
+    "ChannelPad",
+    "Concat",
     "Conv2d",
     "ConvReLUMaxPool",
     "ConvReLUMaxPoolChain",
@@ -31,6 +37,7 @@ __all__ = [
     "Fused",
     "GELU",
     "GlobalAvgPool2d",
+    "GlobalMaxPool2d",
     "Layer",
     "LeakyReLU",
     "Linear",
@@ -38,6 +45,7 @@ __all__ = [
     "ReLU",
     "ReLUMaxPool",
     "Residual",
+    "Scale",
     "Sequential",
     "Sigmoid",
     "Tanh",

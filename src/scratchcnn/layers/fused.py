@@ -28,6 +28,7 @@ import numpy as np
 from scratchcnn.backend import ConvBlock, current_backend
 from scratchcnn.layers.activation import GELU, ReLU
 from scratchcnn.layers.base import Layer
+from scratchcnn.layers.concat import Concat
 from scratchcnn.layers.container import Residual, Sequential
 from scratchcnn.layers.conv import Conv2d
 from scratchcnn.layers.norm import BatchNorm1d, BatchNorm2d
@@ -242,7 +243,8 @@ class ConvReLUMaxPoolChain(Fused):
 def fuse(model: Layer) -> Layer:
     """A model that computes what ``model`` computes, with runs of layers fused.
 
-    Inside every ``Sequential`` (and the blocks of a ``Residual``): Conv2d -> ReLU -> MaxPool2d
+    Inside every ``Sequential`` (and the blocks of a ``Residual``, the branches of a ``Concat``):
+    Conv2d -> ReLU -> MaxPool2d
     becomes :class:`ConvReLUMaxPool`, consecutive ones a :class:`ConvReLUMaxPoolChain`, a
     remaining ReLU -> MaxPool2d a :class:`ReLUMaxPool`, and BatchNorm -> ReLU or GELU (erf form)
     a :class:`BatchNormActivation`. Only these exact types fuse (a subclass may compute
@@ -255,6 +257,10 @@ def fuse(model: Layer) -> Layer:
         fused = copy.copy(model)
         fused.block = fuse(model.block)
         fused.shortcut = None if model.shortcut is None else fuse(model.shortcut)
+        return fused
+    if type(model) is Concat:
+        fused = copy.copy(model)
+        fused.branches = [fuse(branch) for branch in model.branches]
         return fused
     return model
 
@@ -311,6 +317,10 @@ def unfuse(model: Layer) -> Layer:
         plain = copy.copy(model)
         plain.block = unfuse(model.block)
         plain.shortcut = None if model.shortcut is None else unfuse(model.shortcut)
+        return plain
+    if type(model) is Concat:
+        plain = copy.copy(model)
+        plain.branches = [unfuse(branch) for branch in model.branches]
         return plain
     return model
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from scratchcnn.backend import current_backend, use_backend
-from scratchcnn.layers import Conv2d, fuse
+from scratchcnn.layers import Conv2d, Sequential, fuse
 from scratchcnn.layers.base import Layer
 from scratchcnn.losses import CrossEntropyLoss
 from scratchcnn.models import MODELS
@@ -152,7 +152,15 @@ def _seconds(fn: Callable[[], object], calls: int = 1) -> float:
 
 
 def _first_conv(model: Layer) -> Conv2d | None:
-    return next((m for m in model.modules() if isinstance(m, Conv2d)), None)
+    """The convolution that reads the images, if the model starts with one (through Sequentials).
+
+    Not merely the first Conv2d anywhere: one inside a branch or a residual block has consumers
+    of its input gradient.
+    """
+    layer = model
+    while isinstance(layer, Sequential) and len(layer) > 0:
+        layer = layer[0]
+    return layer if isinstance(layer, Conv2d) else None
 
 
 def build_model(config: BenchConfig) -> tuple[Layer, np.ndarray, np.ndarray]:
@@ -164,7 +172,7 @@ def build_model(config: BenchConfig) -> tuple[Layer, np.ndarray, np.ndarray]:
     Shape: ``x (batch, 3, 32, 32)``, ``y (batch,)``.
     """
     if config.model not in MODELS:
-        raise ValueError(f"unknown model {config.model!r}; known: {sorted(MODELS)}")
+        raise ValueError(f"unknown model {config.model!r}; valid models: {', '.join(MODELS)}")
     if config.batch < 1:
         raise ValueError(f"batch must be >= 1, got {config.batch}")
     rng = np.random.default_rng(config.seed)
@@ -242,53 +250,11 @@ def layer_profile(
     return rows
 
 
-def torch_model_from(model: Layer, dtype: str):
-    """The same architecture in PyTorch, with this model's weights copied in."""
-    import torch
-    from torch import nn
-
-    from scratchcnn import layers as L
-
-    def convert(layer: Layer) -> nn.Module:
-        if isinstance(layer, L.Sequential):
-            return nn.Sequential(*(convert(child) for child in layer))
-        if isinstance(layer, L.Conv2d):
-            (top, bottom), (left, right) = layer.pad
-            if top != bottom or left != right:
-                raise ValueError(f"{layer!r}: asymmetric padding has no nn.Conv2d equivalent")
-            module = nn.Conv2d(
-                layer.in_channels,
-                layer.out_channels,
-                layer.kernel_size,
-                stride=layer.stride,
-                padding=(top, left),
-                dilation=layer.dilation,
-                bias=layer.bias is not None,
-            )
-        elif isinstance(layer, L.Linear):
-            module = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None)
-        elif isinstance(layer, L.ReLU):
-            return nn.ReLU()
-        elif isinstance(layer, L.Flatten):
-            return nn.Flatten()
-        elif isinstance(layer, L.MaxPool2d):
-            return nn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding)
-        elif isinstance(layer, L.AvgPool2d):
-            return nn.AvgPool2d(layer.kernel_size, layer.stride, layer.padding)
-        else:
-            raise ValueError(f"no PyTorch equivalent for {type(layer).__name__} in the benchmark")
-        with torch.no_grad():
-            module.weight.copy_(torch.from_numpy(np.ascontiguousarray(layer.weight.data)))
-            if layer.bias is not None:
-                module.bias.copy_(torch.from_numpy(layer.bias.data))
-        return module
-
-    return convert(model).to(getattr(torch, dtype))
-
-
 def _torch_steps(model: Layer, x: np.ndarray, y: np.ndarray, config: BenchConfig):
     """Training and inference closures for PyTorch, by memory format."""
     import torch
+
+    from scratchcnn.interop.bridge import to_torch
 
     if config.torch_threads is not None:
         torch.set_num_threads(config.torch_threads)
@@ -297,7 +263,7 @@ def _torch_steps(model: Layer, x: np.ndarray, y: np.ndarray, config: BenchConfig
         ("NCHW", torch.contiguous_format),
         ("channels_last", torch.channels_last),
     ):
-        net = torch_model_from(model, config.dtype).to(memory_format=memory_format)
+        net = to_torch(model).train().to(memory_format=memory_format)
         inputs = torch.from_numpy(x).contiguous(memory_format=memory_format)
         labels = torch.from_numpy(y)
         optimizer = torch.optim.SGD(net.parameters(), lr=config.lr)

@@ -107,14 +107,17 @@ def _traced_forward(
 ) -> np.ndarray:
     """``layer.forward(x, training)``, recording ``(kinked layer, its input)`` pairs in ``seen``.
 
-    Sequential, Residual and fused layers are walked child by child so that each kinked layer
-    inside them is paired with its actual input; any other layer (a custom container too) runs
-    as a leaf.
+    Sequential, Residual, Concat and fused layers are walked child by child so that each kinked
+    layer inside them is paired with its actual input; any other layer (a custom container too)
+    runs as a leaf.
     """
     if isinstance(layer, (L.Sequential, L.Fused)):
         for _, child in layer.named_children():
             x = _traced_forward(child, x, training, seen)
         return x
+    if isinstance(layer, L.Concat):
+        outputs = [_traced_forward(branch, x, training, seen) for branch in layer.branches]
+        return np.concatenate(outputs, axis=1)
     if isinstance(layer, L.Residual):
         out = _traced_forward(layer.block, x, training, seen)
         skip = x if layer.shortcut is None else _traced_forward(layer.shortcut, x, training, seen)
@@ -133,6 +136,8 @@ def _pattern(layer: Layer, x: np.ndarray) -> np.ndarray | None:
         return x > 0
     if isinstance(layer, L.MaxPool2d):
         return F.max_pool2d_forward(x, layer.kernel_size, layer.stride, layer.pad)[1]
+    if isinstance(layer, L.GlobalMaxPool2d):
+        return x.reshape(*x.shape[:2], -1).argmax(axis=-1)
     return None
 
 
