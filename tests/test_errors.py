@@ -127,15 +127,16 @@ CHECKPOINT_FAULTS = {
     "tampered dtype": (_set("dtype", "int32"), r"field 'dtype' must be one of \['float32'"),
     "bad layer argument": (
         _set("architecture.layers.0.stride", "wide"),
-        r"architecture\.layers\[0\] \(Conv2d\)",
+        r"architecture: layers\[0\] \(Conv2d\): argument 'stride' must be int \| tuple\[int, "
+        r"int\], got \"wide\" \(string\)",
     ),
     "unexpected layer argument": (
         _set("architecture.layers.3.foo", 1),
-        r"architecture\.layers\[3\] \(Conv2d\): TypeError",
+        r"architecture: layers\[3\] \(Conv2d\): unknown argument 'foo'; valid arguments: 'in_ch",
     ),
     "unknown layer type": (
         _set("architecture.layers.1", {"type": "Evil"}),
-        r"architecture\.layers\[1\] \(Evil\).*unknown layer type",
+        r"architecture: layers\[1\]: unknown layer type 'Evil'; valid types: ",
     ),
     "format version from the future": (
         _set("format_version", 99),

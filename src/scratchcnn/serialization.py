@@ -30,7 +30,7 @@ import numpy as np
 
 from scratchcnn.errors import CheckpointError, DataError
 from scratchcnn.layers.base import Layer
-from scratchcnn.models import build_model, model_config
+from scratchcnn.models import ModelConfigError, build_model, model_config
 
 if TYPE_CHECKING:
     # The data package imports Pillow and tqdm; ``import scratchcnn`` should not pay for them.
@@ -397,36 +397,15 @@ def check_metadata(meta: dict[str, Any], path: Path) -> None:
             require(name)
 
 
-def _architecture_error(architecture: Any, dtype: np.dtype, where: str) -> str:
-    """Find the innermost entry of ``architecture`` that cannot be built, and say why."""
-    if isinstance(architecture, dict):
-        children: list[tuple[str, Any]] = []
-        if isinstance(architecture.get("layers"), list):
-            children = [(f"{where}.layers[{i}]", c) for i, c in enumerate(architecture["layers"])]
-        for key in ("block", "shortcut"):
-            if isinstance(architecture.get(key), dict):
-                children.append((f"{where}.{key}", architecture[key]))
-        for child_where, child in children:
-            try:
-                build_model(child, dtype=dtype)
-            except Exception:  # noqa: BLE001 - any failure: look further down
-                return _architecture_error(child, dtype, child_where)
-    try:
-        build_model(architecture, dtype=dtype)
-    except Exception as err:  # noqa: BLE001 - reported, not hidden
-        kind = architecture.get("type") if isinstance(architecture, dict) else None
-        return f"{where} ({kind}): {type(err).__name__}: {err}"
-    return f"{where}: cannot be built"
-
-
 def _build(meta: dict[str, Any], path: Path) -> Layer:
+    """The model the metadata's architecture describes; ``build_model`` checks every entry and
+    names the place of a bad one (``layers[3] (Conv2d): unknown argument 'foo'``)."""
     dtype = np.dtype(meta["dtype"])
     try:
         return build_model(meta["architecture"], dtype=dtype.type)
-    except Exception as err:  # noqa: BLE001 - a tampered architecture can fail in any way
-        where = _architecture_error(meta["architecture"], dtype.type, "architecture")
+    except ModelConfigError as err:
         raise CheckpointError(
-            f"{path}: the model cannot be built from its metadata: {where}"
+            f"{path}: the model cannot be built from its metadata: architecture: {err}"
         ) from err
 
 
