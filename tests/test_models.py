@@ -16,11 +16,10 @@ from scratchcnn.models import (
     check_model_fits,
     load_matching,
     load_model_config,
-    load_pretrained,
     model_config,
     seed_cnn,
 )
-from scratchcnn.serialization import save_model
+from scratchcnn.serialization import load_pretrained, save_model
 
 SEED_CNN_PARAMETERS = 545_098
 
@@ -342,7 +341,11 @@ def test_load_matching_with_nothing_in_common_is_an_error():
 
 
 def test_load_pretrained_reads_model_files_and_training_checkpoints(tmp_path):
-    from scratchcnn.serialization import save_arrays
+    from helpers_data import make_image_folder
+    from helpers_training import tiny_config
+
+    from scratchcnn.errors import CheckpointError
+    from scratchcnn.training import train
 
     source = seed_cnn(image_size=8, width=0.25, rng=np.random.default_rng(0))
     save_model(source, tmp_path / "model.safetensors")
@@ -351,10 +354,11 @@ def test_load_pretrained_reads_model_files_and_training_checkpoints(tmp_path):
     assert len(report.loaded) == 8 and not report.skipped and not report.initialised
     np.testing.assert_array_equal(target[0].weight.data, source[0].weight.data)
     # A training checkpoint also holds optimizer state, under "optim.": never loaded.
-    arrays = {f"model.{k}": v for k, v in source.state_dict().items()}
-    arrays["optim.0.weight.velocity"] = np.zeros((8, 3, 3, 3), np.float32)
-    save_arrays(tmp_path / "last.safetensors", arrays, {"epoch": 3})
-    report = load_pretrained(seed_cnn(image_size=8, width=0.25), tmp_path / "last.safetensors")
-    assert len(report.loaded) == 8 and not report.skipped
-    with pytest.raises(FileNotFoundError):
+    images = make_image_folder(tmp_path / "images", train_per_class=12, test_per_class=2)
+    run = train(tiny_config(images, tmp_path / "runs", epochs=1, val_size=6)).run_dir
+    architecture = load_checkpoint(run / "last.safetensors").metadata["architecture"]
+    fresh = build_model(architecture, rng=np.random.default_rng(2))
+    report = load_pretrained(fresh, run / "last.safetensors")
+    assert len(report.loaded) == 8 and not report.skipped and not report.initialised
+    with pytest.raises(CheckpointError, match="no checkpoint at .*nothing.safetensors"):
         load_pretrained(target, tmp_path / "nothing.safetensors")

@@ -31,6 +31,7 @@ import numpy as np
 from scratchcnn.errors import CheckpointError, DataError
 from scratchcnn.layers.base import Layer
 from scratchcnn.models import ModelConfigError, build_model, model_config
+from scratchcnn.models.transfer import TransferReport, load_matching
 
 if TYPE_CHECKING:
     # The data package imports Pillow and tqdm; ``import scratchcnn`` should not pay for them.
@@ -654,6 +655,15 @@ def load_model(path: str | Path) -> tuple[Layer, dict[str, Any]]:
     """
     loaded = load_checkpoint(path)
     return loaded.model, loaded.metadata
+
+
+def load_pretrained(model: Layer, path: str | Path) -> TransferReport:
+    """Load into ``model`` every tensor of a saved model or training checkpoint whose name and
+    shape match (:func:`scratchcnn.models.load_matching`); the file passes every check of
+    :func:`load_checkpoint` first. Returns what was loaded, skipped and left as initialised.
+    """
+    source = load_checkpoint(path).model
+    return load_matching(model, source.state_dict(), source=f"checkpoint {path}")
 
 
 @dataclass

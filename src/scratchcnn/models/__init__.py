@@ -30,7 +30,7 @@ from scratchcnn.models.dilated import dilated
 from scratchcnn.models.inception import inception
 from scratchcnn.models.resnet import cifar_resnet, resnet9
 from scratchcnn.models.seed_cnn import seed_cnn
-from scratchcnn.models.transfer import TransferReport, load_matching, load_pretrained
+from scratchcnn.models.transfer import TransferReport, load_matching
 from scratchcnn.models.vgg import vgg
 
 MODELS: dict[str, Callable[..., Layer]] = {
@@ -89,7 +89,6 @@ __all__ = [
     "inception",
     "load_matching",
     "load_model_config",
-    "load_pretrained",
     "model_config",
     "resnet9",
     "seed_cnn",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -64,19 +63,6 @@ def load_matching(
     report.loaded = [name for name in current if name in matching]
     report.initialised = [name for name in current if name not in matching]
     return report
-
-
-def load_pretrained(model: Layer, checkpoint: str | Path) -> TransferReport:
-    """:func:`load_matching` from a saved model or training checkpoint (its ``model.*`` tensors).
-
-    Shape: see :func:`load_matching`.
-    """
-    # Imported here: serialization imports this package to rebuild architectures.
-    from scratchcnn.serialization import load_arrays
-
-    arrays, _ = load_arrays(checkpoint)
-    state = {k.removeprefix("model."): v for k, v in arrays.items() if k.startswith("model.")}
-    return load_matching(model, state, source=f"checkpoint {checkpoint}")
 
 
 def _some(state: dict[str, np.ndarray], limit: int = 6) -> str:
