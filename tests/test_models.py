@@ -19,7 +19,7 @@ from scratchcnn.models import (
     model_config,
     seed_cnn,
 )
-from scratchcnn.serialization import load_pretrained, save_model
+from scratchcnn.serialization import load_checkpoint, load_pretrained, save_model
 
 SEED_CNN_PARAMETERS = 545_098
 
