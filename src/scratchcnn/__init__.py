@@ -1,6 +1,7 @@
 """scratchcnn: a convolutional neural network library written from scratch in NumPy."""
 
 from scratchcnn import fast  # registers the "fast" backend
+from scratchcnn._version import __version__
 from scratchcnn.backend import get_backend, set_backend, use_backend
 from scratchcnn.layers import (
     GELU,
@@ -31,8 +32,6 @@ from scratchcnn.losses import CrossEntropyLoss, log_softmax, softmax
 from scratchcnn.models import build_model, model_config, seed_cnn
 from scratchcnn.parameter import Parameter
 from scratchcnn.serialization import load_model, save_model
-
-__version__ = "0.1.0"
 
 __all__ = [
     "GELU",

@@ -398,7 +398,7 @@ def build_report(
 
 
 def _page(run_dir: Path, checkpoint: Path, sections: list[_Section]) -> str:
-    from scratchcnn import __version__
+    from scratchcnn._version import __version__
 
     toc = "".join(f'<li><a href="#{s.anchor}">{html.escape(s.title)}</a></li>' for s in sections)
     body = "".join(

@@ -135,7 +135,7 @@ def save_arrays(path: str | Path, arrays: dict[str, np.ndarray], metadata: dict[
 
 
 def _base_metadata(model: Layer, kind: str) -> dict[str, Any]:
-    from scratchcnn import __version__
+    from scratchcnn._version import __version__
 
     state = model.state_dict()
     dtype = str(next(iter(state.values())).dtype) if state else "float32"
@@ -316,7 +316,7 @@ def migrate_metadata(meta: dict[str, Any], path: Path) -> dict[str, Any]:
             path, "format_version", f"an integer from 1 to {FORMAT_VERSION}", version
         )
     if version > FORMAT_VERSION:
-        from scratchcnn import __version__
+        from scratchcnn._version import __version__
 
         raise CheckpointError(
             f"{path} has checkpoint format version {version}, written by scratchcnn "

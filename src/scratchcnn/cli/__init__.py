@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="scratchcnn",
         description="A CNN library and CIFAR-10 trainer written from scratch in NumPy.",
     )
-    from scratchcnn import __version__
+    from scratchcnn._version import __version__
 
     parser.add_argument("--version", action="version", version=f"scratchcnn {__version__}")
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
