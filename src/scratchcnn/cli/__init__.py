@@ -22,6 +22,7 @@ COMMANDS = (
     "export",
     "report",
     "visualize",
+    "sweep",
 )
 
 
@@ -35,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"scratchcnn {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        module = importlib.import_module(f"scratchcnn.cli.{name}")
+        module = importlib.import_module(f"scratchcnn.cli.{name.replace('-', '_')}")
         sub = module.add_parser(subparsers)
         sub.set_defaults(_module=module)
     return parser

@@ -26,6 +26,8 @@ __all__ = ["LR_FINDER", "SECTIONS", "RunContext", "build_report"]
 LR_FINDER = "lr_finder.json"
 TOP_ACTIVATION_SCAN = 2000  # test images scanned for the images that most excite each filter
 STATS_IMAGES = 500  # test images behind the activation statistics
+ABLATION_IMAGES = 2000  # test images classified with each filter of the last conv zeroed
+CLUSTER_IMAGES = 2000  # test images clustered by their feature maps
 
 
 @dataclass
@@ -308,6 +310,59 @@ def filter_stats_section(ctx: RunContext) -> Section:
     return Section("filter-stats", "Filter statistics", body)
 
 
+def filter_ablation_section(ctx: RunContext) -> Section:
+    from scratchcnn import viz
+    from scratchcnn.analysis.filter_ablation import ablate_filters
+
+    count = min(len(ctx.images), ABLATION_IMAGES)
+    images, labels = ctx.images[:count], ctx.labels[:count]
+    result = ablate_filters(ctx.model, images, labels, ctx.loaded.normalizer)
+    conv = list(ctx.model)[result.layer_index]
+    top, _ = interpret.top_activating_images(
+        ctx.model, images, ctx.loaded.normalizer, result.layer_index, num_images=6
+    )
+    order = result.ranking()
+    rows = [
+        [f"filter {result.groups[g][0]}", result.drop[g] * 100, result.accuracy[g]]
+        for g in (*order[:5], *order[-5:])
+    ]
+    body = (
+        paragraph(
+            f"Each filter of {result.layer} zeroed in turn (weights and bias, as if pruned), "
+            f"{count:,} test images classified each time; accuracy with every filter "
+            f"{result.baseline_accuracy:.4f}."
+        )
+        + figure(viz.plot_filter_ablation(result, ctx.names), "filter ablation",
+                 "Accuracy lost per filter, and per class for the most and least important.")
+        + figure(viz.plot_ablated_filters(result, conv.weight.data, images, top),
+                 "most and least important filters")
+        + table(["filter", "accuracy drop (points)", "accuracy without it"], rows)
+    )  # fmt: skip
+    return Section("filter-ablation", "Filter ablation", body)
+
+
+def feature_clusters_section(ctx: RunContext) -> Section:
+    from scratchcnn import viz
+    from scratchcnn.analysis.feature_clusters import cluster_features
+
+    count = min(len(ctx.images), CLUSTER_IMAGES)
+    images, labels = ctx.images[:count], ctx.labels[:count]
+    k = min(len(ctx.names), count)
+    result = cluster_features(
+        ctx.model, images, ctx.loaded.normalizer, num_clusters=k, rng=np.random.default_rng(0)
+    )
+    purity = result.purity(labels, len(ctx.names))
+    body = paragraph(
+        f"{count:,} test images clustered by k-means ({k} clusters) on the channel means of "
+        f"{result.layer}; mean cluster purity (share of the most common class) "
+        f"{np.nanmean(purity):.2f}."
+    ) + figure(
+        viz.plot_feature_clusters(result, images, labels, ctx.names),
+        "feature-map clusters",
+    )
+    return Section("feature-clusters", "Feature-map clusters", body)
+
+
 SECTIONS: tuple[Callable[[RunContext], Section | None], ...] = (
     config_section,
     architecture_section,
@@ -325,6 +380,8 @@ SECTIONS: tuple[Callable[[RunContext], Section | None], ...] = (
     interpretation_section,
     top_activations_section,
     filter_stats_section,
+    filter_ablation_section,
+    feature_clusters_section,
 )
 
 
