@@ -59,6 +59,37 @@ def test_seed_recipe_study_starts_from_the_seed_recipe(tmp_path):
     assert study.name == "s"
 
 
+def test_a_table_of_settings_varies_several_fields_together(tmp_path):
+    path = write_study(
+        tmp_path / "methods.toml",
+        """[train]
+epochs = 5
+[space]
+method = { grid = [
+    { label = "plain sgd", optimizer = "sgd", momentum = 0.0, nesterov = false },
+    { optimizer = "adam", nesterov = false, lr = 0.001, epochs = 7 },
+] }
+schedule = { grid = ["constant", "cosine"] }
+""",
+    )
+    study = load_study(path)
+    method = study.space[0]
+    assert method.values == ("plain sgd", "optimizer=adam, nesterov=False, lr=0.001, epochs=7")
+    assert study.trial_count() == 4 and study.max_epochs == 7
+    config = study.trial_config({"method": method.values[1], "schedule": "constant"}, "r", "t")
+    assert (config.optimizer, config.nesterov, config.lr, config.epochs) == (
+        "adam",
+        False,
+        0.001,
+        7,
+    )
+    assert config.momentum == study.train["momentum"] and config.schedule == "constant"
+    config = study.trial_config({"method": "plain sgd", "schedule": "cosine"}, "r", "t")
+    assert (config.optimizer, config.momentum, config.lr) == ("sgd", 0.0, study.train["lr"])
+    assert config.epochs == 5
+    assert type(study).from_dict(study.to_dict()) == study
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -177,11 +208,20 @@ def test_trial_reports_every_epoch_and_replays_a_finished_run(images, tmp_path):
     from scratchcnn.studies.trial import follow_training, read_trial_record
 
     config = tiny_config(images, tmp_path)
-    reported: list[dict] = []
-    record = follow_training(config, 1, reported.append)
     run_dir = tmp_path / "trials" / "t0"
+    reported: list[dict] = []
+    recorded_when_reported = []  # was trial.json written when each epoch was reported?
+
+    def report(epoch_record: dict) -> None:
+        reported.append(epoch_record)
+        recorded_when_reported.append((run_dir / "trial.json").is_file())
+
+    record = follow_training(config, 1, report)
     written = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert reported == written and [r["epoch"] for r in reported] == [1, 2]
+    # the last epoch is reported only once the run is tested and recorded (a scheduler that
+    # stops the trial then loses nothing)
+    assert recorded_when_reported[-1]
     assert record == read_trial_record(run_dir)
     assert record["status"] == "completed" and record["epochs"] == 2 and record["seconds"] > 0
     tested = json.loads((run_dir / "results.json").read_text())
@@ -396,9 +436,10 @@ cache_dir = "{tmp_path / "cache"}"
 val_size = 60
 train_subset = 120
 epochs = 3
+nesterov = false    # the default recipe's Nesterov momentum is for SGD only
 [space]
 lr = {{ loguniform = [0.001, 0.1] }}
-optimizer = {{ choice = ["sgd", "adam"] }}
+optimizer = {{ choice = ["sgd", "rmsprop"] }}
 """,
     )
     out = tmp_path / "study"
@@ -406,7 +447,7 @@ optimizer = {{ choice = ["sgd", "adam"] }}
     rows = read_csv(out / "results.csv")
     assert len(rows) == 4
     for row in rows:
-        assert 0.001 <= float(row["lr"]) <= 0.1 and row["optimizer"] in ("sgd", "adam")
+        assert 0.001 <= float(row["lr"]) <= 0.1 and row["optimizer"] in ("sgd", "rmsprop")
         assert row["status"] in ("completed", "stopped")
         assert 1 <= int(row["epochs_run"]) <= 3
         assert (int(row["epochs_run"]) == 3) == (row["status"] == "completed")

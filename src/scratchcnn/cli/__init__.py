@@ -23,6 +23,8 @@ COMMANDS = (
     "report",
     "visualize",
     "sweep",
+    "baselines",
+    "ablate-filters",
 )
 
 

@@ -13,10 +13,12 @@ learning-rate range test, as written by ``scratchcnn visualize lr-finder --run``
 
 from scratchcnn.report.loading import LoadedModel, load_checkpoint, load_test_images, run_checkpoint
 from scratchcnn.report.run import build_report
+from scratchcnn.report.study import build_study_report
 
 __all__ = [
     "LoadedModel",
     "build_report",
+    "build_study_report",
     "load_checkpoint",
     "load_test_images",
     "run_checkpoint",

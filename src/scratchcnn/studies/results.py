@@ -21,6 +21,7 @@ from scratchcnn.studies.spec import RESERVED_FIELDS, Study
 from scratchcnn.studies.trial import read_trial_record
 
 __all__ = [
+    "ENDED",
     "RESULTS_CSV",
     "RESULTS_JSON",
     "STUDY_FILE",
@@ -43,6 +44,7 @@ RESULTS_JSON = "results.json"
 # Statuses in the table: the trainer's own (completed, early_stopped), "stopped" (by the
 # scheduler, e.g. ASHA), "error", and "pending"/"running" for a study that has not finished.
 STOPPED = "stopped"
+ENDED = ("completed", "early_stopped", STOPPED, "error")  # statuses of a trial that is over
 
 
 @dataclass

@@ -24,6 +24,14 @@ A study file has three tables::
     batch_size = { choice = [64, 128, 256] }
     optimizer = { grid = ["sgd", "adam"] }
 
+A name in [space] that is not a TrainConfig field sets several fields together: its values are
+tables of settings (a "bundle"), each with an optional ``label`` naming it in the results::
+
+    method = { grid = [
+        { label = "sgd", optimizer = "sgd", momentum = 0.0, nesterov = false },
+        { label = "adam", optimizer = "adam", nesterov = false, lr = 0.001 },
+    ] }
+
 Everything is checked when the file is read, before anything runs: unknown tables, keys and
 fields, values of the wrong type, ranges that are empty or reach invalid settings (each end of a
 range and each listed value must make a valid :class:`TrainConfig`), an empty search space.
@@ -75,18 +83,31 @@ class SearchParameter:
     logarithm, for scale parameters such as the learning rate).
     """
 
-    field: str
+    field: str  # a TrainConfig field, or a bundle's name
     kind: str  # one of KINDS
-    values: tuple[Any, ...] = ()  # grid and choice
+    values: tuple[Any, ...] = ()  # grid and choice: field values, or a bundle's labels
     low: float | None = None  # uniform and loguniform
     high: float | None = None
+    bundles: tuple[dict[str, Any], ...] = ()  # a bundle's settings, one table per label
 
     @property
     def is_range(self) -> bool:
         return self.kind in ("uniform", "loguniform")
 
+    @property
+    def is_bundle(self) -> bool:
+        return bool(self.bundles)
+
+    def settings(self, value: Any) -> dict[str, Any]:
+        """The TrainConfig values this parameter's ``value`` stands for."""
+        if not self.is_bundle:
+            return {self.field: value}
+        return {k: v for k, v in self.bundles[self.values.index(value)].items() if k != "label"}
+
     def to_toml_value(self) -> dict[str, list[Any]]:
         """The ``{kind = [...]}`` table this parameter was read from."""
+        if self.is_bundle:
+            return {self.kind: [dict(b) for b in self.bundles]}
         return {self.kind: [self.low, self.high] if self.is_range else list(self.values)}
 
 
@@ -124,10 +145,11 @@ class Study:
     @property
     def max_epochs(self) -> int:
         """The most epochs any trial can run (ASHA's ``max_t``)."""
+        epochs = [int(self.train["epochs"])]
         for p in self.space:
-            if p.field == "epochs":
-                return max(int(v) for v in p.values)
-        return int(self.train["epochs"])
+            if p.field == "epochs" or (p.is_bundle and any("epochs" in b for b in p.bundles)):
+                epochs = [int(p.settings(v).get("epochs", epochs[0])) for v in p.values]
+        return max(epochs)
 
     def trial_count(self) -> int:
         """How many trials the study runs: the grid's size times ``num_samples``."""
@@ -135,8 +157,13 @@ class Study:
         return grid * self.num_samples
 
     def trial_config(self, params: dict[str, Any], run_dir: str | Path, name: str) -> TrainConfig:
-        """The TrainConfig of one trial: the base, the trial's values, its own run folder."""
-        values = {**self.train, **params, "run_dir": str(run_dir), "name": name, "progress": False}
+        """The TrainConfig of one trial: the base, the trial's values (a bundle's label stands
+        for its settings), its own run folder."""
+        values = dict(self.train)
+        for parameter in self.space:
+            if parameter.field in params:
+                values.update(parameter.settings(params[parameter.field]))
+        values.update(run_dir=str(run_dir), name=name, progress=False)
         return TrainConfig.from_dict(values)
 
     def with_options(self, **options: Any) -> Study:
@@ -354,8 +381,14 @@ def _parse_space(space: dict[str, Any], base: dict[str, Any], where: str) -> tup
     parameters = []
     for name, spec in space.items():
         here = f"{where}: [space] {name}"
+        if name not in hints and _is_bundle(spec):
+            parameters.append(_parse_bundle(name, spec, base, here))
+            continue
         if name not in hints:
-            raise ValueError(f"{here}: unknown TrainConfig field; known: {sorted(hints)}")
+            raise ValueError(
+                f"{here}: unknown TrainConfig field (a name that is not a field takes a grid or "
+                f"choice of tables of settings); known fields: {sorted(hints)}"
+            )
         if name in RESERVED_FIELDS:
             raise ValueError(f"{here}: the sweep sets {name} itself; it cannot be searched")
         if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in KINDS:
@@ -392,6 +425,38 @@ def _parse_space(space: dict[str, Any], base: dict[str, Any], where: str) -> tup
             _check_value(base, name, end, here)
         parameters.append(SearchParameter(name, kind, low=low, high=high))
     return tuple(parameters)
+
+
+def _is_bundle(spec: Any) -> bool:
+    if not isinstance(spec, dict) or len(spec) != 1:
+        return False
+    values = next(iter(spec.values()))
+    return isinstance(values, list) and bool(values) and all(isinstance(v, dict) for v in values)
+
+
+def _parse_bundle(name: str, spec: dict[str, Any], base: dict[str, Any], here: str):
+    """A grid or choice of tables of settings, each labelled (its ``label`` or its settings)."""
+    kind, tables = next(iter(spec.items()))
+    if kind not in ("grid", "choice"):
+        raise ValueError(f"{here}: a table of settings takes grid or choice, got {kind}")
+    labels = []
+    for table in tables:
+        label = table.get("label", ", ".join(f"{k}={v}" for k, v in table.items()))
+        if not isinstance(label, str) or not label:
+            raise ValueError(f"{here}: label must be a non-empty string, got {label!r}")
+        settings = {k: v for k, v in table.items() if k != "label"}
+        if not settings:
+            raise ValueError(f"{here}: the table {table!r} sets no field")
+        _check_fields(settings, here)
+        try:
+            TrainConfig.from_dict({**base, **settings})
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{here}: {label!r} is not a valid setting: {err}") from err
+        labels.append(label)
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicates:
+        raise ValueError(f"{here}: labels must differ, got {duplicates} more than once")
+    return SearchParameter(name, kind, values=tuple(labels), bundles=tuple(map(dict, tables)))
 
 
 def _check_combination(study: Study, where: str) -> None:

@@ -28,6 +28,7 @@ from typing import Any
 
 from scratchcnn.serialization import atomic_write_text
 from scratchcnn.studies.results import (
+    ENDED,
     STUDY_FILE,
     TRIALS_DIR,
     TrialRow,
@@ -292,7 +293,10 @@ def run_study(
         started = time.perf_counter()
         tuner.fit()
     rows = write_results(out)
-    interrupted = any(row.status in ("pending", "running") for row in rows)
+    # Ray Tune returns normally after Ctrl-C, having saved its state; fewer ended trials than
+    # the study has (some not even created yet) mean the study is unfinished.
+    ended = sum(row.status in ENDED for row in rows)
+    interrupted = ended < study.trial_count()
     from scratchcnn.studies.summary import summarize
 
     summarize(out, rows)

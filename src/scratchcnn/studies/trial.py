@@ -96,9 +96,10 @@ def follow_training(
     """Train ``config`` (or resume or replay its run folder) and ``report`` every epoch record.
 
     Training runs in a helper thread inside :func:`trial_threads`; this thread passes each new
-    line of ``metrics.jsonl`` to ``report`` as the trainer writes it, then writes
-    ``trial.json`` and returns its contents. An exception in training is re-raised here (a
-    ``MemoryError`` as :class:`TrialOutOfMemory`, with advice) after ``trial.json`` records it.
+    line of ``metrics.jsonl`` to ``report`` as the trainer writes it, except the last epoch's,
+    which it reports after writing ``trial.json``; it returns ``trial.json``'s contents. An
+    exception in training is re-raised here (a ``MemoryError`` as :class:`TrialOutOfMemory`,
+    with advice) after ``trial.json`` records it.
     """
     from scratchcnn.training.trainer import CHECKPOINT, train
 
@@ -124,14 +125,14 @@ def follow_training(
     worker = threading.Thread(target=work, name=f"train-{config.name}", daemon=True)
     worker.start()
     sent = 0
-    while True:
-        done = not worker.is_alive()  # read before the file, so the last record is not missed
+    while worker.is_alive():
         history = _read_history(run_dir)
-        for record in history[sent:]:
+        # The last epoch is held back until the run has been tested and recorded: a scheduler
+        # that stops the trial on that report must not cut the test evaluation short.
+        final = [r for r in history[sent:] if r["epoch"] >= config.epochs]
+        for record in history[sent : len(history) - len(final)]:
             report(record)
-        sent = len(history)
-        if done:
-            break
+            sent += 1
         worker.join(POLL_SECONDS)
     seconds = earlier_seconds + time.perf_counter() - started
 
@@ -145,7 +146,7 @@ def follow_training(
             error=message,
             traceback="".join(traceback.format_exception(error)),
             seconds=seconds,
-            epochs=sent,
+            epochs=len(_read_history(run_dir)),
         )
         if isinstance(error, MemoryError):
             raise TrialOutOfMemory(message) from error
@@ -159,6 +160,8 @@ def follow_training(
         "test_accuracy": None if result.test is None else result.test["test_accuracy"],
     }
     _write_trial_record(run_dir, **record)
+    for epoch_record in _read_history(run_dir)[sent:]:
+        report(epoch_record)
     return record
 
 

@@ -27,7 +27,7 @@ from scratchcnn.viz.model import (
     plot_heatmaps,
     plot_top_activations,
 )
-from scratchcnn.viz.studies import plot_runs, plot_study_summary
+from scratchcnn.viz.studies import plot_baselines, plot_runs, plot_study_summary
 from scratchcnn.viz.training import (
     plot_gradient_flow,
     plot_lr_finder,
@@ -40,6 +40,7 @@ __all__ = [
     "figure_png",
     "plot_ablated_filters",
     "plot_activations",
+    "plot_baselines",
     "plot_confusion_matrix",
     "plot_feature_clusters",
     "plot_filter_ablation",

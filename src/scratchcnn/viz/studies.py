@@ -155,3 +155,36 @@ def _colors(count: int) -> list:
     if count <= 10:
         return [cmap(i) for i in range(count)]
     return [cmap(i / max(count - 1, 1)) for i in range(count)]
+
+
+def plot_baselines(
+    results: Sequence[Any],
+    path: str | Path | None = None,
+    show: bool = False,
+) -> Figure:
+    """Classical baselines side by side: test accuracy, and fit time on a log scale.
+
+    ``results`` are :class:`scratchcnn.studies.baselines.BaselineResult` objects; a model
+    trained on a subset of the training images is marked with ``*``.
+    """
+    if not results:
+        raise ValueError("no baseline results to plot")
+    labels = [f"{r.title}\n({r.features}{', subset' if r.subsampled else ''})" for r in results]
+    positions = np.arange(len(results))
+    fig = new_figure(max(8.0, 1.6 * len(results) + 2), 4.2)
+    ax_acc, ax_time = fig.subplots(1, 2)
+    bars = ax_acc.bar(positions, [r.test_accuracy for r in results], color="tab:blue")
+    for bar, r in zip(bars, results, strict=True):
+        ax_acc.annotate(f"{r.test_accuracy:.3f}{'*' if r.subsampled else ''}",
+                        (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                        ha="center", va="bottom", fontsize=8)  # fmt: skip
+    ax_acc.set_ylabel("test accuracy")
+    ax_acc.set_title("test accuracy (* trained on a subset)", fontsize=10)
+    ax_time.bar(positions, [max(r.fit_seconds, 1e-3) for r in results], color="tab:gray")
+    ax_time.set_yscale("log")
+    ax_time.set_ylabel("seconds")
+    ax_time.set_title("fit time", fontsize=10)
+    for ax in (ax_acc, ax_time):
+        ax.set_xticks(positions, labels, rotation=30, ha="right", fontsize=7)
+        ax.grid(alpha=0.3, axis="y")
+    return finish(fig, path, show)
