@@ -53,8 +53,8 @@ def settings_section(ctx: StudyContext) -> Section:
 
 def results_section(ctx: StudyContext) -> Section:
     names = ctx.study.parameter_names
-    header = ["trial", "status", *names, "best val acc", "epoch", "test acc", "epochs", "time (s)",
-              "error"]  # fmt: skip
+    header = ["trial", "status", *names, "best val acc", "epoch", "test acc", "epochs",
+              "parameters", "time (s)", "error"]  # fmt: skip
     rows = []
     for row in ctx.rows:
         target = ctx.out / row.folder
@@ -68,6 +68,7 @@ def results_section(ctx: StudyContext) -> Section:
                 _blank(row.best_epoch),
                 _blank(row.test_accuracy),
                 row.epochs_run,
+                "" if row.parameters is None else f"{row.parameters:,}",
                 "" if row.seconds is None else f"{row.seconds:.1f}",
                 row.error or "",
             ]

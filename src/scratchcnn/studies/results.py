@@ -58,6 +58,7 @@ class TrialRow:
     best_epoch: int | None  # the epoch that reached it
     test_accuracy: float | None  # the best-validation model on the test set (results.json)
     epochs_run: int
+    parameters: int | None  # the trained model's parameter count (from best.safetensors)
     seconds: float | None  # wall time of the trial
     error: str | None
     folder: str  # the trial's run folder, relative to the study folder
@@ -108,6 +109,15 @@ def trial_status(tune_status: str | None, trial_record: dict[str, Any] | None) -
     return tune_status or "pending"
 
 
+def _parameter_count(path: Path) -> int | None:
+    if not path.is_file():
+        return None
+    from scratchcnn.serialization import load_model
+
+    model, _ = load_model(path)
+    return int(sum(p.data.size for p in model.parameters()))
+
+
 def collect_results(out: str | Path) -> list[TrialRow]:
     """One row per trial of the study folder ``out``, sorted best first (errors last)."""
     out = Path(out)
@@ -139,6 +149,7 @@ def collect_results(out: str | Path) -> list[TrialRow]:
                 best_epoch=None if best is None else int(history[best]["epoch"]),
                 test_accuracy=None if tested is None else float(tested["test_accuracy"]),
                 epochs_run=len(history),
+                parameters=_parameter_count(run_dir / "best.safetensors"),
                 seconds=None if seconds is None else float(seconds),
                 error=(record or {}).get("error") or seen.get("error"),
                 folder=f"{TRIALS_DIR}/{trial_id}",
@@ -164,7 +175,8 @@ def write_results(out: str | Path, rows: list[TrialRow] | None = None) -> list[T
     atomic_write_text(out / RESULTS_JSON, json.dumps(document, indent=2) + "\n")
 
     searched = study.parameter_names
-    metrics = ["best_val_accuracy", "best_epoch", "test_accuracy", "epochs_run", "seconds"]
+    metrics = ["best_val_accuracy", "best_epoch", "test_accuracy", "epochs_run", "parameters",
+               "seconds"]  # fmt: skip
     # The rest of each trial's config, less what the sweep sets itself (the folder column
     # already names the run folder).
     other = [k for k in study.train if k not in searched and k not in RESERVED_FIELDS]

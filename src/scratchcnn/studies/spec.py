@@ -158,11 +158,15 @@ class Study:
 
     def trial_config(self, params: dict[str, Any], run_dir: str | Path, name: str) -> TrainConfig:
         """The TrainConfig of one trial: the base, the trial's values (a bundle's label stands
-        for its settings), its own run folder."""
+        for its settings; a table value such as model options is merged into the base's), its
+        own run folder."""
         values = dict(self.train)
         for parameter in self.space:
             if parameter.field in params:
-                values.update(parameter.settings(params[parameter.field]))
+                for key, value in parameter.settings(params[parameter.field]).items():
+                    if isinstance(value, dict) and isinstance(values.get(key), dict):
+                        value = {**values[key], **value}  # e.g. model options: add, not replace
+                    values[key] = value
         values.update(run_dir=str(run_dir), name=name, progress=False)
         return TrainConfig.from_dict(values)
 

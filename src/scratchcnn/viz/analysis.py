@@ -120,15 +120,12 @@ def plot_ablated_filters(
     fig = new_figure((k + 1) * 0.8 + 2.0, len(picked) * 0.8 + 0.8)
     ax = fig.subplots()
     draw_mosaic(ax, canvas)
-    labels = [
-        f"{'most' if i < count else 'least'}: filter {f}, drop {drops[f] * 100:.1f} pts"
-        for i, f in enumerate(picked)
-    ]
+    labels = [f"filter {f}\ndrop {drops[f] * 100:.1f} pts" for f in picked]
     ax.set_yticks([centres[r * (k + 1)][1] for r in range(len(picked))], labels, fontsize=7)
     ax.tick_params(length=0)
     ax.set_title(
-        f"{result.layer}: the most and least important filters (weights, then the images that "
-        "excite them most)",
+        f"{result.layer}: the {count} most important filters (top) and the {count} least "
+        "(bottom):\ntheir weights, then the test images that excite them most",
         fontsize=9,
     )
     return finish(fig, path, show)

@@ -70,13 +70,17 @@ def plot_study_summary(
 ) -> Figure:
     """A study at a glance: every trial's validation accuracy per epoch; the trials ranked by
     best validation accuracy (bar colour: how the trial ended); and the best validation
-    accuracy against each searched parameter (up to four; log axes for ``log_parameters``).
+    accuracy against each searched parameter (up to four; log axes for ``log_parameters``) and,
+    when the trials' models differ in size, against their parameter count.
 
     ``histories`` maps a trial id to its per-epoch records.
     """
     if not rows:
         raise ValueError("the study has no trials to summarise")
     shown = list(parameters)[:4]
+    counts = {row.parameters for row in rows if row.parameters is not None}
+    if len(counts) > 1:  # models of different sizes: accuracy against parameter count
+        shown = [*shown[:3], "parameters"]
     fig = new_figure(4.2 * max(2, len(shown)), 7.6)
     grid = fig.add_gridspec(2, max(2, len(shown)))
     ax_curves = fig.add_subplot(grid[0, : max(1, len(shown) // 2)])
@@ -116,12 +120,15 @@ def plot_study_summary(
 
     for column, name in enumerate(shown):
         ax = fig.add_subplot(grid[1, column])
-        points = [(row.params.get(name), best[row.trial]) for row in ranked]
+        if name == "parameters":
+            points = [(row.parameters, best[row.trial]) for row in ranked]
+        else:
+            points = [(row.params.get(name), best[row.trial]) for row in ranked]
         values = [value for value, _ in points]
         if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             ax.scatter(values, [b for _, b in points], s=18,
                        c=[STATUS_COLORS.get(r.status, "tab:gray") for r in ranked])  # fmt: skip
-            if name in log_parameters:
+            if name in log_parameters or name == "parameters":
                 ax.set_xscale("log")
         else:  # categories: one column each, in first-seen order
             categories = list(dict.fromkeys(str(v) for v in values))
