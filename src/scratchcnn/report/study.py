@@ -109,6 +109,31 @@ def curves_section(ctx: StudyContext) -> Section | None:
     return Section("curves", "Every trial's curves", body)
 
 
+def gradient_flow_section(ctx: StudyContext) -> Section | None:
+    from scratchcnn import viz
+
+    runs = {}
+    for row in ctx.rows:
+        records = viz.read_grad_norms(ctx.out / row.folder)
+        if records:
+            runs[f"{row.trial} ({_params(row.params)})"] = records
+    if not runs:
+        return None
+    last = min(max(r["epoch"] for r in records) for records in runs.values())
+    body = figure(
+        viz.plot_gradient_flow_by_run(runs, 1),
+        "gradient flow, first epoch",
+        "Each trial's mean gradient norm per parameter over its first epoch.",
+    )
+    if last > 1:
+        body += figure(
+            viz.plot_gradient_flow_by_run(runs, last),
+            f"gradient flow, epoch {last}",
+            f"The same in epoch {last}, the last that every trial reached.",
+        )
+    return Section("gradient-flow", "Gradient flow by trial", body)
+
+
 def best_section(ctx: StudyContext) -> Section | None:
     ranked = [row for row in ctx.rows if row.best_val_accuracy is not None]
     if not ranked:
@@ -129,6 +154,7 @@ STUDY_SECTIONS: tuple[Callable[[StudyContext], Section | None], ...] = (
     results_section,
     summary_section,
     curves_section,
+    gradient_flow_section,
     best_section,
 )
 

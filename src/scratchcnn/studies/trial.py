@@ -61,15 +61,25 @@ def trial_threads(cpus: int) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _fast_backend_workers(workers: int) -> Iterator[None]:
-    """The one place that sets the fast backend's worker-thread count for a trial."""
-    from scratchcnn.functional import fast
+    """The one place that sets the fast backend's worker-thread count for a trial.
 
-    previous = fast.WORKERS
-    fast.WORKERS = workers
+    The engine's ``scratchcnn.fast`` package scopes it with ``fast.settings(workers=...)``;
+    on a tree from before that package it is the module global ``functional.fast.WORKERS``.
+    """
     try:
+        from scratchcnn.fast import settings
+    except ImportError:
+        from scratchcnn.functional import fast
+
+        previous = fast.WORKERS
+        fast.WORKERS = workers
+        try:
+            yield
+        finally:
+            fast.WORKERS = previous
+        return
+    with settings(workers=workers):
         yield
-    finally:
-        fast.WORKERS = previous
 
 
 def read_trial_record(run_dir: str | Path) -> dict[str, Any] | None:

@@ -27,7 +27,12 @@ from scratchcnn.viz.model import (
     plot_heatmaps,
     plot_top_activations,
 )
-from scratchcnn.viz.studies import plot_baselines, plot_runs, plot_study_summary
+from scratchcnn.viz.studies import (
+    plot_baselines,
+    plot_gradient_flow_by_run,
+    plot_runs,
+    plot_study_summary,
+)
 from scratchcnn.viz.training import (
     plot_gradient_flow,
     plot_lr_finder,
@@ -48,6 +53,7 @@ __all__ = [
     "plot_filters",
     "plot_filters2",
     "plot_gradient_flow",
+    "plot_gradient_flow_by_run",
     "plot_heatmaps",
     "plot_lr_finder",
     "plot_misclassified",

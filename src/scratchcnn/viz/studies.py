@@ -195,3 +195,39 @@ def plot_baselines(
         ax.set_xticks(positions, labels, rotation=30, ha="right", fontsize=7)
         ax.grid(alpha=0.3, axis="y")
     return finish(fig, path, show)
+
+
+def plot_gradient_flow_by_run(
+    runs: Mapping[str, Sequence[dict[str, Any]]],
+    epoch: int = 1,
+    path: str | Path | None = None,
+    show: bool = False,
+) -> Figure:
+    """Each run's mean gradient norm per parameter in one epoch (log scale), one line per run:
+    where the gradients vanish or explode, compared across runs (e.g. initialisations).
+
+    ``runs`` maps a label to the run's ``grad_norms.jsonl`` records
+    (``{"epoch": e, "<parameter name>": mean norm, ...}``).
+    """
+    chosen = {}
+    for label, records in runs.items():
+        record = next((r for r in records if r.get("epoch") == epoch), None)
+        if record is not None:
+            chosen[label] = record
+    if not chosen:
+        raise ValueError(f"no run has gradient norms for epoch {epoch}")
+    names = [k for k in next(iter(chosen.values())) if k != "epoch"]
+    positions = np.arange(len(names))
+    fig = new_figure(max(7.0, 0.6 * len(names) + 3), 4.4)
+    ax = fig.subplots()
+    for color, (label, record) in zip(_colors(len(chosen)), chosen.items(), strict=True):
+        values = [max(float(record.get(n, np.nan)), 1e-30) for n in names]
+        ax.plot(positions, values, "-o", ms=3, lw=1.2, color=color, label=label)
+    ax.set_yscale("log")
+    ax.set_xticks(positions, names, rotation=45, ha="right", fontsize=7)
+    ax.set_ylabel("mean gradient L2 norm")
+    ax.set_title(f"gradient norm by parameter in epoch {epoch} (input side on the left)",
+                 fontsize=10)  # fmt: skip
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, ncol=1 + len(chosen) // 12)
+    return finish(fig, path, show)
