@@ -6,7 +6,9 @@ generated images, then check the results table against each trial's own run-fold
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import time
 from pathlib import Path
@@ -354,7 +356,10 @@ def smoke_study(ray_session, images, tmp_path_factory):
     cache = out.parent / "cache"
     args = ["sweep", str(SMOKE), "--set", f"data={images}", "--set", f"cache_dir={cache}",
             "--max-concurrent", "2", "--out", str(out)]  # fmt: skip
-    assert main(args) == 0
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(args) == 0
+    (out.parent / "printed.txt").write_text(printed.getvalue())
     return out
 
 
@@ -395,6 +400,16 @@ def test_smoke_study_results_match_each_trials_records(smoke_study):
         assert tune_seen[row["trial"]]["params"] == {"lr": config["lr"]}
         assert row["optimizer"] == config["optimizer"] and row["data"] == config["data"]
         assert int(row["parameters"]) == SMOKE_PARAMETERS
+
+
+def test_smoke_study_shows_its_progress(smoke_study):
+    printed = (smoke_study.parent / "printed.txt").read_text()
+    assert "study smoke: 2 trial(s) over lr; 1 CPU(s) each" in printed
+    for row in read_csv(smoke_study / "results.csv"):
+        assert f"trial {row['trial']} started: lr={float(row['lr']):.4g}" in printed
+        assert f"trial {row['trial']} completed: lr=" in printed
+    assert "[1/2] trial" in printed and "[2/2] trial" in printed
+    assert "2 trial(s) in" in printed and "0 failed" in printed
 
 
 def test_smoke_study_draws_its_summary_and_links_every_trial(smoke_study):

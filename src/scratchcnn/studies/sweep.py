@@ -225,8 +225,6 @@ def run_study(
     from scratchcnn.studies.progress import StudyProgress
 
     out = Path(out).resolve()
-    if address is not None:
-        _check_reachable(address)  # before anything is written
     if resume:
         study = read_study(out)
         if not tune.Tuner.can_restore(str(out / RAY_DIR)):
@@ -245,12 +243,14 @@ def run_study(
         study = _absolute_paths(study)
         if address is None:
             _load_data_once(study)
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / STUDY_FILE, json.dumps(study.to_dict(), indent=2) + "\n")
     if study.search == "optuna":
         _search_algorithm(study)  # fail on a missing Optuna before starting Ray
 
+    # Nothing is written before Ray answers: a wrong --address leaves no half-made study.
     with connect_ray(address):
+        if not resume:
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(out / STUDY_FILE, json.dumps(study.to_dict(), indent=2) + "\n")
         if resume:
             kept = [row for row in collect_results(out) if row.status in FINISHED]
             print_fn(f"resuming {out}: {len(kept)} finished trial(s) kept, the rest continue")
