@@ -90,7 +90,8 @@ def architecture_section(ctx: RunContext) -> Section:
 def training_section(ctx: RunContext) -> Section:
     from scratchcnn import viz
 
-    history = read_jsonl(ctx.run_dir / "metrics.jsonl")
+    metrics_file = ctx.run_dir / "metrics.jsonl"
+    history = viz.read_history(metrics_file) if metrics_file.is_file() else []
     if not history:
         body = paragraph(f"No metrics.jsonl in {ctx.run_dir}: no training history to plot.")
         return Section("training", "Training curves", body)
@@ -441,9 +442,3 @@ def build_report(
 
 def read_json(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]

@@ -164,15 +164,12 @@ def build_study_report(
 ) -> Path:
     """Write ``out/report.html`` (or ``target``) for the study folder ``out``; return its path."""
     from scratchcnn.serialization import atomic_write_text
-    from scratchcnn.viz.training import read_jsonl
+    from scratchcnn.studies.trial import read_history
 
     out = Path(out)
     study = read_study(out)
     rows = collect_results(out) if rows is None else rows
-    histories = {}
-    for row in rows:
-        metrics = out / row.folder / "metrics.jsonl"
-        histories[row.trial] = read_jsonl(metrics) if metrics.is_file() else []
+    histories = {row.trial: read_history(out / row.folder) for row in rows}
     ctx = StudyContext(out, study, rows, histories)
     sections = [s for s in (make(ctx) for make in STUDY_SECTIONS) if s is not None]
     intro = f"<p>Study folder <code>{html.escape(str(out))}</code>.</p>"

@@ -18,7 +18,7 @@ from typing import Any
 
 from scratchcnn.serialization import atomic_write_text
 from scratchcnn.studies.spec import RESERVED_FIELDS, Study
-from scratchcnn.studies.trial import read_trial_record
+from scratchcnn.studies.trial import read_history, read_trial_record
 
 __all__ = [
     "ENDED",
@@ -87,13 +87,6 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
-
-
 def trial_status(tune_status: str | None, trial_record: dict[str, Any] | None) -> str:
     """The table's status from what Ray Tune saw and what the trial itself recorded.
 
@@ -131,7 +124,7 @@ def collect_results(out: str | Path) -> list[TrialRow]:
         seen = trials.get(trial_id, {})
         run_dir = trials_dir / trial_id
         record = read_trial_record(run_dir)
-        history = _read_jsonl(run_dir / "metrics.jsonl")
+        history = read_history(run_dir)
         tested = _read_json(run_dir / "results.json")
         config = _read_json(run_dir / "config.json") or {}
         params = seen.get("params") or {k: config[k] for k in study.parameter_names if k in config}

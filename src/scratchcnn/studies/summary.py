@@ -32,15 +32,12 @@ def summarize(out: str | Path, rows: list[TrialRow] | None = None) -> Summary:
     from its trials' records (works while a study runs, after it, or on a copied folder)."""
     from scratchcnn import viz
     from scratchcnn.report.study import build_study_report
-    from scratchcnn.viz.training import read_jsonl
+    from scratchcnn.studies.trial import read_history
 
     out = Path(out)
     study = read_study(out)
     rows = write_results(out, rows)
-    histories = {}
-    for row in rows:
-        metrics = out / row.folder / "metrics.jsonl"
-        histories[row.trial] = read_jsonl(metrics) if metrics.is_file() else []
+    histories = {row.trial: read_history(out / row.folder) for row in rows}
     figure = None
     if any(row.best_val_accuracy is not None for row in rows):
         figure = out / SUMMARY_PNG

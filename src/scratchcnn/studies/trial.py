@@ -28,6 +28,7 @@ __all__ = [
     "TRIAL_RECORD",
     "TrialOutOfMemory",
     "follow_training",
+    "read_history",
     "read_trial_record",
     "ray_trainable",
     "trial_threads",
@@ -92,8 +93,9 @@ def _write_trial_record(run_dir: Path, **record: Any) -> None:
     atomic_write_text(run_dir / TRIAL_RECORD, json.dumps(record, indent=2) + "\n")
 
 
-def _read_history(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "metrics.jsonl"
+def read_history(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The run folder's per-epoch records (``metrics.jsonl``); empty before the first epoch."""
+    path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         return []
     lines = path.read_text(encoding="utf-8").splitlines()
@@ -116,7 +118,7 @@ def follow_training(
     run_dir = Path(config.run_dir) / str(config.name)
     previous = read_trial_record(run_dir)
     if previous is not None and previous["status"] in FINISHED:
-        for record in _read_history(run_dir):
+        for record in read_history(run_dir):
             report(record)
         return previous
     earlier_seconds = float(previous["seconds"]) if previous else 0.0
@@ -136,7 +138,7 @@ def follow_training(
     worker.start()
     sent = 0
     while worker.is_alive():
-        history = _read_history(run_dir)
+        history = read_history(run_dir)
         # The last epoch is held back until the run has been tested and recorded: a scheduler
         # that stops the trial on that report must not cut the test evaluation short.
         final = [r for r in history[sent:] if r["epoch"] >= config.epochs]
@@ -156,7 +158,7 @@ def follow_training(
             error=message,
             traceback="".join(traceback.format_exception(error)),
             seconds=seconds,
-            epochs=len(_read_history(run_dir)),
+            epochs=len(read_history(run_dir)),
         )
         if isinstance(error, MemoryError):
             raise TrialOutOfMemory(message) from error
@@ -170,7 +172,7 @@ def follow_training(
         "test_accuracy": None if result.test is None else result.test["test_accuracy"],
     }
     _write_trial_record(run_dir, **record)
-    for epoch_record in _read_history(run_dir)[sent:]:
+    for epoch_record in read_history(run_dir)[sent:]:
         report(epoch_record)
     return record
 
