@@ -15,7 +15,7 @@ setup: $(VENV)/.installed
 # torch is pinned exactly: any looser requirement pulls a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e ".[test,fast,datasets,viz,tensorboard,onnx]" "torch==2.13.0"
+	$(BIN)/pip install --quiet -e ".[test,fast,datasets,viz,tensorboard,onnx,sweep,baselines]" "torch==2.13.0"
 	touch $@
 
 train: setup

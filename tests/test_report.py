@@ -26,7 +26,7 @@ CLASSES = ("blue", "green", "red")
 SECTIONS = [
     "config", "architecture", "training", "gradient-flow", "lr-finder", "metrics", "confusion",
     "calibration", "roc", "mistakes", "samples", "filters", "activations", "interpretation",
-    "top-activations", "filter-stats",
+    "top-activations", "filter-stats", "filter-ablation", "feature-clusters",
 ]  # fmt: skip
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -97,14 +97,17 @@ def test_report_has_every_section_with_content(report: Path) -> None:
     assert "Expected calibration error" in sections["calibration"]
     assert "Total parameters" in sections["architecture"]
     assert all(name in sections["metrics"] for name in CLASSES)
+    assert "accuracy with every filter" in sections["filter-ablation"]
+    assert "mean cluster purity" in sections["feature-clusters"]
 
 
 def test_report_is_self_contained_and_every_image_decodes(report: Path) -> None:
     page = report.read_text()
     sources = re.findall(r'<img src="([^"]+)"', page)
     # curves, gradient flow, lr finder, 2 confusion, reliability, ROC, mistakes, samples,
-    # 2 filters, activations, heat maps, 2 top-activation grids, filter stats
-    assert len(sources) == 16
+    # 2 filters, activations, heat maps, 2 top-activation grids, filter stats, 2 filter
+    # ablation, feature clusters
+    assert len(sources) == 19
     assert not re.search(r'(src|href)="(?!data:|#)', page)  # nothing fetched from elsewhere
     for source in sources:
         assert source.startswith("data:image/png;base64,")
@@ -157,7 +160,7 @@ def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path) -> No
     assert found, f"the page's check script did not run; chromium printed: {dom[:500]!r}"
     check = json.loads(found.group(1).replace("&quot;", '"'))
     assert check["sections"] == len(SECTIONS)
-    assert check["images"] == 16 and check["broken"] == 0
+    assert check["images"] == 19 and check["broken"] == 0
     assert check["empty"] == [] and check["flat"] == []
 
 

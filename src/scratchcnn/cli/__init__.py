@@ -28,6 +28,9 @@ COMMANDS = (
     "export",
     "report",
     "visualize",
+    "sweep",
+    "baselines",
+    "ablate-filters",
 )
 DEBUG_HELP = "on an error, show the full Python traceback instead of one line"
 
@@ -43,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        module = importlib.import_module(f"scratchcnn.cli.{name}")
+        module = importlib.import_module(f"scratchcnn.cli.{name.replace('-', '_')}")
         sub = module.add_parser(subparsers)
         # Also accepted after the command; SUPPRESS keeps an earlier --debug from being reset.
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)

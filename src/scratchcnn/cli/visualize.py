@@ -15,13 +15,15 @@ PICTURES = {
     "confusion": "confusion matrix on the test set",
     "calibration": "reliability diagram and expected calibration error",
     "roc": "one-vs-rest ROC curves with AUC",
-    "curves": "training curves of a run (--run)",
+    "curves": "training curves of a run (--run), or of several overlaid (--run A --run B ...)",
     "samples": "a grid of sample images per class",
     "misclassified": "the most confidently misclassified test images",
     "top-activations": "the test images that most activate each filter of a layer (--layer)",
     "filter-stats": "mean activation and dead-ReLU fraction per layer",
     "gradient-flow": "per-layer gradient norms over training (--run; needs grad_norms.jsonl)",
     "lr-finder": "learning-rate range test: loss against learning rate",
+    "feature-clusters": "test images clustered (k-means) by their feature maps at a layer, "
+    "a grid per cluster and a 2-D embedding coloured by class (--layer, --clusters)",
 }
 _NEEDS_IMAGE = {"activations", "gradcam", "occlusion", "saliency"}
 _NEEDS_PROBS = {"confusion", "calibration", "roc", "misclassified"}
@@ -44,7 +46,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="model file (default: RUN/best.safetensors with --run, else "
         "models/seed_cnn_cifar10.safetensors)",
     )
-    parser.add_argument("--run", metavar="RUN_DIR", help="a training run folder")
+    parser.add_argument(
+        "--run",
+        dest="runs",
+        action="append",
+        metavar="RUN_DIR",
+        help="a training run folder; repeat it to overlay several runs' curves",
+    )
     parser.add_argument(
         "--image", metavar="PATH", help="an image file (default: a test image, see --index)"
     )
@@ -70,10 +78,32 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="lr-finder: training steps (default: 100); a result cached in RUN/lr_finder.json "
         "is reused only if it was made with the same settings",
     )
+    clusters = parser.add_argument_group("feature-clusters")
+    clusters.add_argument(
+        "--clusters", type=int, metavar="K", help="number of clusters (default: the classes)"
+    )
+    clusters.add_argument(
+        "--embedding", choices=["pca", "tsne"], default="pca", help="the 2-D map (default: pca)"
+    )
+    clusters.add_argument(
+        "--pooling",
+        choices=["avg", "max", "flatten"],
+        default="avg",
+        help="one vector per image: each channel's mean or max, or every value (default: avg)",
+    )
     return parser
 
 
+CLUSTER_IMAGES = 2000  # feature-clusters' default number of test images (t-SNE is quadratic)
+
+
 def run(args: argparse.Namespace) -> int:
+    from scratchcnn.errors import ConfigError
+
+    runs = args.runs or []
+    if len(runs) > 1 and args.what != "curves":
+        raise ConfigError(f"only 'curves' overlays several runs; '{args.what}' takes one --run")
+    args.run = runs[0] if runs else None
     path = _draw(args)
     print(f"wrote {path}")
     return 0
@@ -91,6 +121,8 @@ def _draw(args: argparse.Namespace):
 
     what = args.what
     out = check_output(args.out or f"{what}.png")
+    if what == "curves" and len(args.runs or []) > 1:
+        return _done(viz.plot_runs(_run_labels(args.runs), path=out), out)
     if what == "curves":
         return _done(viz.plot_training_curves(_run_dir(args), path=out), out)
     if what == "gradient-flow":
@@ -130,6 +162,8 @@ def _draw(args: argparse.Namespace):
         return _done(viz.plot_heatmaps(image[None], {label: heat}, [title], path=out), out)
 
     data = args.data or loaded.data()
+    if what == "feature-clusters":
+        return _feature_clusters(args, loaded, data, out)
     images, labels, _ = load_test_images(loaded, data, args.cache_dir, args.max_images)
     if what == "samples":
         return _done(viz.plot_samples(images, labels, names, path=out), out)
@@ -166,6 +200,41 @@ def _run_dir(args: argparse.Namespace):
     if not args.run:
         raise ValueError(f"'{args.what}' needs --run RUN_DIR (a training run folder)")
     return args.run
+
+
+def _run_labels(runs: list[str]) -> dict[str, str]:
+    """Each run folder under its own name, or its whole path where two names are the same."""
+    from pathlib import Path
+
+    names = [Path(run).name or str(run) for run in runs]
+    return {
+        name if names.count(name) == 1 else str(run): run
+        for name, run in zip(names, runs, strict=True)
+    }
+
+
+def _feature_clusters(args: argparse.Namespace, loaded, data, out):
+    """k-means on the test images' feature maps at ``--layer``; a grid and a 2-D map."""
+    import numpy as np
+
+    from scratchcnn import viz
+    from scratchcnn.analysis.feature_clusters import cluster_features
+    from scratchcnn.report import load_test_images
+
+    max_images = CLUSTER_IMAGES if args.max_images is None else args.max_images
+    images, labels, _ = load_test_images(loaded, data, args.cache_dir, max_images)
+    result = cluster_features(
+        loaded.model,
+        images,
+        loaded.normalizer,
+        layer=args.layer,
+        num_clusters=args.clusters or len(loaded.class_names),
+        pooling=args.pooling,
+        embedding=args.embedding,
+        rng=np.random.default_rng(0),
+    )
+    viz.plot_feature_clusters(result, images, labels, loaded.class_names, path=out)
+    return out
 
 
 def _class_index(name: str | None, names: list[str]) -> int | None:
