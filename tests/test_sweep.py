@@ -460,8 +460,8 @@ train_subset = {{ grid = [60, 100000] }}
     rows = {int(r["train_subset"]): r for r in read_csv(out / "results.csv")}
     assert rows[60]["status"] == "completed" and float(rows[60]["test_accuracy"]) >= 0
     assert rows[100000]["status"] == "error"
-    assert "train_subset must be in [1, 540], got 100000" in rows[100000]["error"]  # 600 - 60
-    assert f"trial {rows[100000]['trial']} failed: ValueError: train_subset" in printed
+    assert "train_subset must be in [1, 540] (600 training images, 60 for" in rows[100000]["error"]
+    assert f"trial {rows[100000]['trial']} failed: ConfigError: train_subset" in printed
 
 
 @pytest.mark.slow

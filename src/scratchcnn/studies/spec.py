@@ -116,7 +116,9 @@ class Study:
     """A validated study: the base config every trial shares and the searched fields."""
 
     name: str
-    train: dict[str, Any]  # every TrainConfig field: the recipe, then [train], then overrides
+    # every TrainConfig field: the recipe, then [train], then overrides; None where a field is
+    # left for each trial's config to derive (momentum from the optimizer, say)
+    train: dict[str, Any]
     space: tuple[SearchParameter, ...]
     description: str = ""
     num_samples: int = 1
@@ -132,7 +134,7 @@ class Study:
     @property
     def metric(self) -> str:
         """The validation metric that ranks trials: the trainer's own ``monitor``."""
-        return str(self.train["monitor"])
+        return str(TrainConfig.from_dict(self.train).monitor)  # resolved if left unset
 
     @property
     def mode(self) -> str:
@@ -273,10 +275,16 @@ def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> Stu
     _check_fields(file_train, f"{where}: [train]")
     overrides = dict(overrides or {})
     _check_fields(overrides, "--set")
+    given = {**RECIPES[recipe], **file_train, **overrides}
     try:
         base = resolve_config(recipe, {**file_train, **overrides}).to_dict()
     except (TypeError, ValueError) as err:
         raise ValueError(f"{where}: [train] is not a valid training config: {err}") from err
+    # Options a config derives from others when left unset (momentum from the optimizer, say)
+    # stay unset in the base, so that each trial derives them from its own optimizer.
+    for field in dataclasses.fields(TrainConfig):
+        if field.default is None and field.name not in given:
+            base[field.name] = None
 
     space = _parse_space(document.get("space", {}), base, where)
     study = Study(
