@@ -119,22 +119,21 @@ def test_fused_relu_pool_matches_naive_loops(chunking, dtype, shape, padding):
 def test_gradients_match_naive_loops(
     chunking, need_input_grad, need_weight_grad, dtype, shape, padding
 ):
+    """The backward pass of a layer that runs on Winograd: its input gradient is a Winograd
+    convolution of the output gradient with the flipped kernel (stride 1), its weight gradient
+    comes from im2col rows."""
     x, weight, _ = sample(shape, 3, dtype, 4)
     grad_out = np.random.default_rng(5).standard_normal((shape[0], 3, *output_hw(shape, padding)))
     grad_out = grad_out.astype(dtype)
-    grad_x, grad_w, grad_b = winograd.conv2d_backward(
-        to_nhwc(x),
-        np.ascontiguousarray(to_nhwc(grad_out)),
-        weight,
-        padding,
-        bool(need_input_grad),
-        bool(need_weight_grad),
-        chunking,
+    geometry = ConvGeometry((3, 3), (1, 1), padding)
+    saved = conv.ConvSaved(to_nhwc(x), None, weight, geometry)
+    grad_x, grad_w, grad_b = conv.conv2d_backward(
+        saved, grad_out, bool(need_input_grad), bool(need_weight_grad), chunking
     )
     want_x, want_w, want_b = ref.conv2d_backward(grad_out, x, weight, (1, 1), padding, (1, 1))
     if need_input_grad:
-        assert grad_x.shape == to_nhwc(x).shape and grad_x.dtype == dtype
-        np.testing.assert_allclose(to_nchw(grad_x), want_x, **tolerance(dtype))
+        assert grad_x.shape == x.shape and grad_x.dtype == dtype
+        np.testing.assert_allclose(grad_x, want_x, **tolerance(dtype))
     else:
         assert grad_x is None
     if need_weight_grad:
@@ -145,33 +144,26 @@ def test_gradients_match_naive_loops(
         assert grad_w is None and grad_b is None
 
 
-def test_transforms_are_adjoint_pairs():
-    """<T x, y> == <x, T* y> for the input, output and weight transforms and their adjoints."""
-    compiled = kernels(fast.current_settings())
-    rng = np.random.default_rng(11)
-    tiles = (3, 2)
-    padded = rng.standard_normal((2, 8, 6, 5))
-    v = np.empty((12, 16, 5))
-    compiled.winograd_input(padded, *tiles, v)
-    grad_v = rng.standard_normal(v.shape)
-    grad_padded = np.zeros_like(padded)
-    compiled.winograd_input_grad(grad_v, *tiles, grad_padded)
-    np.testing.assert_allclose(np.vdot(v, grad_v), np.vdot(padded, grad_padded), rtol=1e-12)
+def test_input_gradient_runs_on_winograd_as_the_flipped_convolution(monkeypatch):
+    """A stride-1 layer's input gradient is the forward convolution of the output gradient with
+    the flipped kernel, padded by the kernel's reach minus the padding; on Winograd when it has
+    the channels for it."""
+    calls = []
+    forward = winograd.conv2d_forward
 
-    m = rng.standard_normal((12, 16, 4))
-    out = np.empty((2, 5, 4, 4))  # an odd height: the last tiles hang over
-    compiled.winograd_output(m, np.zeros(4), *tiles, out)
-    grad_out = rng.standard_normal(out.shape)
-    grad_m = np.empty_like(m)
-    compiled.winograd_output_grad(grad_out, *tiles, grad_m)
-    np.testing.assert_allclose(np.vdot(out, grad_out), np.vdot(m, grad_m), rtol=1e-12)
+    def spy(x_nhwc, weight, bias, padding, settings):
+        calls.append((x_nhwc.shape[3], weight.shape[:2], padding))
+        return forward(x_nhwc, weight, bias, padding, settings)
 
-    weight = rng.standard_normal((4, 5, 3, 3))
-    u = winograd.transform_weight(weight, fast.current_settings())
-    grad_u = rng.standard_normal(u.shape)
-    grad_weight = np.empty_like(weight)
-    compiled.winograd_weight_grad(grad_u, grad_weight)
-    np.testing.assert_allclose(np.vdot(u, grad_u), np.vdot(weight, grad_weight), rtol=1e-12)
+    monkeypatch.setattr(winograd, "conv2d_forward", spy)
+    x, weight, _ = sample((2, 9, 7, 6), 10, np.float32, 6)
+    geometry = ConvGeometry((3, 3), (1, 1), ((0, 1), (2, 0)))
+    saved = conv.ConvSaved(to_nhwc(x), None, weight, geometry)
+    grad_out = np.ones((2, 10, 6, 6), np.float32)
+    conv.conv2d_backward(saved, grad_out, True, False, fast.current_settings())
+    assert calls == [(10, (9, 10), ((2, 1), (0, 2)))]  # 10 channels in, 9 out; reach 2 - pad
+    assert conv.transposed_geometry(ConvGeometry((3, 3), (2, 2), SAME)) is None  # strided
+    assert conv.transposed_geometry(ConvGeometry((3, 3), (1, 1), ((3, 0), (0, 0)))) is None
 
 
 @pytest.mark.parametrize(
@@ -218,7 +210,7 @@ def test_disabled_or_without_numba_it_is_never_used():
 @pytest.mark.parametrize("padding", [SAME, ((0, 0), (0, 0)), ((3, 0), (1, 2))])
 def test_fast_backend_convolution_on_winograd_matches_naive_loops(chunking, dtype, padding):
     """Forward and all three gradients through ``fast`` for a layer Winograd takes (C >= 8)."""
-    x, weight, bias = sample((3, 9, 6, 7), 5, dtype, 6)
+    x, weight, bias = sample((3, 9, 8, 9), 5, dtype, 6)  # outputs of at least 5x5
     geometry = ConvGeometry((3, 3), (1, 1), padding)
     assert winograd.applies(to_nhwc(x).shape, weight.shape, geometry, chunking)
     out, saved = conv.conv2d_forward(x, weight, bias, geometry, True, chunking)
@@ -270,13 +262,14 @@ def test_seed_model_gives_the_same_results_with_and_without_winograd():
 
 @pytest.mark.parametrize("padding", ["same", 0, 2])
 def test_winograd_layer_passes_gradient_checks(padding):
-    """A Conv2d that runs on Winograd (8 input channels, 3x3, stride 1): float64 gradients
-    against central differences, as for every other layer."""
+    """A Conv2d that runs on Winograd (8 input channels, 3x3, stride 1, outputs of 5x5 or more),
+    and so does its input gradient (9 channels of output gradient): float64 gradients against
+    central differences, as for every other layer."""
     rng = np.random.default_rng(12)
-    layer = sc.Conv2d(8, 3, 3, padding=padding, rng=rng)
-    input_shape = (2, 8, 5, 6)
+    layer = sc.Conv2d(8, 9, 3, padding=padding, rng=rng)
+    input_shape = (2, 8, 7, 8)
     settings = fast.current_settings()
-    assert winograd.applies((2, 5, 6, 8), layer.weight.shape, layer.geometry, settings)
+    assert winograd.applies((2, 7, 8, 8), layer.weight.shape, layer.geometry, settings)
     with use_backend("fast"):
         errors = check_layer(layer, input_shape, rng)
     assert max(errors.values()) < 1e-6, errors

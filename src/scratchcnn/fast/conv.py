@@ -202,6 +202,38 @@ def conv2d_forward(
     return to_nchw(out), (ConvSaved(x_nhwc, kept, weight, g) if keep else None)
 
 
+def transposed_geometry(geometry: ConvGeometry) -> ConvGeometry | None:
+    """Where the flipped kernel goes when a stride-1 convolution's input gradient is computed as
+    a convolution of the output gradient (``None`` for strided convolutions, or for padding
+    wider than the kernel's reach, where col2im is used instead).
+
+    With stride 1, input pixel ``i`` receives ``grad_out[i + p0 - d k]`` through kernel tap
+    ``k``; that is the correlation of the output gradient, padded by ``d (K - 1) - p0`` before
+    and ``d (K - 1) - p1`` after, with the kernel flipped: the same kind of operation as the
+    forward pass, with no overlapping sums to scatter back.
+    """
+    if geometry.stride != (1, 1):
+        return None
+    padding = []
+    for size, pad, dilation in zip(
+        geometry.kernel_size, geometry.padding, geometry.dilation, strict=True
+    ):
+        reach = dilation * (size - 1)
+        before, after = reach - pad[0], reach - pad[1]
+        if before < 0 or after < 0:
+            return None
+        padding.append((before, after))
+    return ConvGeometry(geometry.kernel_size, (1, 1), tuple(padding), geometry.dilation)
+
+
+def flipped_weight(weight: np.ndarray) -> np.ndarray:
+    """The kernel of the input gradient's convolution: in and out channels swapped, taps flipped.
+
+    Shape: ``(OC, C, KH, KW) -> (C, OC, KH, KW)``.
+    """
+    return np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+
+
 def conv2d_backward(
     saved: ConvSaved,
     grad_out: np.ndarray,
@@ -210,6 +242,13 @@ def conv2d_backward(
     settings: Settings,
 ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     """Gradients of :func:`conv2d_forward`, a few images at a time.
+
+    For a stride-1 convolution the input gradient is itself a forward convolution of the output
+    gradient (:func:`transposed_geometry`), which runs on Winograd where that applies; the weight
+    gradient then comes from im2col rows on their own. Otherwise both come from one im2col pass,
+    the input gradient folded back by col2im. (Winograd's own backward, through its transforms'
+    adjoints, measured slower here for both gradients: 1.2-2x for the input gradient, 1.2-1.8x
+    for the weight gradient, on the seed model's and airbench's layers; benchmarks/README.md.)
 
     Shape: ``grad_out (N, OC, OH, OW)`` -> ``grad_x (N, C, H, W)`` (channels-last memory),
     ``grad_w (OC, C, KH, KW)``, ``grad_b (OC,)``; ``None`` for those not needed.
@@ -221,11 +260,13 @@ def conv2d_backward(
     grad_nhwc = np.ascontiguousarray(to_nhwc(grad_out))  # free if already channels-last memory
     if not (need_input_grad or need_weight_grad):
         return None, None, None
-    if winograd.applies(x_nhwc.shape, weight.shape, g, settings):
-        grad_x, grad_w, grad_b = winograd.conv2d_backward(
-            x_nhwc, grad_nhwc, weight, g.padding, need_input_grad, need_weight_grad, settings
+    transposed = transposed_geometry(g) if need_input_grad else None
+    if transposed is not None:
+        grad_x, _ = conv2d_forward(
+            to_nchw(grad_nhwc), flipped_weight(weight), None, transposed, False, settings
         )
-        return (None if grad_x is None else to_nchw(grad_x)), grad_w, grad_b
+        _, grad_w, grad_b = conv2d_backward(saved, grad_out, False, need_weight_grad, settings)
+        return grad_x, grad_w, grad_b
     size = grad_nhwc.shape[1:3]
     w_rows = weight_rows(weight)  # (OC, KH*KW*C)
     width = w_rows.shape[1]

@@ -18,7 +18,8 @@ matrix form, with a 4x4 input tile ``d`` and the 3x3 filter ``g``,
 and over channels the elementwise products become 16 matrix products, one per position of the
 4x4 transform: ``M[p] = V[p] @ U[p]`` with ``V[p]`` (tiles, C) the transformed inputs and
 ``U[p]`` (C, OC) the transformed weights. Those go to NumPy's BLAS; the transforms (additions
-only: every entry of ``B`` and ``A`` is 0 or +-1) are Numba kernels in :mod:`.fast_numba`.
+only: every entry of ``B`` and ``A`` is 0 or +-1) are Numba kernels in
+:mod:`scratchcnn.fast.kernels.winograd`.
 
 Each chunk of images is (1) copied into a zero-padded buffer, (2) transformed tile by tile, (3)
 multiplied, (4) transformed back, all in per-thread buffers that stay in cache. The result equals
@@ -26,11 +27,15 @@ the im2col convolution up to float rounding (the transforms add and subtract a f
 the tests hold both to the naive loops.
 
 Used for kernels of 3x3 with stride 1 and no dilation, when Numba is present and the settings
-allow (``scratchcnn.fast.settings(winograd=False)`` turns it off): forward and backward with
-``winograd_min_channels`` or more input channels (fewer make the 16 products too thin for BLAS),
-and in inference for any number when a ReLU and a 2x2 / stride-2 max-pool follow (the output
-tiles are the pool windows; RGB inputs then run as one Numba loop per tile, see
-:func:`conv_relu_pool_chain`). Every other convolution stays on im2col.
+allow (``scratchcnn.fast.settings(winograd=False)`` turns it off), for forward passes with
+``winograd_min_channels`` or more input channels (fewer make the 16 products too thin for BLAS)
+and outputs of at least ``winograd_min_size`` pixels a side (on a 3x3 output the tiles compute 16
+values for 9), and in inference for any number of channels when a ReLU and a 2x2 / stride-2
+max-pool follow (the output tiles are the pool windows; RGB inputs then run as one Numba loop
+per tile, see :func:`conv_relu_pool_chain`). The backward pass of a stride-1 convolution
+computes its input gradient as a forward convolution of the output gradient (see
+``fast.conv.transposed_geometry``), so that runs here too. Every other convolution, and every
+weight gradient, stays on im2col.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ from scratchcnn.functional.conv import Pad2d
 
 # Scratch slots (``runtime.scratch``), clear of those of ``fast.conv``; a chain's block outputs
 # take ``_CHAIN + index``.
-_PADDED, _V, _M, _GRAD_V, _CHAIN = 10, 11, 12, 13, 20
+_PADDED, _V, _M, _ROWS, _CHAIN = 10, 11, 12, 13, 20
 
 
 def applies(
@@ -57,16 +62,23 @@ def applies(
     pooled: bool = False,
 ) -> bool:
     """Whether a convolution of an ``(N, H, W, C)`` input with an ``(OC, C, KH, KW)`` weight runs
-    on Winograd: 3x3, stride 1, no dilation, Numba, Winograd enabled, and at least
-    ``settings.winograd_min_channels`` inputs unless it is ``pooled`` (a conv + ReLU + 2x2
-    max-pool in inference takes any number)."""
-    return (
+    on Winograd: 3x3, stride 1, no dilation, Numba, Winograd enabled, and (unless it is
+    ``pooled``: a conv + ReLU + 2x2 max-pool in inference takes any size) at least
+    ``settings.winograd_min_channels`` inputs and ``settings.winograd_min_size`` output pixels
+    down and across."""
+    if not (
         settings.winograd
         and tuple(weight_shape[2:]) == (3, 3)
-        and (pooled or x_shape_nhwc[3] >= settings.winograd_min_channels)
         and geometry.stride == (1, 1)
         and geometry.dilation == (1, 1)
         and kernels(settings) is not None
+    ):
+        return False
+    if pooled:
+        return True
+    out_size = geometry.output_size(tuple(x_shape_nhwc[1:3]))
+    return x_shape_nhwc[3] >= settings.winograd_min_channels and min(out_size) >= (
+        settings.winograd_min_size
     )
 
 
@@ -97,16 +109,30 @@ def _padded(x_nhwc: np.ndarray, padding: Pad2d, tiles: tuple[int, int], dtype) -
     return padded
 
 
+def _transformed_input(
+    x_nhwc: np.ndarray, padding: Pad2d, tiles: tuple[int, int], dtype, compiled
+) -> np.ndarray:
+    """Steps 1-2 for one chunk: ``V = B^T d B`` of every tile, ``(16, T, C)`` in a per-thread
+    buffer."""
+    padded = _padded(x_nhwc, padding, tiles, dtype)
+    count = x_nhwc.shape[0] * tiles[0] * tiles[1]
+    v = scratch(_V, (16, count, x_nhwc.shape[3]), dtype)
+    compiled.winograd_input(padded, *tiles, v)
+    return v
+
+
 def _products(x_nhwc: np.ndarray, padding: Pad2d, tiles: tuple[int, int], u: np.ndarray, compiled):
-    """Steps 1-3 for one chunk: the 16 products ``M`` ``(T, 16, OC)`` in a per-thread buffer."""
-    padded = _padded(x_nhwc, padding, tiles, u.dtype)
-    tiles_h, tiles_w = tiles
-    count = x_nhwc.shape[0] * tiles_h * tiles_w
-    v = scratch(_V, (count, 16, x_nhwc.shape[3]), u.dtype)
-    compiled.winograd_input(padded, tiles_h, tiles_w, v)
-    m = scratch(_M, (count, 16, u.shape[2]), u.dtype)
-    np.matmul(v.transpose(1, 0, 2), u, out=m.transpose(1, 0, 2))
+    """Steps 1-3 for one chunk: the 16 products ``M[p] = V[p] @ U[p]``, ``(16, T, OC)`` in a
+    per-thread buffer."""
+    v = _transformed_input(x_nhwc, padding, tiles, u.dtype, compiled)
+    m = scratch(_M, (16, v.shape[1], u.shape[2]), u.dtype)
+    np.matmul(v, u, out=m)
     return m
+
+
+def _rows(tiles: tuple[int, int], out_channels: int, dtype) -> np.ndarray:
+    """The output transform's per-thread scratch for one row of tiles, ``(8, tiles_w, OC)``."""
+    return scratch(_ROWS, (8, tiles[1], out_channels), dtype)
 
 
 def _plan(
@@ -158,7 +184,8 @@ def conv2d_forward(
 
     def chunk_work(images: slice) -> None:
         m = _products(x_nhwc[images], padding, tiles, u, compiled)  # steps 1-3
-        compiled.winograd_output(m, bias, *tiles, out[images])  # step 4
+        rows = _rows(tiles, u.shape[2], dtype)
+        compiled.winograd_output(m, bias, *tiles, rows, out[images])  # step 4
 
     with blas_limit(settings.blas_threads):
         map_chunks(chunk_work, chunks, settings.workers)
@@ -224,83 +251,10 @@ def conv_relu_pool_chain(x_nhwc: np.ndarray, blocks: list, settings: Settings) -
                 compiled.winograd_few_channels_relu_pool(padded, plan.u, plan.bias, block_output)
             else:
                 m = _products(block_input, plan.padding, plan.tiles, plan.u, compiled)
-                compiled.winograd_output_relu_pool(m, plan.bias, *plan.tiles, block_output)
+                rows = _rows(plan.tiles, plan.u.shape[2], dtype)
+                compiled.winograd_output_relu_pool(m, plan.bias, *plan.tiles, rows, block_output)
             block_input = block_output
 
     with blas_limit(settings.blas_threads):
         map_chunks(chunk_work, batch_chunks(n, max(1, most), settings.workers), settings.workers)
     return out
-
-
-def conv2d_backward(
-    x_nhwc: np.ndarray,
-    grad_nhwc: np.ndarray,
-    weight: np.ndarray,
-    padding: Pad2d,
-    need_input_grad: bool,
-    need_weight_grad: bool,
-    settings: Settings,
-) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
-    """Gradients of :func:`conv2d_forward` with respect to its input, weight and bias.
-
-    Backward runs the forward steps' adjoints. With ``V`` the transformed input tiles and
-    ``dM = A dY A^T`` the transformed output gradient of each tile, the forward products
-    ``M[p] = V[p] @ U[p]`` give
-
-        dU[p] = V[p]^T @ dM[p]  (summed over tiles)  ->  dW = G^T dU G,
-        dV[p] = dM[p] @ U[p]^T  ->  dX = B dV B^T, added onto each tile's 4x4 window,
-
-    32 products in all, against im2col's two with ``9 * C``- and ``9 * C * OC``-sized dimensions.
-    Without ``need_weight_grad`` the input tiles are not even transformed.
-
-    Shape: ``x_nhwc (N, H, W, C)``, ``grad_nhwc (N, OH, OW, OC)`` (C-contiguous), ``weight
-    (OC, C, 3, 3)`` -> ``grad_x (N, H, W, C)``, ``grad_w (OC, C, 3, 3)``, ``grad_b (OC,)``, each
-    ``None`` when not needed.
-    """
-    compiled = kernels(settings)
-    n, h, w, c = x_nhwc.shape
-    out_channels = weight.shape[0]
-    dtype = np.result_type(x_nhwc, grad_nhwc)
-    top, left = padding[0][0], padding[1][0]
-    per_position = out_channels + (c if need_weight_grad else 0) + (c if need_input_grad else 0)
-    u, (tiles_h, tiles_w), chunks = _plan(
-        x_nhwc, weight, grad_nhwc.shape[1:3], per_position, settings
-    )
-    grad_x = np.empty((n, h, w, c), dtype=dtype) if need_input_grad else None
-    u_rows = np.ascontiguousarray(u.transpose(0, 2, 1))  # (16, OC, C): BLAS measured 1.5x faster
-    largest = max(images.stop - images.start for images in chunks)
-    ones = np.ones(largest * grad_nhwc.shape[1] * grad_nhwc.shape[2], dtype=dtype)
-
-    def chunk_work(images: slice) -> tuple[np.ndarray, np.ndarray] | None:
-        """Fill this chunk's input gradient; return its shares of ``dU`` and the bias gradient."""
-        count = (images.stop - images.start) * tiles_h * tiles_w
-        grad_m = scratch(_M, (count, 16, out_channels), dtype)
-        compiled.winograd_output_grad(grad_nhwc[images], tiles_h, tiles_w, grad_m)
-        if grad_x is not None:
-            grad_v = scratch(_GRAD_V, (count, 16, c), dtype)
-            np.matmul(grad_m.transpose(1, 0, 2), u_rows, out=grad_v.transpose(1, 0, 2))
-            grad_padded = scratch(
-                _PADDED, (images.stop - images.start, 2 * tiles_h + 2, 2 * tiles_w + 2, c), dtype
-            )
-            grad_padded.fill(0)
-            compiled.winograd_input_grad(grad_v, tiles_h, tiles_w, grad_padded)
-            grad_x[images] = grad_padded[:, top : top + h, left : left + w]
-        if not need_weight_grad:
-            return None
-        padded = _padded(x_nhwc[images], padding, (tiles_h, tiles_w), dtype)
-        v = scratch(_V, (count, 16, c), dtype)
-        compiled.winograd_input(padded, tiles_h, tiles_w, v)
-        grad_u = np.matmul(v.transpose(1, 2, 0), grad_m.transpose(1, 0, 2))  # (16, C, OC)
-        # The bias gradient as a BLAS product with ones (see ``fast.conv.conv2d_backward``).
-        rows = grad_nhwc[images].reshape(-1, out_channels)
-        return grad_u, ones[: rows.shape[0]] @ rows
-
-    with blas_limit(settings.blas_threads):
-        partial_grads = map_chunks(chunk_work, chunks, settings.workers)
-    if not need_weight_grad:
-        return grad_x, None, None
-    grad_u = np.sum([grad_u for grad_u, _ in partial_grads], axis=0)
-    grad_w = np.empty(weight.shape, dtype=dtype)
-    compiled.winograd_weight_grad(grad_u, grad_w)
-    grad_b = np.sum([grad_b for _, grad_b in partial_grads], axis=0)
-    return grad_x, grad_w, grad_b

@@ -30,12 +30,9 @@ from scratchcnn.fast.kernels.pool import (
 from scratchcnn.fast.kernels.winograd import (
     winograd_few_channels_relu_pool,
     winograd_input,
-    winograd_input_grad,
     winograd_output,
-    winograd_output_grad,
     winograd_output_relu_pool,
     winograd_weight,
-    winograd_weight_grad,
 )
 
 __all__ = [
@@ -57,10 +54,7 @@ __all__ = [
     "scale_shift_activate",
     "winograd_few_channels_relu_pool",
     "winograd_input",
-    "winograd_input_grad",
     "winograd_output",
-    "winograd_output_grad",
     "winograd_output_relu_pool",
     "winograd_weight",
-    "winograd_weight_grad",
 ]
