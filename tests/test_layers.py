@@ -405,3 +405,35 @@ def test_sequential_item_assignment_replaces_a_layer() -> None:
     assert model(np.zeros((2, 3, 32, 32), np.float32)).shape == (2, 3)
     with pytest.raises(TypeError, match="must be a Layer"):
         model[9] = "not a layer"
+
+
+def test_skip_untrained_input_gradient_stops_backward_at_the_first_trained_conv():
+    """A frozen prefix (airbench's whitening conv) needs no gradient: the first trained conv
+    skips its input gradient and the backward pass stops there, with the same parameter
+    gradients as a full backward pass."""
+    rng = np.random.default_rng(3)
+    model = L.Sequential(
+        L.Conv2d(3, 4, 2, rng=rng),
+        L.GELU(),
+        L.Sequential(L.Conv2d(4, 5, 3, padding=1, rng=rng), L.ReLU()),
+        L.Flatten(),
+        L.Linear(5 * 7 * 7, 3, rng=rng),
+    )
+    x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
+    grad = rng.standard_normal((2, 3)).astype(np.float32)
+    model.forward(x, training=True)
+    full_input_grad = model.backward(grad)
+    want = {n: p.grad.copy() for n, p in model.named_parameters()}
+    assert L.skip_untrained_input_gradient(model) is model[0]  # nothing is frozen yet
+    model.freeze("0")
+    assert L.skip_untrained_input_gradient(model) is model[2][0]
+    assert model[0].needs_input_grad  # switched back on
+    model.forward(x, training=True)
+    assert full_input_grad is not None and model.backward(grad) is None
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            np.testing.assert_allclose(param.grad, want[name], rtol=1e-5, atol=1e-6)
+    model.unfreeze()
+    assert L.skip_untrained_input_gradient(model) is model[0]
+    branchy = L.Sequential(L.Residual(L.Conv2d(3, 3, 3, padding=1, rng=rng)), L.Flatten())
+    assert L.skip_untrained_input_gradient(branchy) is None  # a residual's input gradient sums

@@ -4,7 +4,7 @@ from scratchcnn.layers.activation import GELU, Flatten, LeakyReLU, ReLU, Sigmoid
 from scratchcnn.layers.base import Layer
 from scratchcnn.layers.channel_pad import ChannelPad
 from scratchcnn.layers.concat import Concat
-from scratchcnn.layers.container import Residual, Sequential
+from scratchcnn.layers.container import Residual, Sequential, skip_untrained_input_gradient
 from scratchcnn.layers.conv import Conv2d
 from scratchcnn.layers.dropout import Dropout
 from scratchcnn.layers.fused import (
@@ -50,5 +50,6 @@ __all__ = [
     "Sigmoid",
     "Tanh",
     "fuse",
+    "skip_untrained_input_gradient",
     "unfuse",
 ]

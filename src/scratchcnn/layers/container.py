@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from scratchcnn.layers.base import Layer
+from scratchcnn.layers.conv import Conv2d
 
 
 class Sequential(Layer):
@@ -56,9 +57,11 @@ class Sequential(Layer):
             x = layer.forward(x, training)
         return x
 
-    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+    def backward(self, grad_out: np.ndarray) -> np.ndarray | None:
         for layer in reversed(self.layers):
             grad_out = layer.backward(grad_out)
+            if grad_out is None:  # a layer that needs no input gradient: nothing before it trains
+                return None
         return grad_out
 
     def units(self) -> list[Layer]:
@@ -124,3 +127,34 @@ class Residual(Layer):
         shortcut = 0 if self.shortcut is None else self.shortcut.flops(input_shape)
         out_shape = self.block.output_shape(input_shape)
         return self.block.flops(input_shape) + shortcut + int(np.prod(out_shape))
+
+
+def skip_untrained_input_gradient(model: Layer) -> Layer | None:
+    """Spare the backward pass the input gradient nobody needs: find the first layer, along the
+    chain of Sequentials the input enters, that has a trained parameter; when it is a Conv2d,
+    switch off its ``needs_input_grad`` (and switch it back on for every other Conv2d). Returns
+    that convolution, or ``None``.
+
+    Nothing upstream of it trains (the images, parameterless or frozen layers such as a frozen
+    whitening convolution), so its ``backward`` returns ``None`` and :meth:`Sequential.backward`
+    stops there. Call it again whenever parameters are frozen or unfrozen.
+    """
+    for module in model.modules():
+        if hasattr(module, "needs_input_grad"):
+            module.needs_input_grad = True
+    layer = model
+    while True:
+        if isinstance(layer, Sequential):
+            ahead = [child for child in layer if _trains(child)]
+            if not ahead:
+                return None
+            layer = ahead[0]
+            continue
+        if type(layer) is Conv2d:  # the layer type that can skip its input gradient
+            layer.needs_input_grad = False
+            return layer
+        return None
+
+
+def _trains(layer: Layer) -> bool:
+    return any(param.requires_grad for param in layer.parameters())

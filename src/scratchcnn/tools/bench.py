@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from scratchcnn.backend import current_backend, use_backend
-from scratchcnn.layers import Conv2d, Sequential, fuse
+from scratchcnn.layers import fuse, skip_untrained_input_gradient
 from scratchcnn.layers.base import Layer
 from scratchcnn.losses import CrossEntropyLoss
 from scratchcnn.models import MODELS
@@ -151,23 +151,11 @@ def _seconds(fn: Callable[[], object], calls: int = 1) -> float:
     return (time.perf_counter() - start) / calls
 
 
-def _first_conv(model: Layer) -> Conv2d | None:
-    """The convolution that reads the images, if the model starts with one (through Sequentials).
-
-    Not merely the first Conv2d anywhere: one inside a branch or a residual block has consumers
-    of its input gradient.
-    """
-    layer = model
-    while isinstance(layer, Sequential) and len(layer) > 0:
-        layer = layer[0]
-    return layer if isinstance(layer, Conv2d) else None
-
-
 def build_model(config: BenchConfig) -> tuple[Layer, np.ndarray, np.ndarray]:
     """The model and one random CIFAR-shaped batch with labels.
 
-    The first convolution skips its input gradient: nothing consumes it in training (PyTorch
-    does not compute it either, since the input does not require a gradient).
+    The first trained convolution skips its input gradient, as in training: nothing consumes it
+    (PyTorch does not compute it either, since the input does not require a gradient).
 
     Shape: ``x (batch, 3, 32, 32)``, ``y (batch,)``.
     """
@@ -178,9 +166,7 @@ def build_model(config: BenchConfig) -> tuple[Layer, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(config.seed)
     dtype = np.dtype(config.dtype).type
     model = MODELS[config.model](rng=rng, dtype=dtype)
-    first = _first_conv(model)
-    if first is not None:
-        first.needs_input_grad = False
+    skip_untrained_input_gradient(model)
     x = rng.standard_normal((config.batch, 3, 32, 32)).astype(dtype)
     y = rng.integers(0, 10, config.batch)
     return model, x, y

@@ -17,7 +17,7 @@ import numpy as np
 from scratchcnn.data import BatchIterator, Normalizer, is_dataset_name, load_dataset
 from scratchcnn.data import transforms as T
 from scratchcnn.errors import ConfigError, DataError
-from scratchcnn.layers import Conv2d, Dropout, Sequential
+from scratchcnn.layers import Dropout, skip_untrained_input_gradient
 from scratchcnn.layers.base import Layer
 from scratchcnn.losses import CrossEntropyLoss
 from scratchcnn.optim import (
@@ -189,9 +189,7 @@ def init_model(config: TrainConfig, data: TrainingData) -> Layer:
             f"model {config.model!r} cannot take the data's {height}x{width}x{channels} images: "
             f"{err}; resize them with image_size (--image-size)"
         ) from err
-    first_layer = next(iter(model)) if isinstance(model, Sequential) else model
-    if isinstance(first_layer, Conv2d):
-        first_layer.needs_input_grad = False  # nothing upstream of the images needs a gradient
+    skip_untrained_input_gradient(model)  # nothing upstream of the images needs a gradient
     return model
 
 
