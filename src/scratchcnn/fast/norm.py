@@ -6,9 +6,10 @@ pass along the rows, split between the workers. With the batch's statistics (tra
 
 - forward, two passes: the channel sums and sums of squares (float64), then ``out = act(x *
   scale + shift)`` with ``scale = weight / std`` and ``shift = bias - mean * scale``;
-- backward, two passes: with ``g = grad_out * act'(y)`` (``y`` recomputed from ``x``, not
-  stored), the sums of ``g`` and of ``g * x``; then the input gradient, which is per channel an
-  affine function of ``g`` and ``x``: ``grad_x = scale * (g - mean(g) - x_hat * mean(g x_hat))``.
+- backward, two passes: ``g = grad_out * act'(y)`` (``y`` recomputed from ``x``, not stored)
+  with the sums of ``g`` and of ``g * x``; then the input gradient, which is per channel an
+  affine function of ``g`` and ``x``: ``grad_x = scale * (g - mean(g) - x_hat * mean(g x_hat))``,
+  written over ``g`` (so the activation's slope is computed once per element).
 
 Nothing but the input is kept for backward (the normalised values and the pre-activations are
 recomputed on the fly). With fixed statistics (evaluation, recording) the layer is ``act(x *
@@ -135,30 +136,29 @@ def batch_norm_backward(
     count = rows.shape[0]
     scale, shift, code = saved.scale, saved.shift, saved.activation
     grad_w = grad_b = None
-    if saved.batch_statistics or need_weight_grad:
+    out = np.empty_like(rows)  # first the pre-activation gradient, then the input gradient
 
-        def sums(part: slice) -> tuple[np.ndarray, np.ndarray]:
-            total, cross = np.zeros(channels), np.zeros(channels)
-            compiled.activated_grad_sums(rows[part], grads[part], scale, shift, code, total, cross)
-            return total, cross
+    def sums(part: slice) -> tuple[np.ndarray, np.ndarray]:
+        total, cross = np.zeros(channels), np.zeros(channels)
+        compiled.activated_grad_sums(
+            rows[part], grads[part], scale, shift, code, total, cross, out[part]
+        )
+        return total, cross
 
-        partial = map_chunks(sums, slices, settings.workers)
-        sum_g = np.sum([total for total, _ in partial], axis=0)
-        sum_g_x_hat = (np.sum([c for _, c in partial], axis=0) - saved.mean * sum_g) * saved.inv_std
-        if need_weight_grad:
-            grad_w, grad_b = sum_g_x_hat.astype(rows.dtype), sum_g.astype(rows.dtype)
+    partial = map_chunks(sums, slices, settings.workers)
+    sum_g = np.sum([total for total, _ in partial], axis=0)
+    sum_g_x_hat = (np.sum([c for _, c in partial], axis=0) - saved.mean * sum_g) * saved.inv_std
+    if need_weight_grad:
+        grad_w, grad_b = sum_g_x_hat.astype(rows.dtype), sum_g.astype(rows.dtype)
     x_coef = np.zeros(channels)
     const = np.zeros(channels)
     if saved.batch_statistics:
         # scale * (g - mean(g) - x_hat * mean(g x_hat)), x_hat = (x - mean) * inv_std
         x_coef = -scale * saved.inv_std * sum_g_x_hat / count
         const = -scale * sum_g / count - x_coef * saved.mean
-    out = np.empty_like(rows)
 
     def apply(part: slice) -> None:
-        compiled.activated_grad_input(
-            rows[part], grads[part], scale, shift, code, scale, x_coef, const, out[part]
-        )
+        compiled.activated_grad_input(rows[part], out[part], scale, x_coef, const, out[part])
 
     map_chunks(apply, slices, settings.workers)
     return _from_rows(out, saved.shape), grad_w, grad_b

@@ -135,24 +135,24 @@ def scale_shift_activate(rows, scale, shift, activation, out):
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
-def activated_grad_sums(rows, grad_out, scale, shift, activation, sums, cross):
-    """Backward pass 1: with ``g = grad_out * act'(y)`` at the pre-activation ``y = rows * scale
-    + shift`` (recomputed, not stored), ``sums[c] += sum g`` and ``cross[c] += sum g * rows``."""
+def activated_grad_sums(rows, grad_out, scale, shift, activation, sums, cross, grad_pre):
+    """Backward pass 1: ``g = grad_out * act'(y)`` at the pre-activation ``y = rows * scale +
+    shift`` (recomputed from the input, not stored by forward), written to ``grad_pre``, and
+    ``sums[c] += sum g``, ``cross[c] += sum g * rows``."""
     for m in range(rows.shape[0]):
         for c in range(rows.shape[1]):
             value = float(rows[m, c])
             g = grad_out[m, c] * _activation_slope(value * scale[c] + shift[c], activation)
+            grad_pre[m, c] = g
             sums[c] += g
             cross[c] += g * value
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
-def activated_grad_input(rows, grad_out, scale, shift, activation, grad_scale, x_coef, const, out):
-    """Backward pass 2: ``out[m, c] = grad_scale[c] * g + x_coef[c] * rows[m, c] + const[c]``,
-    ``g`` as in :func:`activated_grad_sums` (the input gradient, affine in ``g`` and ``x`` per
-    channel once the channel sums are known)."""
+def activated_grad_input(rows, grad_pre, grad_scale, x_coef, const, out):
+    """Backward pass 2: ``out[m, c] = grad_scale[c] * g + x_coef[c] * rows[m, c] + const[c]``
+    with ``g`` from pass 1 (the input gradient is affine in ``g`` and ``x`` per channel once the
+    channel sums are known); ``out`` may be ``grad_pre`` itself."""
     for m in range(rows.shape[0]):
         for c in range(rows.shape[1]):
-            value = float(rows[m, c])
-            g = grad_out[m, c] * _activation_slope(value * scale[c] + shift[c], activation)
-            out[m, c] = grad_scale[c] * g + x_coef[c] * value + const[c]
+            out[m, c] = grad_scale[c] * grad_pre[m, c] + x_coef[c] * float(rows[m, c]) + const[c]
