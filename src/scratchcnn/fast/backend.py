@@ -13,7 +13,7 @@ from scratchcnn.backend import ReferenceBackend
 from scratchcnn.fast import conv, linear, norm, pool, winograd
 from scratchcnn.fast.elementwise import gelu_backward, gelu_forward, relu_backward, relu_forward
 from scratchcnn.fast.layout import to_nchw, to_nhwc
-from scratchcnn.fast.runtime import blas_limit
+from scratchcnn.fast.runtime import blas_limit, restored, stored
 from scratchcnn.fast.settings import current_settings
 
 
@@ -55,7 +55,7 @@ class FastBackend(ReferenceBackend):
             grad_x = gelu_backward(kept, grad_out, current_settings())
             if grad_x is not None:
                 return grad_x
-            kept = (kept, "none")  # the reference's saved: the input and the form
+            kept = (restored(kept, grad_out.dtype), "none")  # the reference's saved form
         return super().gelu_backward(kept, grad_out)
 
     def batch_norm_forward(self, x, weight, bias, eps, keep, running=None):
@@ -88,14 +88,16 @@ class FastBackend(ReferenceBackend):
         return super().batch_norm_activation_backward(kept, grad_out, need_weight_grad)
 
     def linear_forward(self, x, weight, bias, keep):
-        out = linear.matmul(x, weight.T, current_settings())
+        settings = current_settings()
+        out = linear.matmul(x, weight.T, settings)
         if bias is not None:
             out += bias
-        return out, ((x, weight) if keep else None)
+        return out, ((stored(x, settings), weight) if keep else None)
 
     def linear_backward(self, saved, grad_out, need_input_grad=True, need_weight_grad=True):
         settings = current_settings()
         x, weight = saved
+        x = restored(x, grad_out.dtype)
         grad_x = linear.matmul(grad_out, weight, settings) if need_input_grad else None
         grad_w = grad_b = None
         if need_weight_grad:

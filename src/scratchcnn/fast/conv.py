@@ -21,7 +21,16 @@ from numpy.lib.stride_tricks import as_strided
 from scratchcnn.backend import ConvGeometry, PoolGeometry
 from scratchcnn.fast import winograd
 from scratchcnn.fast.layout import out_hw, pad_nhwc, to_nchw, to_nhwc, windows_nhwc
-from scratchcnn.fast.runtime import batch_chunks, blas_limit, kernels, map_chunks, scratch
+from scratchcnn.fast.runtime import (
+    batch_chunks,
+    blas_limit,
+    kernels,
+    map_chunks,
+    restored,
+    scratch,
+    storage_dtype,
+    stored,
+)
 from scratchcnn.fast.settings import Settings
 from scratchcnn.functional.conv import Pad2d, kernel_offset_slices
 
@@ -139,11 +148,11 @@ def im2col_chunks(n: int, x_shape_nhwc, size, kernel_size, itemsize: int, settin
 class ConvSaved(NamedTuple):
     """What the fast convolution keeps for backward.
 
-    ``x_nhwc`` is the input as a channels-last view ``(N, H, W, C)``. ``cols`` is its im2col
-    matrix ``(N, OH, OW, KH*KW*C)`` when the input has fewer than
-    ``settings.keep_cols_below_channels`` channels, else ``None`` and backward rebuilds it chunk
-    by chunk (long contiguous copies, cheaper than writing and re-reading a matrix ``KH*KW``
-    times the input's size).
+    ``x_nhwc`` is the input as a channels-last view ``(N, H, W, C)`` (a float16 copy with
+    ``settings.storage == "float16"``). ``cols`` is its im2col matrix ``(N, OH, OW, KH*KW*C)``
+    when the input has fewer than ``settings.keep_cols_below_channels`` channels, else ``None``
+    and backward rebuilds it chunk by chunk (long contiguous copies, cheaper than writing and
+    re-reading a matrix ``KH*KW`` times the input's size).
     """
 
     x_nhwc: np.ndarray
@@ -169,7 +178,9 @@ def conv2d_forward(
     x_nhwc = to_nhwc(x)
     if winograd.applies(x_nhwc.shape, weight.shape, g, settings):
         out = winograd.conv2d_forward(x_nhwc, weight, bias, g.padding, settings)
-        return to_nchw(out), (ConvSaved(x_nhwc, None, weight, g) if keep else None)
+        return to_nchw(out), (
+            ConvSaved(stored(x_nhwc, settings), None, weight, g) if keep else None
+        )
     n, h, w, c = x_nhwc.shape
     kernel_size = weight.shape[2:]
     out_channels = weight.shape[0]
@@ -181,15 +192,17 @@ def conv2d_forward(
     compiled = kernels(settings)  # loaded here, not racing in the worker threads
     kept = None
     if keep and c < settings.keep_cols_below_channels:
-        kept = np.empty((n, *size, width), dtype=x.dtype)
+        kept = np.empty((n, *size, width), dtype=storage_dtype(x.dtype, settings))
 
     def forward_chunk(images: slice) -> None:
         x_chunk = x_nhwc[images]
-        if kept is not None:
+        if kept is not None and kept.dtype == x.dtype:
             buffer = kept[images]
         else:
             buffer = scratch(_COLS, (x_chunk.shape[0], *size, width), x.dtype)
         cols = im2col_nhwc(x_chunk, kernel_size, g.stride, g.padding, g.dilation, settings, buffer)
+        if kept is not None and kept.dtype != x.dtype:
+            kept[images] = cols  # kept in float16
         rows = out[images].reshape(-1, out_channels)  # (b*OH*OW, OC) view
         np.matmul(cols.reshape(rows.shape[0], -1), weight_cols, out=rows)
         if bias is not None and compiled is not None:
@@ -199,7 +212,8 @@ def conv2d_forward(
 
     with blas_limit(settings.blas_threads):
         map_chunks(forward_chunk, chunks, settings.workers)
-    return to_nchw(out), (ConvSaved(x_nhwc, kept, weight, g) if keep else None)
+    saved = ConvSaved(stored(x_nhwc, settings), kept, weight, g) if keep else None
+    return to_nchw(out), saved
 
 
 def transposed_geometry(geometry: ConvGeometry) -> ConvGeometry | None:
@@ -290,11 +304,12 @@ def conv2d_backward(
         if not need_weight_grad:
             return None
         if saved.cols is not None:
-            cols = saved.cols[images]
+            cols = restored(saved.cols[images], grad_rows.dtype)
         else:
-            buffer = scratch(_COLS, (count, *size, width), x_nhwc.dtype)
+            buffer = scratch(_COLS, (count, *size, width), grad_rows.dtype)
+            x_chunk = restored(x_nhwc[images], grad_rows.dtype)
             cols = im2col_nhwc(
-                x_nhwc[images], kernel_size, g.stride, g.padding, g.dilation, settings, buffer
+                x_chunk, kernel_size, g.stride, g.padding, g.dilation, settings, buffer
             )
         # The bias gradient as a BLAS product with ones: grad_rows.sum(axis=0) reduces a tall,
         # narrow array one short row at a time and measured ~10x slower.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from scratchcnn.fast.runtime import kernels
+from scratchcnn.fast.runtime import kernels, restored, stored
 from scratchcnn.fast.settings import Settings
 
 
@@ -81,7 +81,7 @@ def gelu_forward(
     if compiled is None or flat_x is None or flat_out is None:
         return None
     compiled.gelu(flat_x, flat_out)
-    return out, (x if keep else None)
+    return out, (stored(x, settings) if keep else None)
 
 
 def gelu_backward(x: np.ndarray, grad_out: np.ndarray, settings: Settings) -> np.ndarray | None:
@@ -90,6 +90,7 @@ def gelu_backward(x: np.ndarray, grad_out: np.ndarray, settings: Settings) -> np
     Shape: any -> same.
     """
     compiled = kernels(settings)
+    x = restored(x, grad_out.dtype)
     if compiled is None or _element_strides(grad_out) != _element_strides(x):
         return None
     out = np.empty_like(grad_out)

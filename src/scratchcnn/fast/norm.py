@@ -23,7 +23,7 @@ from typing import NamedTuple
 import numpy as np
 
 from scratchcnn.fast.layout import to_nchw, to_nhwc
-from scratchcnn.fast.runtime import even_slices, kernels, map_chunks
+from scratchcnn.fast.runtime import even_slices, kernels, map_chunks, restored, stored
 from scratchcnn.fast.settings import Settings
 
 ACTIVATIONS = {None: 0, "relu": 1, "gelu": 2}  # the kernels' codes (kernels.activations)
@@ -32,7 +32,7 @@ ACTIVATIONS = {None: 0, "relu": 1, "gelu": 2}  # the kernels' codes (kernels.act
 class NormSaved(NamedTuple):
     """What the fast batch norm keeps for backward."""
 
-    rows: np.ndarray  # the input as channels-last rows (M, C)
+    rows: np.ndarray  # the input as channels-last rows (M, C), float16 with float16 storage
     shape: tuple[int, ...]  # the input's (NCHW) shape
     mean: np.ndarray  # (C,) float64
     inv_std: np.ndarray  # (C,) float64
@@ -114,7 +114,8 @@ def batch_norm_forward(
     map_chunks(apply, slices, settings.workers)
     saved = None
     if keep:
-        saved = NormSaved(rows, x.shape, mean, inv_std, scale, shift, running is None, code)
+        kept = stored(rows, settings)
+        saved = NormSaved(kept, x.shape, mean, inv_std, scale, shift, running is None, code)
     used_mean = mean.astype(x.dtype) if running is None else running[0]
     used_var = var.astype(x.dtype) if running is None else running[1]
     return _from_rows(out, x.shape), saved, used_mean, used_var
@@ -129,8 +130,8 @@ def batch_norm_backward(
     Shape: ``grad_out`` like the input -> like the input (channels-last memory), ``(C,)``, ``(C,)``.
     """
     compiled = kernels(settings)
-    rows = saved.rows
     grads = as_rows(grad_out)
+    rows = restored(saved.rows, grads.dtype)
     slices = _row_slices(rows, settings)
     channels = rows.shape[1]
     count = rows.shape[0]

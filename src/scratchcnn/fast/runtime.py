@@ -185,3 +185,29 @@ def blas_limit(threads: int | None) -> Iterator[None]:
             if _blas_depth == 0 and _blas_limiter is not None:
                 _blas_limiter.restore_original_limits()
                 _blas_limiter = None
+
+
+def storage_dtype(dtype: np.dtype | type, settings: Settings) -> np.dtype:
+    """The dtype in which a forward pass keeps a ``dtype`` array for backward: float16 for float32
+    arrays when ``settings.storage`` is ``"float16"`` (mixed precision), else ``dtype`` itself."""
+    if settings.storage == "float16" and np.dtype(dtype) == np.float32:
+        return np.dtype(np.float16)
+    return np.dtype(dtype)
+
+
+def stored(a: np.ndarray, settings: Settings) -> np.ndarray:
+    """``a`` as a forward pass keeps it for backward (see :func:`storage_dtype`): a copy in its
+    own memory layout when that dtype differs, else ``a`` itself.
+
+    Shape: any -> same.
+    """
+    dtype = storage_dtype(a.dtype, settings)
+    return a if dtype == a.dtype else a.astype(dtype, order="K")
+
+
+def restored(a: np.ndarray, dtype: np.dtype | type) -> np.ndarray:
+    """A kept array back in the compute dtype (a copy only if it was stored in float16).
+
+    Shape: any -> same.
+    """
+    return a.astype(dtype, order="K") if a.dtype == np.float16 else a

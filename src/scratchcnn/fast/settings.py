@@ -24,6 +24,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, fields
 
+STORAGE_DTYPES = ("float32", "float16")
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -41,6 +43,9 @@ class Settings:
     blas_threads: int | None = 1
     # Run the Numba kernels (False: the NumPy fallbacks that run wherever Numba is missing).
     numba: bool = True
+    # The dtype of the activations a training forward pass keeps for backward: "float16" halves
+    # their memory (mixed precision); arithmetic stays in the model's dtype either way.
+    storage: str = "float32"
     # Run 3x3 stride-1 convolutions on Winograd F(2x2, 3x3) (needs Numba).
     winograd: bool = True
     # Winograd's 16 products get too thin for BLAS below this many input channels.
@@ -69,6 +74,11 @@ class Settings:
             if field.name in ("numba", "winograd"):
                 if not isinstance(value, bool):
                     raise TypeError(f"fast setting {field.name} must be a bool, got {value!r}")
+            elif field.name == "storage":
+                if value not in STORAGE_DTYPES:
+                    raise ValueError(
+                        f"fast setting storage must be one of {STORAGE_DTYPES}, got {value!r}"
+                    )
             elif field.name == "blas_threads" and value is None:
                 continue
             elif isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -3,6 +3,7 @@ penalties and the lr range test."""
 
 from scratchcnn.optim.averaging import ExponentialMovingAverage, Lookahead, lookahead_alpha
 from scratchcnn.optim.clip import clip_grad_norm
+from scratchcnn.optim.loss_scaling import DynamicLossScaler
 from scratchcnn.optim.lr_finder import LRFinderResult, lr_range_test
 from scratchcnn.optim.optimizers import (
     OPTIMIZER_NAMES,
@@ -29,6 +30,7 @@ from scratchcnn.optim.schedules import (
 )
 
 __all__ = [
+    "DynamicLossScaler",
     "Optimizer",
     "ParamGroup",
     "SGD",
