@@ -110,6 +110,25 @@ def test_float64_runs_agree_to_rounding():
     )
 
 
+def test_mixed_precision_runs_both_sides_in_their_mixed_precision(result):
+    """scratchcnn keeps float16 copies for backward, PyTorch runs under bfloat16 autocast: both
+    learn; scratchcnn's forward pass is still float32 (the first loss is the float32 run's) and
+    its first steps stay close to the float32 run's until the trajectories part (plain SGD at
+    this learning rate is chaotic: the float32 run's own loss jumps to 9 at step 2)."""
+    config = TrainConfig(epochs=10, **PLAIN_SGD)
+    mixed = compare_frameworks(config, steps=40, data=learnable_data(), log=None, precision="mixed")
+    assert mixed.config["precision"] == "mixed"
+    ours = mixed.loss_curve("scratchcnn")
+    theirs = mixed.loss_curve("torch")
+    full = result.loss_curve("scratchcnn")[:40]
+    assert ours[-5:].mean() < ours[:5].mean() and theirs[-5:].mean() < theirs[:5].mean()
+    assert ours[0] == full[0]
+    np.testing.assert_allclose(ours[:4], full[:4], rtol=1e-2)  # float16 copies: close
+    assert np.abs(theirs - mixed.loss_curve("scratchcnn")).max() > 1e-6  # bfloat16 differs
+    with pytest.raises(ValueError, match="precision must be 'float32' or 'mixed'"):
+        compare_frameworks(config, steps=1, data=learnable_data(), log=None, precision="half")
+
+
 def test_only_sgd_is_compared():
     with pytest.raises(ValueError, match="SGD only, got optimizer 'adam'"):
         compare_frameworks(TrainConfig(optimizer="adam", momentum=0.0, nesterov=False), steps=1)

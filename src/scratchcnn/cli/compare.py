@@ -51,6 +51,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         type=positive_int,
         help="torch intra-op threads (default: torch's own choice)",
     )
+    parser.add_argument(
+        "--precision",
+        choices=("float32", "mixed"),
+        default="float32",
+        help="mixed: scratchcnn keeps saved activations in float16, PyTorch runs under "
+        "torch.autocast(bfloat16) (default: float32)",
+    )
     parser.add_argument("--out", default="compare", metavar="DIR", help="output folder")
     parser.add_argument("--prefix", default="compare", help="output file name stem")
     return parser
@@ -78,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         check_output(Path(args.out) / f"{args.prefix}.{suffix}")
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
-    result = compare_frameworks(config, steps=args.steps)
+    result = compare_frameworks(config, steps=args.steps, precision=args.precision)
     paths = write_report(result, args.out, args.prefix)
     print(markdown_table(result))
     for kind, path in paths.items():

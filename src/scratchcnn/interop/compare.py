@@ -101,8 +101,12 @@ def torch_seed_cnn(num_classes: int = 10, in_channels: int = 3, image_size: int 
     )
 
 
-def torch_train_step(model, optimizer, loss_fn, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
+def torch_train_step(
+    model, optimizer, loss_fn, x: np.ndarray, y: np.ndarray, mixed: bool = False
+) -> tuple[float, int]:
     """One SGD step on a batch; returns the batch's mean loss and its number of correct answers.
+    With ``mixed``, forward and loss run under ``torch.autocast("cpu", dtype=torch.bfloat16)``
+    (PyTorch's mixed precision on CPU; the backward pass follows the forward's dtypes).
 
     Shape: ``x (B, C, H, W)``, ``y (B,)``.
     """
@@ -110,8 +114,9 @@ def torch_train_step(model, optimizer, loss_fn, x: np.ndarray, y: np.ndarray) ->
 
     inputs, targets = torch.from_numpy(x), torch.from_numpy(y)
     optimizer.zero_grad()
-    logits = model(inputs)
-    loss = loss_fn(logits, targets)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mixed):
+        logits = model(inputs)
+        loss = loss_fn(logits, targets)
     loss.backward()
     optimizer.step()
     return loss.item(), int((logits.argmax(dim=1) == targets).sum())
@@ -160,6 +165,7 @@ def compare_frameworks(
     epochs: int | None = None,
     data: TrainingData | None = None,
     log=print,
+    precision: str = "float32",
 ) -> ComparisonResult:
     """Train ``config.model`` in scratchcnn and in PyTorch in lockstep and record both.
 
@@ -170,8 +176,20 @@ def compare_frameworks(
     stops it earlier, after that many optimizer steps (validation then runs at the stopping
     point). Only SGD is compared (momentum, Nesterov, weight decay, label smoothing and the lr
     schedule all carry over). ``log`` gets one line per epoch (``None`` for silence).
+
+    ``precision="mixed"`` trains each side in its mixed precision: scratchcnn keeps the
+    activations saved for backward in float16 (``scratchcnn.fast.settings(storage="float16")``),
+    PyTorch runs forward and loss under ``torch.autocast("cpu", dtype=torch.bfloat16)``.
     """
+    import contextlib
+
     import torch
+
+    from scratchcnn import fast
+
+    if precision not in ("float32", "mixed"):
+        raise ConfigError(f"precision must be 'float32' or 'mixed', got {precision!r}")
+    mixed = precision == "mixed"
 
     if config.optimizer != "sgd":
         raise ConfigError(
@@ -201,7 +219,9 @@ def compare_frameworks(
     )
     torch_loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
 
-    result = ComparisonResult(config=config.to_dict() | {"steps": steps, "epochs": epochs})
+    result = ComparisonResult(
+        config=config.to_dict() | {"steps": steps, "epochs": epochs, "precision": precision}
+    )
     result.environment = {
         "torch_version": torch.__version__,
         "torch_threads": torch.get_num_threads(),
@@ -222,14 +242,15 @@ def compare_frameworks(
 
             started = time.perf_counter()
             optimizer.lr = lr
-            loss, correct = scratchcnn_train_step(model, optimizer, loss_fn, x, y)
+            with fast.settings(storage="float16") if mixed else contextlib.nullcontext():
+                loss, correct = scratchcnn_train_step(model, optimizer, loss_fn, x, y)
             sums["scratchcnn"]["seconds"] += time.perf_counter() - started
 
             started = time.perf_counter()
             for group in torch_optimizer.param_groups:
                 group["lr"] = lr
             torch_loss, torch_correct = torch_train_step(
-                module, torch_optimizer, torch_loss_fn, x, y
+                module, torch_optimizer, torch_loss_fn, x, y, mixed
             )
             sums["torch"]["seconds"] += time.perf_counter() - started
 
