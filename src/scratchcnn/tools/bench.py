@@ -384,11 +384,12 @@ def format_report(result: BenchResult) -> str:
         f"training step {result.train_flops / 1e9:.3f} G (3x forward)",
         "",
         "Per-layer profile of one training step (ms per batch)",
-        f"  {'layer':<24}{'forward':>9}{'backward':>10}{'share':>8}",
     ]
+    width = max(24, *(len(timing.name) + 2 for timing in result.layers))
+    lines.append(f"  {'layer':<{width}}{'forward':>9}{'backward':>10}{'share':>8}")
     for timing in result.layers:
         lines.append(
-            f"  {timing.name:<24}{timing.forward_ms:>9.2f}{timing.backward_ms:>10.2f}"
+            f"  {timing.name:<{width}}{timing.forward_ms:>9.2f}{timing.backward_ms:>10.2f}"
             f"{100 * timing.share:>7.1f}%"
         )
     return "\n".join(lines)
