@@ -138,3 +138,12 @@ def test_benchmark_script_writes_the_cli_report(tmp_path, capsys):
     assert report.read_text() == printed.out
     assert "Per-layer profile" in printed.out and "PyTorch" not in printed.out
     assert f"report written to {report}" in printed.err
+
+
+def test_layer_profile_opens_nested_blocks():
+    """airbench's conv groups are Sequentials: the profile times the fused units inside them."""
+    model, x, y = build_model(BenchConfig(model="airbench", batch=2))
+    names = [row.name for row in layer_profile(model, x, y, steps=1, lr=0.01)]
+    assert not any("Sequential" in name for name in names)
+    assert sum("BatchNormActivation" in name for name in names) == 6  # two per group
+    assert names[-2:] == ["loss (cross-entropy)", "SGD update"]

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from scratchcnn.backend import current_backend, use_backend
-from scratchcnn.layers import fuse, skip_untrained_input_gradient
+from scratchcnn.layers import Sequential, fuse, skip_untrained_input_gradient
 from scratchcnn.layers.base import Layer
 from scratchcnn.losses import CrossEntropyLoss
 from scratchcnn.models import MODELS
@@ -191,17 +191,28 @@ def _scratch_steps(model: Layer, x: np.ndarray, y: np.ndarray, lr: float):
     return train_step, infer_step, loss_fn, optimizer
 
 
+def _run_units(model: Layer) -> list[Layer]:
+    """The units a forward pass runs one after another, nested Sequentials opened."""
+    units = []
+    for unit in model.units():
+        units.extend(
+            _run_units(unit) if isinstance(unit, Sequential) and unit is not model else [unit]
+        )
+    return units
+
+
 def layer_profile(
     model: Layer, x: np.ndarray, y: np.ndarray, steps: int, lr: float
 ) -> list[LayerTiming]:
     """Forward and backward milliseconds of each unit the fused model runs (``fuse(model)``'s
-    top-level layers, exactly what a training step runs), plus loss and SGD update.
+    layers, nested Sequentials opened: exactly what a training step runs), plus loss and SGD
+    update.
 
     Shares are of the sum of all rows, i.e. of one whole training step.
     """
     from scratchcnn.optim import SGD
 
-    layers = fuse(model).units()
+    layers = _run_units(fuse(model))
     names = [f"{i} {layer.describe()}" for i, layer in enumerate(layers)]
     forward = np.zeros(len(layers))
     backward = np.zeros(len(layers))
