@@ -147,3 +147,13 @@ def test_layer_profile_opens_nested_blocks():
     assert not any("Sequential" in name for name in names)
     assert sum("BatchNormActivation" in name for name in names) == 6  # two per group
     assert names[-2:] == ["loss (cross-entropy)", "SGD update"]
+
+
+def test_conv_algorithms_script_times_every_product(tmp_path, capsys):
+    """``benchmarks/conv_algorithms.py`` times forward, input and weight gradients per layer."""
+    report = tmp_path / "algorithms.txt"
+    argv = ["--batch", "2", "--reps", "1", "--output", str(report)]
+    assert _benchmark_script("conv_algorithms").main(argv) == 0
+    text = report.read_text()
+    assert text == capsys.readouterr().out
+    assert "dx col2im" in text and len(text.splitlines()) == 2 + 6  # header + six layers

@@ -260,12 +260,37 @@ def conv2d_backward(
     For a stride-1 convolution the input gradient is itself a forward convolution of the output
     gradient (:func:`transposed_geometry`), which runs on Winograd where that applies; the weight
     gradient then comes from im2col rows on their own. Otherwise both come from one im2col pass,
-    the input gradient folded back by col2im. (Winograd's own backward, through its transforms'
-    adjoints, measured slower here for both gradients: 1.2-2x for the input gradient, 1.2-1.8x
-    for the weight gradient, on the seed model's and airbench's layers; benchmarks/README.md.)
+    the input gradient folded back by col2im (:func:`im2col_backward`). (Winograd's own
+    backward, through its transforms' adjoints, measured slower here for both gradients: 1.2-2x
+    for the input gradient, 1.2-1.8x for the weight gradient, on the seed model's and airbench's
+    layers; benchmarks/README.md.)
 
     Shape: ``grad_out (N, OC, OH, OW)`` -> ``grad_x (N, C, H, W)`` (channels-last memory),
     ``grad_w (OC, C, KH, KW)``, ``grad_b (OC,)``; ``None`` for those not needed.
+    """
+    if not (need_input_grad or need_weight_grad):
+        return None, None, None
+    transposed = transposed_geometry(saved.geometry) if need_input_grad else None
+    if transposed is None:
+        return im2col_backward(saved, grad_out, need_input_grad, need_weight_grad, settings)
+    grad_x, _ = conv2d_forward(
+        grad_out, flipped_weight(saved.weight), None, transposed, False, settings
+    )
+    _, grad_w, grad_b = im2col_backward(saved, grad_out, False, need_weight_grad, settings)
+    return grad_x, grad_w, grad_b
+
+
+def im2col_backward(
+    saved: ConvSaved,
+    grad_out: np.ndarray,
+    need_input_grad: bool,
+    need_weight_grad: bool,
+    settings: Settings,
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """Both gradients from im2col rows, chunk by chunk: ``grad_w = cols^T grad_rows`` and the
+    input gradient ``col2im(grad_rows @ W)``, folded back onto the overlapping windows.
+
+    Shape: as :func:`conv2d_backward`.
     """
     x_nhwc, weight, g = saved.x_nhwc, saved.weight, saved.geometry
     out_channels, in_channels, kernel_h, kernel_w = weight.shape
@@ -274,13 +299,6 @@ def conv2d_backward(
     grad_nhwc = np.ascontiguousarray(to_nhwc(grad_out))  # free if already channels-last memory
     if not (need_input_grad or need_weight_grad):
         return None, None, None
-    transposed = transposed_geometry(g) if need_input_grad else None
-    if transposed is not None:
-        grad_x, _ = conv2d_forward(
-            to_nchw(grad_nhwc), flipped_weight(weight), None, transposed, False, settings
-        )
-        _, grad_w, grad_b = conv2d_backward(saved, grad_out, False, need_weight_grad, settings)
-        return grad_x, grad_w, grad_b
     size = grad_nhwc.shape[1:3]
     w_rows = weight_rows(weight)  # (OC, KH*KW*C)
     width = w_rows.shape[1]
