@@ -565,6 +565,23 @@ def test_alternating_flip_mirrors_each_image_on_alternate_epochs(images32, tmp_p
         make_batch(images, labels, run, data.normalizer, 3)
 
 
+def test_the_trainer_flips_by_image_index_and_epoch(images32, tmp_path, monkeypatch):
+    from scratchcnn.data import transforms
+
+    seen: dict[int, list[np.ndarray]] = {}
+    flip = transforms.AlternatingFlip.__call__
+
+    def recording(self, images, indices, epoch):
+        seen.setdefault(epoch, []).append(np.array(indices))
+        return flip(self, images, indices, epoch)
+
+    monkeypatch.setattr(transforms.AlternatingFlip, "__call__", recording)
+    train(fast_config(images32, tmp_path, lookahead=0, ema_decay=None))
+    assert sorted(seen) == [0, 1, 2]
+    for batches in seen.values():  # each epoch: every training image once, by its index
+        assert sorted(np.concatenate(batches).tolist()) == list(range(48))
+
+
 def test_bn_bias_lr_scale_and_whitening_need_a_model_that_has_them(tiny_data, tmp_path, capsys):
     with pytest.raises(ConfigError, match="the model has no batch norm"):
         train(tiny_config(tiny_data, tmp_path, bn_bias_lr_scale=64.0))

@@ -53,10 +53,11 @@ CROP_PADDING_MODES = ("constant", "reflect")
 # The batch-norm biases get lr x 64 (bias_scaler) and weight_decay / 64 (airbench's group
 # decay wd / lr_biases): the same shrink per step, lr * weight_decay, as every other weight.
 #
-# The batch: airbench uses 1024. A few steps of this recipe on CIFAR-10 (2 cores, then the TTA
-# test) peaked at 0.86 GB resident with batch 512 and 1.51 GB with 1024 (/usr/bin/time -v), so
-# 512 keeps a run well under the 2 GB budget: lr 0.75, and Lookahead every 10 steps, which is
-# airbench's every 5 steps of 1024 images (the same images between synchronisations).
+# The batch: airbench uses 1024. A few steps of this recipe on CIFAR-10 and the TTA test peak at
+# 0.85 GB resident with batch 512 and 1.49 GB with 1024 on this 2-core machine (/usr/bin/time -v
+# python benchmarks/fast_recipe_memory.py --batch-size B), so 512 keeps a run well under the
+# 2 GB budget: lr 0.75, and Lookahead every 10 steps, which is airbench's every 5 steps of 1024
+# images (the same images between synchronisations).
 FAST_MOMENTUM = 0.85
 FAST_BATCH_SIZE = 512
 FAST_LR = 1.5 * FAST_BATCH_SIZE / 1024  # = B * 11.5 / kilostep_scale, exactly
@@ -128,7 +129,7 @@ class TrainConfig:
     record_activations: bool = False  # activations.jsonl: layer statistics on fixed images/epoch
     run_dir: str = "runs"  # parent folder of run folders; a run writes to run_dir/name
     name: str | None = None  # run folder name; none means the current date and time
-    progress: bool = True  # show a progress bar per epoch (loss, accuracy, images/s)
+    progress: bool = True  # progress bar: loss, accuracy, images/s, when the whole run ends
     tensorboard: bool = False  # also write TensorBoard event files to the run folder
 
     def __post_init__(self) -> None:

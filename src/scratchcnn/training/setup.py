@@ -265,8 +265,9 @@ def init_model(config: TrainConfig, data: TrainingData) -> Layer:
             )
         except ValueError as err:
             raise ConfigError(
-                f"{what} cannot be built for the data's {height}x{width}x{channels} images and "
-                f"{len(data.class_names)} classes: {err}"
+                f"{what} cannot take the data's {height}x{width}x{channels} images "
+                f"({len(data.class_names)} classes) with these options: {err}; check "
+                "model_options, or resize the images with image_size (--image-size)"
             ) from err
     _check_fits(model, data, what)
     if config.init is not None:
