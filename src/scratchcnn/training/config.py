@@ -81,14 +81,14 @@ class TrainConfig:
     image_size: int | None = None  # resize image-folder images to this square size; none: keep
     # --- model ---
     model: str | None = None  # zoo model (scratchcnn models lists them); none: seed_cnn
-    model_options: dict[str, Any] = field(default_factory=dict)  # zoo model's options, e.g. width
-    architecture: dict[str, Any] | None = None  # a net in the checkpoint format, not a zoo model
+    model_options: dict[str, Any] = field(default_factory=dict)  # e.g. width; see models NAME
+    architecture: dict[str, Any] | None = None  # JSON layers (checkpoint format): nets not in zoo
     dtype: str = "float32"  # float32 is fast; float64 works end to end but is slower
-    init: str | None = None  # re-initialise conv/linear weights (he, xavier, ...); none: as built
-    init_from: str | None = None  # copy matching tensors from this checkpoint (transfer learning)
-    freeze: tuple[str, ...] = ()  # parameter names, prefixes or globs that do not train
-    whiten_init: bool = False  # first conv whitens 2x2 patches of training images (frozen)
-    whiten_bias_epochs: int | None = None  # train the whitening conv's bias this long; none: always
+    init: str | None = None  # re-draw conv/linear weights (he, xavier, small_normal...); none: keep
+    init_from: str | None = None  # start from this checkpoint's matching tensors: fine-tuning
+    freeze: tuple[str, ...] = ()  # parameters kept fixed (names, prefixes, globs): pretrained ones
+    whiten_init: bool = False  # first conv whitens training patches (frozen): airbench's start
+    whiten_bias_epochs: int | None = None  # its bias trains this many epochs (airbench: 3); none
     # --- optimisation ---
     epochs: int = 30  # passes over the training split; cosine decay needs room to anneal
     batch_size: int = 128  # images per step: big for fast matrix products, small to generalise
@@ -99,21 +99,21 @@ class TrainConfig:
     nesterov: bool | None = None  # Nesterov momentum (sgd only); none: on for sgd with momentum
     betas: tuple[float, float] | None = None  # adam/adamw moment decays; none: 0.9 0.999
     weight_decay: float = 5e-4  # L2 decay on all parameters, as in most CIFAR recipes
-    schedule: str = "cosine"  # constant, step, exponential, cosine or onecycle
+    schedule: str = "cosine"  # constant, step, exponential, cosine, onecycle or piecewise
     warmup_epochs: float | None = None  # linear warm-up (cosine only); none: 1 epoch for cosine
     step_size: int | None = None  # step schedule: epochs between decays; none: a third of the run
     gamma: float | None = None  # lr factor per step_size (step; none 0.1) or epoch (exponential)
-    lr_knots: tuple[tuple[float, float], ...] | None = None  # piecewise: (fraction, lr factor)
-    bn_bias_lr_scale: float | None = None  # batch-norm biases: lr x this, decay / this; none: 1
-    lookahead: int = 0  # Lookahead every this many steps (airbench: 5), slow weights at the end
-    ema_decay: float | None = None  # validate and keep an EMA of the weights; none is off
+    lr_knots: tuple[tuple[float, float], ...] | None = None  # piecewise: (progress, lr factor)
+    bn_bias_lr_scale: float | None = None  # BN biases learn lr x this, decay / this (airbench 64)
+    lookahead: int = 0  # sync slow weights every k steps: a smoother end (airbench: 5); 0 off
+    ema_decay: float | None = None  # validate/keep an EMA of the weights: less step noise; none off
     label_smoothing: float = 0.0  # target smoothing eps; off, as the small model underfits
     clip_norm: float | None = None  # clip gradients to this global L2 norm; none is off
     # --- augmentation (applied to training batches only) ---
     flip: bool = True  # random horizontal flips: CIFAR-10 classes are left-right symmetric
-    alternating_flip: bool = False  # flip each image on alternate epochs (needs flip), not randomly
+    alternating_flip: bool = False  # mirror each image every other epoch: both views per 2 epochs
     crop_padding: int = 4  # random translation by up to this many pixels (pad, crop back); 0 off
-    crop_padding_mode: str = "constant"  # fill of the translation's border: constant or reflect
+    crop_padding_mode: str = "constant"  # border fill: constant (black) or reflect (no black edge)
     color_jitter: float = 0.0  # brightness/contrast/saturation jitter strength; 0 is off
     rotation: float = 0.0  # random rotation by up to this many degrees; 0 is off
     scale: float = 0.0  # random scaling by a factor in [1 - scale, 1 + scale]; 0 is off
@@ -125,8 +125,8 @@ class TrainConfig:
     early_stopping: int | None = None  # stop after this many epochs without improvement
     monitor: str | None = None  # val_accuracy or val_loss: picks the best model; none: accuracy
     eval_batch_size: int = 500  # evaluation batch size: no backward pass, so bigger fits
-    tta: int = 0  # test-time augmentation of the final test: 0 none, 1 mirror, 2 mirror + shifts
-    record_activations: bool = False  # activations.jsonl: layer statistics on fixed images/epoch
+    tta: int = 0  # final test's TTA: 0 none, 1 mirror (2x cost), 2 mirror + 1-pixel shifts (6x)
+    record_activations: bool = False  # activations.jsonl per epoch: how an initialisation starts
     run_dir: str = "runs"  # parent folder of run folders; a run writes to run_dir/name
     name: str | None = None  # run folder name; none means the current date and time
     progress: bool = True  # progress bar: loss, accuracy, images/s, when the whole run ends
