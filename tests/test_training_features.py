@@ -657,3 +657,20 @@ def test_compare_refuses_what_pytorchs_side_does_not_mirror(tiny_data, tmp_path)
 
     with pytest.raises(ConfigError, match=r"does not mirror \['ema_decay', 'lookahead'\]"):
         compare_frameworks(tiny_config(tiny_data, tmp_path, lookahead=5, ema_decay=0.9), steps=1)
+
+
+def test_cli_lr_knots_set_the_piecewise_schedule(tiny_data, tmp_path, capsys):
+    args = ["--data", str(tiny_data), "--cache-dir", str(tmp_path / "cache"), "--val-size", "30",
+            "--epochs", "2", "--batch-size", "16", "--lr", "0.1", "--run-dir", str(tmp_path),
+            "--name", "knots", "--schedule", "piecewise"]  # fmt: skip
+    assert run_cli(*args, "--lr-knots", "0:1", "0.5:0.5", "1:0") == 0
+    lines = (tmp_path / "knots" / "metrics.jsonl").read_text().splitlines()
+    # 90 training images in batches of 16: 6 steps per epoch, 12 in all; an epoch's record
+    # holds the lr of its last step, 5 and 11, at 5/12 and 11/12 of the run
+    expected = [0.1 * (1 - 0.5 * (5 / 12) / 0.5), 0.1 * (0.5 - 0.5 * (11 / 12 - 0.5) / 0.5)]
+    assert [json.loads(line)["lr"] for line in lines] == pytest.approx(expected)
+    config = json.loads((tmp_path / "knots" / "config.json").read_text())
+    assert config["lr_knots"] == [[0, 1], [0.5, 0.5], [1, 0]]
+    with pytest.raises(SystemExit) as err:
+        run_cli(*args, "--name", "bad", "--lr-knots", "0.5")
+    assert err.value.code == 2 and "expected FRACTION:FACTOR" in capsys.readouterr().err
