@@ -5,6 +5,7 @@ and comparisons of run results."""
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 import time
@@ -34,13 +35,22 @@ def tiny_config(data: Path, run_dir: Path, **overrides) -> TrainConfig:
 
 
 def train_cli(config: TrainConfig, *extra: str) -> list[str]:
-    """The ``python -m scratchcnn train`` command line that trains ``config``."""
+    """The ``python -m scratchcnn train`` command line that trains ``config`` (an
+    ``architecture`` needs a file: pass ``--model-config FILE`` in ``extra``)."""
     args = [sys.executable, "-m", "scratchcnn", "train", "--no-progress"]
     for key, value in config.to_dict().items():
-        if value is None or key == "progress":
+        if value is None or key in ("progress", "architecture"):
             continue
         flag = "--" + key.replace("_", "-")
-        if isinstance(value, bool):
+        if key == "model_options":
+            args += [
+                a for k, v in value.items() for a in ("--model-option", f"{k}={json.dumps(v)}")
+            ]
+        elif key == "freeze":
+            args += [a for pattern in value for a in ("--freeze", pattern)]
+        elif key == "lr_knots":
+            args += [flag, *(f"{fraction}:{factor}" for fraction, factor in value)]
+        elif isinstance(value, bool):
             args.append(flag if value else "--no-" + key.replace("_", "-"))
         elif isinstance(value, list):
             args += [flag, *(str(v) for v in value)]

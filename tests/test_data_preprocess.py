@@ -155,3 +155,18 @@ def test_batch_iterator_rejects_bad_arguments():
         BatchIterator(images, labels, 0, shuffle=False)
     with pytest.raises(ValueError, match="same length"):
         BatchIterator(images, labels[:3], 2, shuffle=False)
+
+
+def test_indexed_batches_give_each_batchs_positions_and_draw_what_batches_draw():
+    images, labels = _data(20)
+    loader = BatchIterator(images, labels, 6, rng=np.random.default_rng(3))
+    indexed = list(loader.indexed_batches(start=1))
+    loader.rng = np.random.default_rng(3)
+    plain = list(loader.batches(start=1))
+    assert len(indexed) == len(plain) == 3
+    for (indices, batch_images, batch_labels), (same_images, same_labels) in zip(
+        indexed, plain, strict=True
+    ):
+        np.testing.assert_array_equal(labels[indices], batch_labels)  # positions in the set
+        np.testing.assert_array_equal(batch_images, same_images)
+        np.testing.assert_array_equal(batch_labels, same_labels)

@@ -351,7 +351,10 @@ def test_load_training_checkpoint_refuses_model_files(setup):
 
 # --- settings: refused before any data is read or any folder made ------------------------------
 SETTING_FAULTS = {
-    "unknown model": (["--model", "resnet9000"], r"unknown model 'resnet9000'; valid names are"),
+    "unknown model": (
+        ["--model", "resnet9000"],
+        r"unknown model 'resnet9000'; valid models: seed_cnn",
+    ),
     "negative crop padding": (["--crop-padding", "-3"], r"crop_padding must be >= 0, got -3"),
     "negative mixup": (["--mixup", "-1"], r"mixup must be >= 0, got -1"),
     "zero early stopping": (["--early-stopping", "0"], r"early_stopping must be >= 1, got 0"),

@@ -16,6 +16,7 @@ from scratchcnn.init import (
     partial_dirac,
     patch_second_moment,
     patch_whitening,
+    small_normal,
     torch_default,
     xavier_uniform,
 )
@@ -156,6 +157,18 @@ def test_torch_default_has_torchs_bound(shape: tuple[int, ...]) -> None:
     assert np.abs(default_layer.weight.detach().numpy()).max() <= torch_bound
 
 
+# --- small normal ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(64, 3, 3, 3), (256, 512), (32, 128, 5, 5)])
+def test_small_normal_has_std_0_01_whatever_the_fan_in(shape: tuple[int, ...]) -> None:
+    weight = small_normal(shape, np.random.default_rng(0))
+    assert weight.shape == shape and weight.dtype == np.float32
+    # tens of thousands of draws: the sample std is within 2% of 0.01, the mean near 0
+    assert abs(weight.std() - 0.01) < 2e-4
+    assert abs(weight.mean()) < 4 * 0.01 / np.sqrt(weight.size)
+
+
 # --- selection by name -------------------------------------------------------------------------
 
 
@@ -166,6 +179,7 @@ def test_initialize_by_name_reaches_each_initializer(name: str) -> None:
         "he": lambda rng: he_normal(shape, rng),
         "xavier": lambda rng: xavier_uniform(shape, rng),
         "torch_default": lambda rng: torch_default(shape, rng),
+        "small_normal": lambda rng: small_normal(shape, rng),
         "zeros": lambda rng: np.zeros(shape, np.float32),
         "orthogonal": lambda rng: orthogonal(shape, rng),
         "dirac": lambda rng: dirac(shape),

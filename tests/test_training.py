@@ -118,7 +118,7 @@ def test_bad_settings_are_rejected_with_the_value():
     with pytest.raises(ValueError, match="unknown config keys \\['epoch'\\]"):
         TrainConfig.from_dict({"epoch": 3})
     with pytest.raises(ValueError, match="unknown recipe"):
-        resolve_config("fast")
+        resolve_config("fastest")
 
 
 def test_optimizer_options_default_per_optimizer():

@@ -348,6 +348,26 @@ def test_vgg_options():
     assert kinds(four).count("Conv2d") == 4 and four.output_shape((1, 3, 16, 16)) == (1, 10)
 
 
+def test_vgg_without_batch_norm_has_biased_convs_and_the_same_convs_otherwise():
+    """The architecture study's "no batch norm" variant: every BatchNorm2d goes, and each conv
+    gets back the bias that the batch norm's shift had replaced."""
+    plain = vgg(width=0.25, pointwise=True, batch_norm=False)
+    normed = vgg(width=0.25, pointwise=True)
+    assert "BatchNorm2d" not in kinds(plain)
+    convs = [m for m in plain.modules() if isinstance(m, L.Conv2d)]
+    assert len(convs) == 9 and all(c.bias is not None for c in convs)
+    assert all(m.bias is None for m in normed.modules() if isinstance(m, L.Conv2d))
+    assert [c.weight.shape for c in convs] == [
+        m.weight.shape for m in normed.modules() if isinstance(m, L.Conv2d)
+    ]
+    # parameters: the batch norms' scale and shift (2 per channel) become one bias per channel
+    channels = sum(c.out_channels for c in convs)
+    assert plain.num_parameters() == normed.num_parameters() - channels
+    assert plain.forward(np.ones((2, 3, 32, 32), np.float32)).shape == (2, 10)
+    with pytest.raises(ValueError, match="vgg: batch_norm must be a bool, got 0"):
+        vgg(batch_norm=0)
+
+
 def test_cifar_resnet_depth_and_shortcuts():
     for depth, blocks in ((8, 3), (20, 9), (32, 15)):
         model = cifar_resnet(depth=depth)

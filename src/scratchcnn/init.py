@@ -1,6 +1,7 @@
 """Weight initialisation, always drawing from a ``numpy.random.Generator`` that is passed in.
 
-Random initialisers (``he``, ``xavier``, ``torch_default``, ``orthogonal``, ``partial_dirac``)
+Random initialisers (``he``, ``xavier``, ``torch_default``, ``small_normal``, ``orthogonal``,
+``partial_dirac``)
 and deterministic ones (``zeros``, ``dirac``) return a new array for a weight shape;
 :func:`initialize` picks one by name, which is what ``Conv2d(..., init=...)`` and
 ``Linear(..., init=...)`` call. Patch whitening needs data, so it is a separate step after the
@@ -18,7 +19,17 @@ from numpy.lib.stride_tricks import sliding_window_view
 if TYPE_CHECKING:  # only for the type hint: layers import this module, not the other way
     from scratchcnn.layers.conv import Conv2d
 
-INITIALIZERS = ("he", "xavier", "torch_default", "zeros", "orthogonal", "dirac", "partial_dirac")
+INITIALIZERS = (
+    "he",
+    "xavier",
+    "torch_default",
+    "small_normal",
+    "zeros",
+    "orthogonal",
+    "dirac",
+    "partial_dirac",
+)
+SMALL_NORMAL_STD = 0.01  # the fixed scale of the 2012-era default (AlexNet, Caffe's examples)
 
 
 def fans(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -55,6 +66,17 @@ def torch_default(shape: tuple[int, ...], rng: np.random.Generator, dtype=np.flo
     fan_in, _ = fans(shape)
     bound = 1.0 / math.sqrt(fan_in)
     return rng.uniform(-bound, bound, size=shape).astype(dtype)
+
+
+def small_normal(shape: tuple[int, ...], rng: np.random.Generator, dtype=np.float32) -> np.ndarray:
+    """``N(0, 0.01^2)`` whatever the layer's size: the 2012-era default (Krizhevsky et al.).
+
+    The scale ignores the fan-in, so each layer multiplies the activations' standard deviation
+    by about ``0.01 * sqrt(fan_in)`` (0.16 for a 3x3 conv over 32 channels): in a deep
+    network the signal, and with it the gradient, shrinks layer after layer. He and Xavier
+    initialisation choose the scale from the fan-in to avoid exactly that.
+    """
+    return (rng.standard_normal(shape) * SMALL_NORMAL_STD).astype(dtype)
 
 
 def zeros(shape: tuple[int, ...], rng: np.random.Generator | None = None, dtype=np.float32):
@@ -149,7 +171,8 @@ def initialize(
 ) -> np.ndarray:
     """Draw a weight by initializer name: one of :data:`INITIALIZERS`.
 
-    ``"he"``, ``"xavier"``, ``"torch_default"``, ``"zeros"``, ``"orthogonal"`` (gain 1),
+    ``"he"``, ``"xavier"``, ``"torch_default"``, ``"small_normal"`` (``N(0, 0.01^2)``),
+    ``"zeros"``, ``"orthogonal"`` (gain 1),
     ``"dirac"`` (identity filters, zeros elsewhere) or ``"partial_dirac"`` (PyTorch's default
     plus identity filters).
     """
@@ -159,6 +182,8 @@ def initialize(
         return xavier_uniform(shape, rng, dtype)
     if name == "torch_default":
         return torch_default(shape, rng, dtype)
+    if name == "small_normal":
+        return small_normal(shape, rng, dtype)
     if name == "zeros":
         return zeros(shape, rng, dtype)
     if name == "orthogonal":

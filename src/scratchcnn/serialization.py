@@ -1,7 +1,8 @@
 """Saving and loading models and training checkpoints: safetensors arrays + JSON, no pickle.
 
 A file holds the model's ``state_dict`` under ``model.<name>`` (and, for a training checkpoint,
-optimizer buffers under ``optim.<name>``), plus one JSON metadata string under the key
+optimizer buffers under ``optim.<name>`` and weight averages under ``average.<kind>.<name>``),
+plus one JSON metadata string under the key
 ``scratchcnn``. ``docs/checkpoint-format.md`` is the contract: which metadata fields exist,
 their types, which are required, and how older format versions are read.
 
@@ -183,22 +184,30 @@ def save_training_checkpoint(
     path: str | Path,
     model: Layer,
     optimizer_state: dict[str, Any],
+    averages: dict[str, dict[str, Any]] | None = None,
     **metadata: Any,
 ) -> None:
     """Save everything needed to resume training: the model, the optimizer and ``metadata``.
 
     ``optimizer_state`` is :meth:`Optimizer.state_dict` (``hyperparameters`` go to the metadata
-    under ``optimizer``, ``buffers`` to ``optim.<name>`` tensors); ``metadata`` must hold the
-    run's ``config``, ``loop`` state, ``rng`` states and ``epoch``.
+    under ``optimizer``, ``buffers`` to ``optim.<name>`` tensors); ``averages`` maps a name
+    (``"lookahead"``, ``"ema"``) to the ``state_dict()`` of a weight average, in the same form
+    (metadata ``averages.<kind>``, tensors ``average.<kind>.<name>``); ``metadata`` must hold
+    the run's ``config``, ``loop`` state, ``rng`` states and ``epoch``.
     """
     meta = {
         **_base_metadata(model, "checkpoint"),
         **_caller_metadata(metadata),
         "optimizer": optimizer_state["hyperparameters"],
     }
+    averages = averages or {}
+    if averages:
+        meta["averages"] = {kind: state["hyperparameters"] for kind, state in averages.items()}
     check_metadata(meta, Path(path))
     arrays = {f"model.{k}": v for k, v in model.state_dict().items()}
     arrays.update({f"optim.{k}": v for k, v in optimizer_state["buffers"].items()})
+    for kind, state in averages.items():
+        arrays.update({f"average.{kind}.{k}": v for k, v in state["buffers"].items()})
     save_arrays(path, arrays, meta)
 
 
@@ -389,6 +398,17 @@ def check_metadata(meta: dict[str, Any], path: Path) -> None:
     for name in ("config", "optimizer", "loop", "rng"):
         if name in meta and not isinstance(meta[name], dict):
             raise _field_error(path, name, "a JSON object", meta[name])
+    if "averages" in meta:
+        averages = meta["averages"]
+        if not isinstance(averages, dict) or not all(
+            isinstance(kind, str) and "." not in kind and isinstance(hyper, dict)
+            for kind, hyper in averages.items()
+        ):
+            raise _field_error(
+                path, "averages", "a JSON object of {name: hyperparameters object}", averages
+            )
+    if "tta" in meta and meta["tta"] not in (0, 1, 2):
+        raise _field_error(path, "tta", "a test-time augmentation level: 0, 1 or 2", meta["tta"])
     if "epoch" in meta and not (_is_int(meta["epoch"]) and meta["epoch"] >= 0):
         raise _field_error(path, "epoch", "an integer >= 0", meta["epoch"])
     if "data_path" in meta and not isinstance(meta["data_path"], str):
@@ -668,12 +688,14 @@ def load_pretrained(model: Layer, path: str | Path) -> TransferReport:
 
 @dataclass
 class TrainingCheckpoint:
-    """A resumable checkpoint: the checked metadata and the model and optimizer tensors."""
+    """A resumable checkpoint: the checked metadata and the model and optimizer tensors, and
+    the state of each weight average (``averages[kind]`` is its ``state_dict()``)."""
 
     path: Path
     metadata: dict[str, Any]
     model_state: dict[str, np.ndarray]
     optimizer_buffers: dict[str, np.ndarray]
+    averages: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def load_training_checkpoint(path: str | Path) -> TrainingCheckpoint:
@@ -694,4 +716,17 @@ def load_training_checkpoint(path: str | Path) -> TrainingCheckpoint:
     model = _build(meta, path)
     state = _model_state(model, arrays, path)
     buffers = {k.removeprefix("optim."): v for k, v in arrays.items() if k.startswith("optim.")}
-    return TrainingCheckpoint(path, meta, state, buffers)
+    averages: dict[str, dict[str, Any]] = {
+        kind: {"hyperparameters": hyper, "buffers": {}}
+        for kind, hyper in meta.get("averages", {}).items()
+    }
+    for key, value in arrays.items():
+        if key.startswith("average."):
+            kind, _, name = key.removeprefix("average.").partition(".")
+            if kind not in averages:
+                raise CheckpointError(
+                    f"{path}: tensor {key!r} belongs to a weight average {kind!r} that metadata "
+                    f"field 'averages' does not list ({sorted(averages)})"
+                )
+            averages[kind]["buffers"][name] = value
+    return TrainingCheckpoint(path, meta, state, buffers, averages)

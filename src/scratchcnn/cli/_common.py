@@ -38,6 +38,61 @@ def positive_int(text: str) -> int:
     return value
 
 
+def model_option(text: str) -> tuple[str, object]:
+    """argparse type for ``--model-option KEY=VALUE``: VALUE is read as JSON (``5``, ``true``,
+    ``[32, 64]``, ``"avg"``), or taken as a plain string when it is not JSON (``pool=avg``)."""
+    import json
+
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(
+            f"expected KEY=VALUE such as kernel_size=5 or channels=[32,64], got {text!r}"
+        )
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw.strip()
+    return key, value
+
+
+def model_options(pairs: list[tuple[str, object]] | None, width: float | None) -> dict:
+    """The ``--model-option`` pairs (and ``--width``) as a dict; a key given twice is an
+    error rather than a silent last-one-wins."""
+    from scratchcnn.errors import ConfigError
+
+    options: dict[str, object] = {}
+    for key, value in [*(pairs or []), *([] if width is None else [("width", width)])]:
+        if key in options:
+            raise ConfigError(
+                f"model option {key!r} is given twice ({options[key]!r} and {value!r})"
+                + (" (--width sets the option width)" if key == "width" else "")
+            )
+        options[key] = value
+    return options
+
+
+def add_model_option_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--width`` and repeatable ``--model-option KEY=VALUE`` for a zoo model's options."""
+    parser.add_argument(
+        "--width",
+        type=float,
+        default=None,
+        metavar="W",
+        help="width multiplier of every layer's channels (the model option width)",
+    )
+    parser.add_argument(
+        "--model-option",
+        dest="model_option",
+        type=model_option,
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help="an option of the zoo model, e.g. kernel_size=5, pool=avg, channels=[32,64,128] "
+        "(VALUE as JSON, else a string); repeatable; 'scratchcnn models NAME' shows a model",
+    )
+
+
 def normalization(text: str) -> str | tuple[list[float], list[float]]:
     """argparse type for ``--normalization``: ``none``, ``fit`` or ``MEAN/STD`` (each one number,
     or one per channel, comma-separated)."""
@@ -103,6 +158,27 @@ def load_for_command(args: argparse.Namespace, path: str | Path | None = None):
         normalizer = {"mean": mean, "std": std}
     shape = None if size is None or channels is None else (size[0], size[1], channels)
     return loaded.supplied(normalization=normalizer, image_shape=shape)
+
+
+TTA_HELP = (
+    "test-time augmentation: 0 none, 1 the image and its mirror, 2 also one-pixel translations "
+    "(6 views); default: the level recorded in the checkpoint (a fast-recipe run records 2), "
+    "else 0"
+)
+
+
+def add_tta_argument(parser: argparse.ArgumentParser) -> None:
+    """``--tta LEVEL`` for commands that run a saved model."""
+    parser.add_argument(
+        "--tta", type=int, choices=(0, 1, 2), default=None, metavar="LEVEL", help=TTA_HELP
+    )
+
+
+def tta_level(args: argparse.Namespace, loaded) -> int:
+    """``--tta``, else the checkpoint's recorded level (``tta`` metadata), else 0."""
+    if args.tta is not None:
+        return int(args.tta)
+    return int(loaded.metadata.get("tta", 0))
 
 
 def check_output(path: str | Path) -> Path:

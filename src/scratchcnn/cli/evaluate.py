@@ -6,16 +6,18 @@ import argparse
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from scratchcnn.cli._common import add_checkpoint_arguments, positive_int
+    from scratchcnn.cli._common import add_checkpoint_arguments, add_tta_argument, positive_int
 
     parser = subparsers.add_parser(
         "evaluate",
         help="test accuracy, top-k, per-class precision/recall/F1 and loss of a saved model",
         description="Evaluate a saved model (or training checkpoint) on a test set: accuracy, "
         "top-k accuracy, loss, macro precision/recall/F1, and per class accuracy (= recall), "
-        "precision, F1 and support.",
+        "precision, F1 and support, with test-time augmentation at the level the checkpoint "
+        "records (--tta to choose); with TTA, the plain accuracy and loss are shown too.",
     )
     add_checkpoint_arguments(parser)
+    add_tta_argument(parser)
     parser.add_argument(
         "--data",
         metavar="SPEC",
@@ -41,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from scratchcnn.analysis import metrics
-    from scratchcnn.cli._common import load_for_command
+    from scratchcnn.cli._common import load_for_command, tta_level
     from scratchcnn.data import Normalizer, load_dataset
     from scratchcnn.errors import DataError
     from scratchcnn.training import evaluate
@@ -60,14 +62,21 @@ def run(args: argparse.Namespace) -> int:
     _check_image_shape(loaded, dataset.image_shape, spec)
     if args.normalization == "fit":
         loaded = loaded.supplied(normalization=Normalizer.fit(dataset.train_images))
-    result = evaluate(
-        loaded.model,
-        dataset.test_images,
-        dataset.test_labels,
-        loaded.normalizer,
-        args.batch_size,
-        loaded.dtype.type,
-    )
+    tta = tta_level(args, loaded)
+
+    def evaluate_at(level: int):
+        return evaluate(
+            loaded.model,
+            dataset.test_images,
+            dataset.test_labels,
+            loaded.normalizer,
+            args.batch_size,
+            loaded.dtype.type,
+            tta=level,
+        )
+
+    result = evaluate_at(tta)
+    without = evaluate_at(0) if tta else result
     num_classes = len(class_names)
     scores = metrics.classification_scores(result.labels, result.predictions, num_classes)
     macro = scores.average("macro")
@@ -88,8 +97,11 @@ def run(args: argparse.Namespace) -> int:
             "checkpoint": str(loaded.path),
             "data": str(spec),
             "images": len(result.labels),
+            "tta": tta,
             "test_accuracy": result.accuracy,
             "test_loss": result.loss,
+            "test_accuracy_without_tta": without.accuracy,
+            "test_loss_without_tta": without.loss,
             "top_k": k,
             "top_k_accuracy": top_k,
             "macro_precision": macro["precision"],
@@ -102,11 +114,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"checkpoint: {loaded.path}")
     print(f"data: {spec} ({len(result.labels):,} test images)")
-    for label, value in (
-        ("test accuracy", result.accuracy),
-        (f"top-{k} accuracy", top_k),
-        ("test loss", result.loss),
-    ):
+    tta_names = {0: "none", 1: "mirror", 2: "mirror and one-pixel translations"}
+    print(f"test-time augmentation: level {tta} ({tta_names[tta]})")
+    rows = [("test accuracy", result.accuracy), (f"top-{k} accuracy", top_k)]
+    rows += [("test loss", result.loss)]
+    if tta:
+        rows += [("without TTA", without.accuracy), ("loss without TTA", without.loss)]
+    for label, value in rows:
         print(f"{label + ':':<17} {value:.4f}")
     print(
         f"macro precision {macro['precision']:.4f}, recall {macro['recall']:.4f}, "

@@ -8,16 +8,28 @@ INPUT_SHAPE = (3, 32, 32)  # CIFAR-10: what the counts are quoted at
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
+    from scratchcnn.cli._common import model_option
+
     parser = subparsers.add_parser(
         "models",
         help="list the model zoo (parameters, FLOPs, description)",
         description="List every model 'train --model' and 'bench --model' accept, with its "
         "parameter count and forward FLOPs per 32x32 RGB image for 10 classes. With a model "
-        "name, print that model's layer-by-layer summary instead.",
+        "name, print that model's options and its layer-by-layer summary instead.",
     )
     parser.add_argument("name", nargs="?", help="print this model's summary table")
     parser.add_argument(
         "--width", type=float, default=1.0, help="width multiplier for every model (default: 1)"
+    )
+    parser.add_argument(
+        "--model-option",
+        dest="model_option",
+        type=model_option,
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help="with NAME: an option of that model, as 'train --model-option' takes it (e.g. "
+        "kernel_size=5, pool=avg); repeatable",
     )
     return parser
 
@@ -48,16 +60,27 @@ def format_zoo(width: float = 1.0) -> str:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from scratchcnn.cli._common import fail
-    from scratchcnn.models import create_model
+    from scratchcnn.cli._common import fail, model_options
+    from scratchcnn.models import MODELS, create_model
+    from scratchcnn.training.config import check_model_options, model_option_names
 
     try:
         if args.name is None:
+            if args.model_option:
+                return fail("--model-option needs a model NAME")
             print(format_zoo(args.width))
             return 0
-        model = create_model(args.name, rng=np.random.default_rng(0), width=args.width)
+        options = model_options(args.model_option, None)
+        if args.name in MODELS:
+            check_model_options(args.name, options)
+        options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+        model = create_model(
+            args.name, rng=np.random.default_rng(0), **{"width": args.width, **options}
+        )
     except ValueError as err:
         return fail(str(err))
-    print(f"{args.name} (width {args.width:g}), one 3x32x32 image:")
+    given = "".join(f", {k}={v!r}" for k, v in options.items() if k != "width")
+    print(f"{args.name} (width {options.get('width', args.width):g}{given}), one 3x32x32 image:")
+    print(f"options: {', '.join(model_option_names(args.name))}")
     model.summary(INPUT_SHAPE)
     return 0

@@ -9,7 +9,7 @@ EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from scratchcnn.cli._common import add_checkpoint_arguments, positive_int
+    from scratchcnn.cli._common import add_checkpoint_arguments, add_tta_argument, positive_int
 
     parser = subparsers.add_parser(
         "predict",
@@ -22,6 +22,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "images", nargs="+", metavar="IMAGE", help="image files, or folders to search for images"
     )
     add_checkpoint_arguments(parser, image_size=True)
+    add_tta_argument(parser)
     parser.add_argument(
         "--top-k",
         "--top",
@@ -48,7 +49,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from scratchcnn.cli._common import load_for_command
+    from scratchcnn.cli._common import load_for_command, tta_level
     from scratchcnn.data import read_image_file
     from scratchcnn.errors import ConfigError
     from scratchcnn.training import predict_proba
@@ -69,7 +70,12 @@ def run(args: argparse.Namespace) -> int:
         images[index], original = read_image_file(path, (height, width), channels)
         resized.append(original)
     probs = predict_proba(
-        loaded.model, images, loaded.normalizer, args.batch_size, dtype=loaded.dtype.type
+        loaded.model,
+        images,
+        loaded.normalizer,
+        args.batch_size,
+        dtype=loaded.dtype.type,
+        tta=tta_level(args, loaded),
     )
     ranked = [
         [(class_names[k], float(p[k])) for k in np.argsort(-p, kind="stable")[:top]] for p in probs

@@ -72,6 +72,18 @@ class BatchIterator:
         state at the start of an interrupted epoch and asks for ``start=k`` gets exactly the
         batches that epoch had left.
         """
+        for _, images, labels in self.indexed_batches(start):
+            yield images, labels
+
+    def indexed_batches(
+        self, start: int = 0
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """:meth:`batches` with each batch's positions in ``images``: ``(indices, images,
+        labels)``, for augmentations that depend on which images a batch holds
+        (:class:`~scratchcnn.data.transforms.AlternatingFlip`). Draws what :meth:`batches` draws.
+
+        Shape: ``indices (B,)`` int64.
+        """
         if not 0 <= start <= len(self):
             raise ValueError(f"BatchIterator: start must be in [0, {len(self)}], got {start}")
         if self.shuffle:
@@ -81,4 +93,4 @@ class BatchIterator:
             order = np.arange(self.num_samples)
         for batch_index in range(start, len(self)):
             indices = order[batch_index * self.batch_size : (batch_index + 1) * self.batch_size]
-            yield self.images[indices], self.labels[indices]
+            yield indices, self.images[indices], self.labels[indices]

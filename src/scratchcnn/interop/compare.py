@@ -195,6 +195,19 @@ def compare_frameworks(
         raise ConfigError(
             f"compare_frameworks compares SGD only, got optimizer {config.optimizer!r}"
         )
+    # The torch side is one SGD parameter group stepped plainly: refuse what it does not mirror.
+    unmirrored = {
+        "bn_bias_lr_scale": config.bn_bias_lr_scale,
+        "lookahead": config.lookahead or None,
+        "ema_decay": config.ema_decay,
+        "whiten_bias_epochs": config.whiten_bias_epochs,
+    }
+    given = {name: value for name, value in unmirrored.items() if value is not None}
+    if given:
+        raise ConfigError(
+            f"compare_frameworks does not mirror {sorted(given)} on the PyTorch side; got "
+            f"{given}: drop them to compare"
+        )
     if steps is not None and steps < 1:
         raise ConfigError(f"steps must be >= 1, got {steps}")
     if epochs is not None:

@@ -63,26 +63,26 @@ def conv_bn_relu(
     dtype: type,
     stride: int = 1,
     dilation: int = 1,
+    batch_norm: bool = True,
 ) -> list[Layer]:
-    """Conv (no bias: the batch norm's shift replaces it) -> BatchNorm2d -> ReLU.
+    """Conv (no bias: the batch norm's shift replaces it) -> BatchNorm2d -> ReLU; without
+    ``batch_norm``, Conv (with bias) -> ReLU.
 
     Padding keeps the grid at stride 1 (``"same"``) and halves it at stride 2 (``k // 2``).
 
     Shape: ``(N, in_channels, H, W) -> (N, out_channels, ceil(H / stride), ceil(W / stride))``.
     """
     padding: int | str = "same" if stride == 1 else dilation * (kernel_size // 2)
-    return [
-        L.Conv2d(
-            in_channels,
-            out_channels,
-            kernel_size,
-            stride=stride,
-            padding=padding,
-            dilation=dilation,
-            bias=False,
-            rng=rng,
-            dtype=dtype,
-        ),
-        L.BatchNorm2d(out_channels, dtype=dtype),
-        L.ReLU(),
-    ]
+    conv = L.Conv2d(
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        bias=not batch_norm,
+        rng=rng,
+        dtype=dtype,
+    )
+    norm = [L.BatchNorm2d(out_channels, dtype=dtype)] if batch_norm else []
+    return [conv, *norm, L.ReLU()]

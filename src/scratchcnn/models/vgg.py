@@ -31,6 +31,7 @@ def vgg(
     pool: str = "max",
     global_pool: bool = True,
     dropout: float = 0.25,
+    batch_norm: bool = True,
 ) -> L.Sequential:
     """VGG-style CNN (Simonyan & Zisserman 2015) with batch norm and dropout, sized for CIFAR.
 
@@ -39,7 +40,8 @@ def vgg(
     that mixes channels (as in Network in Network), then a 2x2 ``pool`` ("max" or "avg") that
     halves the grid, then Dropout(``dropout``). One block per entry of ``channels`` (times
     ``width``). The head is global average pooling -> Linear (``global_pool``), or Flatten ->
-    Linear over the whole last grid.
+    Linear over the whole last grid. ``batch_norm=False`` drops every BatchNorm2d (each conv
+    then has a bias), for ablations.
 
     The default (3 blocks of 64/128/256 channels, 3x3, max-pool, global pool) has 1,148,874
     parameters for 32x32 RGB inputs and 10 classes; ``kernel_size=5`` makes it 3,183,562.
@@ -59,10 +61,13 @@ def vgg(
             f"vgg: kernel_size must be an odd int >= 1 (e.g. 3 or 5), got {kernel_size!r}"
         )
     check_choice("vgg", "pool", pool, POOLS)
-    if not isinstance(pointwise, bool) or not isinstance(global_pool, bool):
-        raise ValueError(
-            f"vgg: pointwise and global_pool must be bools, got {pointwise!r} and {global_pool!r}"
-        )
+    for name, flag in (
+        ("pointwise", pointwise),
+        ("global_pool", global_pool),
+        ("batch_norm", batch_norm),
+    ):
+        if not isinstance(flag, bool):
+            raise ValueError(f"vgg: {name} must be a bool, got {flag!r}")
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
         raise ValueError(f"vgg: dropout must be a probability in [0, 1), got {dropout!r}")
     grid = image_size // 2 ** len(channels)
@@ -77,10 +82,10 @@ def vgg(
     c_in = in_channels
     for c in (scaled(c, width) for c in channels):
         for _ in range(convs_per_block):
-            layers += conv_bn_relu(c_in, c, kernel_size, rng, dtype)
+            layers += conv_bn_relu(c_in, c, kernel_size, rng, dtype, batch_norm=batch_norm)
             c_in = c
         if pointwise:
-            layers += conv_bn_relu(c, c, 1, rng, dtype)
+            layers += conv_bn_relu(c, c, 1, rng, dtype, batch_norm=batch_norm)
         layers += [pool_layer(2), L.Dropout(dropout, rng=rng)]
     if global_pool:
         layers += [L.GlobalAvgPool2d(), L.Linear(c_in, num_classes, rng=rng, dtype=dtype)]

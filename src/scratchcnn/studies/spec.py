@@ -338,6 +338,8 @@ def _accepts(hint: Any, value: Any) -> bool:
     if hint is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     origin = typing.get_origin(hint)
+    if origin is tuple:  # TOML has arrays, not tuples: TrainConfig takes lists for tuples
+        return isinstance(value, (list, tuple))
     if origin is not None:
         return isinstance(value, origin)
     return isinstance(value, hint)
@@ -453,12 +455,15 @@ def _parse_bundle(name: str, spec: dict[str, Any], base: dict[str, Any], here: s
         raise ValueError(f"{here}: a table of settings takes grid or choice, got {kind}")
     labels = []
     for table in tables:
+        if not table:  # a labelled table of no settings is the base config ("reference")
+            raise ValueError(
+                f"{here}: the table {{}} sets no field and has no label; write "
+                '{ label = "reference" } for the base settings'
+            )
         label = table.get("label", ", ".join(f"{k}={v}" for k, v in table.items()))
         if not isinstance(label, str) or not label:
             raise ValueError(f"{here}: label must be a non-empty string, got {label!r}")
         settings = {k: v for k, v in table.items() if k != "label"}
-        if not settings:
-            raise ValueError(f"{here}: the table {table!r} sets no field")
         _check_fields(settings, here)
         try:
             TrainConfig.from_dict({**base, **settings})

@@ -3,8 +3,9 @@
 The trial is an ordinary training run (:func:`scratchcnn.training.train`) in its own run folder,
 with the usual records (``config.json``, ``metrics.jsonl``, checkpoints, ``results.json``), plus
 ``trial.json``: how the trial ended (``completed``, ``early_stopped``, ``error``), its wall time
-and, for an error, the message. Each epoch's record is passed to Ray Tune as it is written, so
-schedulers (ASHA) and searchers (Optuna) see the validation metrics while the trial runs.
+and, for an error, the message. Each epoch's record is passed to Ray Tune as soon as the trainer
+has written it (its ``on_epoch`` hook), so schedulers (ASHA) and searchers (Optuna) see the
+validation metrics while the trial runs.
 
 A trial that finds its run folder already finished reports the stored records without training
 again; one that finds a resumable checkpoint (an interrupted study) continues from it.
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -36,9 +36,6 @@ __all__ = [
 
 TRIAL_RECORD = "trial.json"
 FINISHED = ("completed", "early_stopped")  # trainer statuses of a trial that needs no rerun
-# How often the trial looks for a new epoch record. Far below an epoch's length; reading a
-# small JSON-lines file this often costs nothing measurable.
-POLL_SECONDS = 0.25
 
 
 class TrialOutOfMemory(MemoryError):
@@ -86,11 +83,12 @@ def follow_training(
 ) -> dict[str, Any]:
     """Train ``config`` (or resume or replay its run folder) and ``report`` every epoch record.
 
-    Training runs in a helper thread inside :func:`trial_threads`; this thread passes each new
-    line of ``metrics.jsonl`` to ``report`` as the trainer writes it, except the last epoch's,
-    which it reports after writing ``trial.json``; it returns ``trial.json``'s contents. An
-    exception in training is re-raised here (a ``MemoryError`` as :class:`TrialOutOfMemory`,
-    with advice) after ``trial.json`` records it.
+    Training runs in this thread inside :func:`trial_threads`; the trainer's ``on_epoch`` hook
+    passes each epoch's record to ``report`` once it is written, except the last epoch's, which
+    is reported after ``trial.json`` is written; a resumed trial first reports the epochs its
+    run folder already holds. Returns ``trial.json``'s contents. An exception in training is
+    re-raised (a ``MemoryError`` as :class:`TrialOutOfMemory`, with advice) after
+    ``trial.json`` records it.
     """
     from scratchcnn.training.trainer import CHECKPOINT, train
 
@@ -102,33 +100,29 @@ def follow_training(
         return previous
     earlier_seconds = float(previous["seconds"]) if previous else 0.0
     resume = run_dir if (run_dir / CHECKPOINT).is_file() else None
-    outcome: dict[str, Any] = {}
+    reported: set[int] = set()  # epochs already reported
 
-    def work() -> None:
-        try:
-            with trial_threads(cpus):
-                outcome["result"] = train(None if resume else config, resume=resume)
-        except BaseException as err:  # handed to the reporting thread, which raises it
-            outcome["error"] = err
+    def send(record: dict[str, Any]) -> None:
+        if record["epoch"] not in reported:
+            reported.add(record["epoch"])
+            report(record)
 
-    started = time.perf_counter()
-    # A daemon: when Ray stops the trial (ASHA), the worker process exits without waiting.
-    worker = threading.Thread(target=work, name=f"train-{config.name}", daemon=True)
-    worker.start()
-    sent = 0
-    while worker.is_alive():
-        history = read_history(run_dir)
+    def on_epoch(record: dict[str, Any]) -> bool:
         # The last epoch is held back until the run has been tested and recorded: a scheduler
         # that stops the trial on that report must not cut the test evaluation short.
-        final = [r for r in history[sent:] if r["epoch"] >= config.epochs]
-        for record in history[sent : len(history) - len(final)]:
-            report(record)
-            sent += 1
-        worker.join(POLL_SECONDS)
-    seconds = earlier_seconds + time.perf_counter() - started
+        if record["epoch"] < config.epochs:
+            send(record)
+        return False
 
-    error = outcome.get("error")
-    if error is not None:
+    if resume is not None:
+        for record in read_history(run_dir):
+            on_epoch(record)
+    started = time.perf_counter()
+    try:
+        with trial_threads(cpus):
+            result = train(None if resume else config, resume=resume, on_epoch=on_epoch)
+    except Exception as error:  # recorded, then raised; a stop from Ray (BaseException) is not
+        seconds = earlier_seconds + time.perf_counter() - started
         message = _error_message(error, config, cpus)
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_trial_record(
@@ -141,8 +135,8 @@ def follow_training(
         )
         if isinstance(error, MemoryError):
             raise TrialOutOfMemory(message) from error
-        raise error
-    result = outcome["result"]
+        raise
+    seconds = earlier_seconds + time.perf_counter() - started
     record = {
         "status": result.status,
         "seconds": seconds,
@@ -151,8 +145,8 @@ def follow_training(
         "test_accuracy": None if result.test is None else result.test["test_accuracy"],
     }
     _write_trial_record(run_dir, **record)
-    for epoch_record in read_history(run_dir)[sent:]:
-        report(epoch_record)
+    for epoch_record in read_history(run_dir):
+        send(epoch_record)
     return record
 
 

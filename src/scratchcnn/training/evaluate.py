@@ -11,6 +11,7 @@ from scratchcnn.data import Normalizer
 from scratchcnn.functional.loss import log_softmax
 from scratchcnn.layers import fuse
 from scratchcnn.layers.base import Layer
+from scratchcnn.training.tta import TTAModel
 
 
 @dataclass
@@ -41,14 +42,21 @@ def predict_proba(
     normalizer: Normalizer,
     batch_size: int = 500,
     dtype: type = np.float32,
+    tta: int = 0,
 ) -> np.ndarray:
     """Class probabilities for uint8 images, in evaluation mode, batch by batch (the model
     runs fused, see :func:`scratchcnn.layers.fuse`).
+
+    ``tta`` is the test-time augmentation level (:mod:`scratchcnn.training.tta`): 0 none, 1 the
+    image and its mirror, 2 also one-pixel translations; the softmax is taken of the averaged
+    logits.
 
     Shape: ``images (N, H, W, C)`` uint8 -> ``(N, K)``.
     """
     chunks = []
     fused = fuse(model)
+    if tta:
+        fused = TTAModel(fused, tta)
     with current_backend().compute_scope():
         for start in range(0, len(images), batch_size):
             batch = np.asarray(images[start : start + batch_size])
@@ -65,9 +73,11 @@ def evaluate(
     normalizer: Normalizer,
     batch_size: int = 500,
     dtype: type = np.float32,
+    tta: int = 0,
 ) -> Evaluation:
-    """Mean cross-entropy and accuracy over ``images`` (uint8 NHWC) and integer ``labels``."""
-    probs = predict_proba(model, images, normalizer, batch_size, dtype)
+    """Mean cross-entropy and accuracy over ``images`` (uint8 NHWC) and integer ``labels``,
+    with test-time augmentation level ``tta`` (see :func:`predict_proba`)."""
+    probs = predict_proba(model, images, normalizer, batch_size, dtype, tta)
     labels = np.asarray(labels, dtype=np.int64)
     picked = probs[np.arange(len(labels)), labels]
     loss = float(-np.log(np.maximum(picked, 1e-300)).mean()) if len(labels) else float("nan")

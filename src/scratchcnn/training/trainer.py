@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import csv
 import dataclasses
 import io
@@ -10,18 +12,19 @@ import math
 import shutil
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from scratchcnn.analysis.interpret import parameter_grad_norms
+from scratchcnn.analysis.interpret import activation_stats, parameter_grad_norms
 from scratchcnn.backend import current_backend
 from scratchcnn.errors import CheckpointError, ConfigError, ScratchCNNError
 from scratchcnn.fast import keep_freed_memory
 from scratchcnn.layers import fuse
+from scratchcnn.layers.base import Layer
 from scratchcnn.models import model_config
 from scratchcnn.optim import LRFinderResult, clip_grad_norm
 from scratchcnn.serialization import (
@@ -36,6 +39,7 @@ from scratchcnn.serialization import (
 from scratchcnn.training.config import TrainConfig
 from scratchcnn.training.evaluate import evaluate
 from scratchcnn.training.setup import (
+    ModelPreparation,
     RunSetup,
     TrainingData,
     build_run,
@@ -43,13 +47,24 @@ from scratchcnn.training.setup import (
     init_model,
     make_batch,
     prepare_data,
+    prepare_model,
 )
 
-__all__ = ["LR_FINDER", "TrainingDiverged", "TrainingResult", "train", "write_metrics"]
+__all__ = [
+    "LR_FINDER",
+    "EpochHook",
+    "TrainingDiverged",
+    "TrainingResult",
+    "train",
+    "write_metrics",
+]
 
 CHECKPOINT = "last.safetensors"  # everything needed to resume, rewritten every epoch
 BEST_MODEL = "best.safetensors"  # the model with the best monitored validation metric
 LR_FINDER = "lr_finder.json"  # the range test of --find-lr (also shown by the report)
+SUMMARY = "summary.txt"  # the model's layer table, as printed at the start
+TRANSFER = "transfer.json"  # init_from / freeze: tensors loaded, skipped, new; frozen parameters
+ACTIVATIONS = "activations.jsonl"  # record_activations: layer statistics per epoch
 
 
 class TrainingDiverged(ScratchCNNError, RuntimeError):
@@ -75,34 +90,52 @@ class LoopState:
     seen: int = 0
     seconds: float = 0.0  # training time spent in this epoch before an interruption
     grad_norm_sums: dict[str, float] = field(default_factory=dict)  # per parameter, this epoch
+    activation_history: list[dict[str, Any]] = field(default_factory=list)  # record_activations
 
 
 @dataclass
 class TrainingResult:
     history: list[dict[str, Any]]
     run_dir: Path
-    status: str  # "completed", "early_stopped" or "interrupted"
+    status: str  # "completed", "early_stopped", "stopped" (by on_epoch) or "interrupted"
     best_epoch: int | None
     test: dict[str, Any] | None = None
+
+
+# ``on_epoch(record)``: called after each epoch's records are written; True stops the run.
+EpochHook = Callable[[dict[str, Any]], bool | None]
 
 
 def train(
     config: TrainConfig | None,
     resume: str | Path | None = None,
     data: TrainingData | None = None,
+    *,
+    model: Layer | None = None,
+    on_epoch: EpochHook | None = None,
 ) -> TrainingResult:
-    """Train ``config.model`` on ``config.data``; or resume a run folder or checkpoint exactly.
+    """Train ``config``'s model on ``config.data``; or resume a run folder or checkpoint exactly.
 
     When resuming, the run's saved config is used and ``config`` is ignored.
 
-    Writes to the run folder: ``config.json``, ``metrics.jsonl``, ``metrics.csv``,
-    ``grad_norms.jsonl``, ``last.safetensors`` (resumable, every epoch), ``best.safetensors``
-    (the best validation model; with ``val_size=0``, the last epoch's) and ``results.json``
-    (test metrics of that model, at the end); with ``find_lr``, ``lr_finder.json``.
+    ``model`` trains a model object instead of the one ``config`` names: its architecture
+    (:func:`scratchcnn.models.model_config`) becomes the run's ``architecture``, so the run
+    resumes like any other. ``on_epoch(record)`` is called after each epoch's records are
+    written and its checkpoint saved, with the epoch's record (``metrics.jsonl``'s line); when
+    it returns True the run stops there (status ``"stopped"``) and its best model is tested as
+    usual.
 
-    Everything is checked before anything is written: the config, the checkpoint to resume
-    (it must be a training checkpoint that fits the data), the run folder. A run that fails
-    before its first checkpoint removes the run folder it created.
+    Writes to the run folder: ``config.json``, ``summary.txt`` (the model's layer table),
+    ``metrics.jsonl``, ``metrics.csv``, ``grad_norms.jsonl``, ``last.safetensors`` (resumable,
+    every epoch), ``best.safetensors`` (the best validation model; with ``val_size=0``, the
+    last epoch's) and ``results.json`` (test metrics of that model, at the end, with
+    test-time augmentation ``tta``); with ``find_lr``, ``lr_finder.json``; with ``init_from``
+    or ``freeze``, ``transfer.json`` (tensors loaded, skipped and new; parameters frozen);
+    with ``record_activations``, ``activations.jsonl``.
+
+    Everything is checked before anything is written: the config, the model against the data,
+    the checkpoint to resume (it must be a training checkpoint that fits the data), the run
+    folder. A run that fails before its first checkpoint removes the run folder it created.
     Raises :class:`TrainingDiverged` on a NaN/Inf loss or gradient, saying which checkpoint
     exists.
 
@@ -111,40 +144,105 @@ def train(
     """
     checkpoint: TrainingCheckpoint | None = None
     if resume is not None:
+        if model is not None:
+            raise ConfigError(
+                "train(resume=...) rebuilds the model from the run's saved architecture; do "
+                "not pass model= as well"
+            )
         checkpoint = load_training_checkpoint(_checkpoint_path(resume))
         config = _saved_config(checkpoint)
         run_dir = checkpoint.path.parent
     elif config is None:
         raise ConfigError("train needs a config, or a run to resume")
     else:
+        if model is not None:
+            config = _with_model_architecture(config, model)
+        _check_init_from(config)
         run_dir = _new_run_dir(config)
 
     data = data if data is not None else prepare_data(config)
     folder = _RunFolder(run_dir)
     if checkpoint is not None:  # every check of the checkpoint, before anything is written
         _check_same_data(checkpoint, data)
-        run = build_run(config, data)
+        model = init_model(config, data)
+        prepare_model(model, config, data, restoring=True)
+        run = build_run(config, data, model=model)
         state = _restore(checkpoint, run)
         folder.saved = _describe_checkpoint(state)
+    else:
+        model = model if model is not None else init_model(config, data)
+        prepared = prepare_model(model, config, data)
+    summary = model.summary(_input_shape(data), print_fn=None)
     try:
         folder.remove_stale_temporaries()
         if checkpoint is None:
             folder.create()
             folder.write_text("config.json", json.dumps(config.to_dict(), indent=2) + "\n")
+            folder.write_text(SUMMARY, summary + "\n")
+            _log(summary, config)
+            if config.init_from is not None or config.freeze:
+                folder.write_text(TRANSFER, json.dumps(prepared.to_dict(), indent=2) + "\n")
+                _log_preparation(prepared, config)
             if config.find_lr:
-                config = _find_lr(config, data, folder)
-            run, state = build_run(config, data), LoopState()
+                config = _find_lr(config, data, folder, copy.deepcopy(model))
+            run, state = build_run(config, data, model=model), LoopState()
+            if run.activation_images is not None:
+                _record_activations(run, data, state, 0, folder)
         else:
+            _log(summary, config)
             _log(f"resumed {run_dir} at epoch {state.epoch + 1}, batch {state.batch}", config)
-        result = _train_loop(config, data, run, state, folder)
+        result = _train_loop(config, data, run, state, folder, on_epoch)
     except BaseException:
         folder.clean_up_if_untrained()
         raise
     return result
 
 
+def _with_model_architecture(config: TrainConfig, model: Layer) -> TrainConfig:
+    """``config`` training ``model``: its architecture replaces the zoo model's name."""
+    if config.init is not None:
+        raise ConfigError(
+            f"init={config.init!r} re-initialises a model the trainer builds; train(model=...) "
+            "got a model of its own: drop init, or initialise the model yourself"
+        )
+    try:
+        architecture = model_config(model)
+    except ValueError as err:
+        raise ConfigError(
+            f"train(model=...) records the model's architecture so that the run can resume, "
+            f"and this model cannot be described: {err}"
+        ) from err
+    return dataclasses.replace(config, model=None, model_options={}, architecture=architecture)
+
+
+def _check_init_from(config: TrainConfig) -> None:
+    """A missing init_from file fails before any data is read (its tensors load later)."""
+    if config.init_from is not None and not Path(config.init_from).expanduser().is_file():
+        raise ConfigError(
+            f"init_from: no checkpoint at {config.init_from} (give a model file such as a run's "
+            "best.safetensors)"
+        )
+
+
+def _input_shape(data: TrainingData) -> tuple[int, int, int]:
+    height, width, channels = data.image_shape
+    return channels, height, width
+
+
+def _log_preparation(prepared: ModelPreparation, config: TrainConfig) -> None:
+    if prepared.transfer is not None:
+        _log(f"init_from {prepared.init_from}: {prepared.transfer.format()}", config)
+    if config.freeze:
+        _log(f"frozen ({len(prepared.frozen)}): {', '.join(prepared.frozen)}", config)
+
+
 def _train_loop(
-    config: TrainConfig, data: TrainingData, run: RunSetup, state: LoopState, folder: _RunFolder
+    config: TrainConfig,
+    data: TrainingData,
+    run: RunSetup,
+    state: LoopState,
+    folder: _RunFolder,
+    on_epoch: EpochHook | None = None,
 ) -> TrainingResult:
     """Epochs from ``state`` on: train, validate, save, stop early, test at the end."""
     run_dir = folder.path
@@ -162,6 +260,7 @@ def _train_loop(
                 run_dir / CHECKPOINT,
                 model,
                 optimizer.state_dict(),
+                averages={name: average.state_dict() for name, average in run.averages.items()},
                 **_model_metadata(config, data),
                 epoch=state.epoch,
                 train_size=len(data.train_labels),
@@ -188,20 +287,24 @@ def _train_loop(
                 state.epoch_shuffle_state = run.shuffle_rng.bit_generator.state
             else:
                 run.shuffle_rng.bit_generator.state = state.epoch_shuffle_state
+            run.start_epoch(epoch, config)
             bar = _progress(config, run.steps_per_epoch, state.batch, epoch)
             started = time.perf_counter() - state.seconds
+            session_start, session_steps = time.perf_counter(), 0
 
-            for batch, (images, labels) in enumerate(
-                loader.batches(start=state.batch), start=state.batch
+            for batch, (indices, images, labels) in enumerate(
+                loader.indexed_batches(start=state.batch), start=state.batch
             ):
-                x, target = make_batch(images, labels, run, data.normalizer, num_classes)
+                x, target = make_batch(
+                    images, labels, run, data.normalizer, num_classes, indices, epoch
+                )
                 optimizer.lr = run.schedule(state.step)
                 logits = fused.forward(x, training=True)
                 loss = run.loss_fn.forward(logits, target)
                 if not math.isfinite(loss):
                     _diverged(f"the loss became {loss}", epoch, batch, optimizer.lr, folder)
                 fused.backward(run.loss_fn.backward())
-                grad_norms = parameter_grad_norms(model)  # before clipping: what backward gave
+                grad_norms = _trained_grad_norms(model)  # before clipping: what backward gave
                 bad = next((n for n, v in grad_norms.items() if not math.isfinite(v)), None)
                 if bad is not None:
                     what = f"the gradient of {bad!r} became {grad_norms[bad]}"
@@ -213,17 +316,23 @@ def _train_loop(
                     state.grad_norm_sums[name] = state.grad_norm_sums.get(name, 0.0) + norm
 
                 state.step += 1
+                run.after_step(state.step)
                 state.batch = batch + 1
                 state.loss_sum += loss * len(labels)
                 state.correct += int((logits.argmax(axis=1) == labels).sum())
                 state.seen += len(labels)
                 state.seconds = time.perf_counter() - started
+                session_steps += 1
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(
                         loss=f"{state.loss_sum / state.seen:.3f}",
                         acc=f"{state.correct / state.seen:.3f}",
                         img_s=f"{state.seen / max(state.seconds, 1e-9):.0f}",
+                        run_ends=_projected_finish(
+                            run.total_steps - state.step,
+                            (time.perf_counter() - session_start) / session_steps,
+                        ),
                     )
                 if interrupt.requested:
                     break
@@ -244,14 +353,15 @@ def _train_loop(
             }
             val = None
             if config.has_validation:
-                val = evaluate(
-                    model,
-                    data.val_images,
-                    data.val_labels,
-                    data.normalizer,
-                    config.eval_batch_size,
-                    run.dtype.type,
-                )
+                with _averaged(run):  # with ema_decay, the averaged weights are validated
+                    val = evaluate(
+                        model,
+                        data.val_images,
+                        data.val_labels,
+                        data.normalizer,
+                        config.eval_batch_size,
+                        run.dtype.type,
+                    )
                 record.update(val_loss=val.loss, val_accuracy=val.accuracy)
             record.update(
                 epoch_seconds=state.seconds,
@@ -263,6 +373,8 @@ def _train_loop(
             state.epoch, state.batch = epoch + 1, 0
             state.loss_sum, state.correct, state.seen, state.seconds = 0.0, 0, 0, 0.0
             state.grad_norm_sums = {}
+            if run.activation_images is not None:
+                _record_activations(run, data, state, epoch + 1, folder)
             with folder.saving(run_dir / "metrics.jsonl"):
                 write_metrics(run_dir, state.history, state.grad_norm_history)
             if tensorboard is not None:
@@ -271,7 +383,7 @@ def _train_loop(
 
             if _update_best(state, record, config.monitor):
                 scores = {} if val is None else {"val_loss": val.loss, "val_accuracy": val.accuracy}
-                with folder.saving(run_dir / BEST_MODEL):
+                with folder.saving(run_dir / BEST_MODEL), _averaged(run):
                     save_model(
                         model,
                         run_dir / BEST_MODEL,
@@ -279,7 +391,7 @@ def _train_loop(
                         epoch=epoch + 1,
                         **scores,
                     )
-            save_checkpoint()
+            save_checkpoint()  # the trained (not averaged) weights, with the averages' state
             if config.early_stopping and state.epochs_without_improvement >= config.early_stopping:
                 _log(
                     f"early stopping: no {config.monitor} improvement for "
@@ -287,6 +399,11 @@ def _train_loop(
                     config,
                 )
                 status = "early_stopped"
+            if on_epoch is not None and on_epoch(dict(record)) and status == "completed":
+                if epoch + 1 < config.epochs:
+                    _log(f"stopped by on_epoch after epoch {epoch + 1}", config)
+                    status = "stopped"
+            if status != "completed":
                 break
 
     if tensorboard is not None:
@@ -295,6 +412,38 @@ def _train_loop(
     if status != "interrupted" and len(data.test_labels):
         test = final_test(run_dir, data, config)
     return TrainingResult(state.history, run_dir, status, state.best_epoch, test)
+
+
+def _averaged(run: RunSetup):
+    """The EMA's averaged weights in the model for a block, or nothing without an EMA."""
+    return run.ema.averaged_weights() if run.ema is not None else contextlib.nullcontext()
+
+
+def _trained_grad_norms(model: Layer) -> dict[str, float]:
+    """Each trained parameter's gradient norm (a frozen one has no gradient this step)."""
+    trained = {name for name, param in model.named_parameters() if param.requires_grad}
+    return {name: v for name, v in parameter_grad_norms(model).items() if name in trained}
+
+
+def _record_activations(
+    run: RunSetup, data: TrainingData, state: LoopState, epoch: int, folder: _RunFolder
+) -> None:
+    """Append the activation statistics of the run's fixed images to ``activations.jsonl``
+    (epoch 0: the initial weights), in evaluation mode."""
+    assert run.activation_images is not None
+    stats = activation_stats(run.model, run.activation_images, data.normalizer)
+    layers = [dataclasses.asdict(layer) for layer in stats]
+    state.activation_history.append({"epoch": epoch, "layers": layers})
+    lines = "".join(json.dumps(r) + "\n" for r in state.activation_history)
+    with folder.saving(folder.path / ACTIVATIONS):
+        atomic_write_text(folder.path / ACTIVATIONS, lines)
+
+
+def _projected_finish(steps_left: int, seconds_per_step: float) -> str:
+    """The wall-clock time the whole run should end at this step rate (``14:32``; with the
+    date when that is not today)."""
+    finish = datetime.now() + timedelta(seconds=steps_left * seconds_per_step)
+    return finish.strftime("%H:%M" if finish.date() == datetime.now().date() else "%b %d %H:%M")
 
 
 def _diverged(what: str, epoch: int, batch: int, lr: float, folder: _RunFolder) -> None:
@@ -316,9 +465,11 @@ def _diverged(what: str, epoch: int, batch: int, lr: float, folder: _RunFolder) 
     )
 
 
-def _find_lr(config: TrainConfig, data: TrainingData, folder: _RunFolder) -> TrainConfig:
-    """Run the lr range test, record it in the run folder, and return the config with its lr."""
-    model = init_model(config, data)
+def _find_lr(
+    config: TrainConfig, data: TrainingData, folder: _RunFolder, model: Layer
+) -> TrainConfig:
+    """Run the lr range test on ``model`` (a copy of the run's initial model, which the test
+    trains and throws away), record it in the run folder, and return the config with its lr."""
     settings = lr_finder_settings(config, data, architecture=model_config(model))
     result = find_lr(config, data, model=model)
     record = lr_finder_record(result, settings)
@@ -414,6 +565,7 @@ def _model_metadata(config: TrainConfig, data: TrainingData) -> dict[str, Any]:
         "normalization": data.normalizer.to_dict(),
         "config": config.to_dict(),
         "image_shape": list(data.image_shape),
+        "tta": config.tta,  # the level evaluate and predict use by default
     }
     if data.source and Path(data.source).is_absolute():
         meta["data_path"] = data.source
@@ -431,6 +583,16 @@ def _restore(checkpoint: TrainingCheckpoint, run: RunSetup) -> LoopState:
         )
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: the optimizer state does not fit: {err}") from err
+    if set(checkpoint.averages) != set(run.averages):
+        raise CheckpointError(
+            f"{path}: it holds the weight averages {sorted(checkpoint.averages)}, but its config "
+            f"asks for {sorted(run.averages)}"
+        )
+    for name, average in run.averages.items():
+        try:
+            average.load_state_dict(checkpoint.averages[name])
+        except (KeyError, TypeError, ValueError) as err:
+            raise CheckpointError(f"{path}: the {name} state does not fit: {err}") from err
     known = {f.name for f in dataclasses.fields(LoopState)}
     if not set(meta["loop"]) <= known:
         raise CheckpointError(
@@ -500,6 +662,7 @@ class _RunFolder:
             return
         outputs = (CHECKPOINT, BEST_MODEL, LR_FINDER, "config.json", "results.json")
         outputs += ("metrics.jsonl", "metrics.csv", "grad_norms.jsonl")
+        outputs += (SUMMARY, TRANSFER, ACTIVATIONS)
         for name in outputs:
             for stale in self.path.glob(f".{name}.*.tmp"):
                 stale.unlink(missing_ok=True)
@@ -564,32 +727,48 @@ def write_metrics(
 
 
 def final_test(run_dir: Path, data: TrainingData, config: TrainConfig) -> dict[str, Any]:
-    """Evaluate the best model on the test set once, and write ``results.json``."""
+    """Evaluate the best model on the test set once, and write ``results.json``.
+
+    With ``config.tta`` the headline ``test_accuracy`` and ``test_loss`` are the test-time
+    augmented ones, and the plain scores are kept beside them (``*_without_tta``).
+    """
     loaded = load_checkpoint(run_dir / BEST_MODEL)
-    result = evaluate(
-        loaded.model,
-        data.test_images,
-        data.test_labels,
-        data.normalizer,
-        config.eval_batch_size,
-        loaded.dtype.type,
-    )
+
+    def test_at(level: int):
+        return evaluate(
+            loaded.model,
+            data.test_images,
+            data.test_labels,
+            data.normalizer,
+            config.eval_batch_size,
+            loaded.dtype.type,
+            tta=level,
+        )
+
+    result = test_at(config.tta)
     per_class = result.per_class_accuracy(len(data.class_names))
     best_epoch, val_accuracy = loaded.metadata["epoch"], loaded.metadata.get("val_accuracy")
     test = {
         "best_epoch": best_epoch,
         "val_accuracy": val_accuracy,
+        "tta": config.tta,
         "test_loss": result.loss,
         "test_accuracy": result.accuracy,
         "per_class_accuracy": dict(zip(data.class_names, per_class.tolist(), strict=True)),
     }
+    plain = ""
+    if config.tta:
+        without = test_at(0)
+        test.update(test_loss_without_tta=without.loss, test_accuracy_without_tta=without.accuracy)
+        plain = f", without TTA {without.accuracy:.4f}"
     atomic_write_text(run_dir / "results.json", json.dumps(test, indent=2) + "\n")
     chosen = (
         f"best epoch {best_epoch}, val accuracy {val_accuracy:.4f}"
         if val_accuracy is not None
         else f"last epoch {best_epoch}, no validation split"
     )
-    _log(f"test: accuracy {result.accuracy:.4f}, loss {result.loss:.4f} ({chosen})", config)
+    tta = f" with TTA level {config.tta}{plain}" if config.tta else ""
+    _log(f"test: accuracy {result.accuracy:.4f}, loss {result.loss:.4f}{tta} ({chosen})", config)
     return test
 
 
