@@ -101,13 +101,13 @@ MODELS = {
 }
 
 
-def make(name: str, seed: int = 0):
+def make(name: str, seed: int = 0, dtype: type = np.float32):
     builder, shape = MODELS[name]
     rng = np.random.default_rng(seed)
     model = builder(rng)
     randomise_buffers(model, rng)
     x = rng.standard_normal(shape).astype(np.float32)
-    return model, x
+    return model.astype(dtype), x.astype(dtype)
 
 
 def relative_error(a: np.ndarray, b: np.ndarray) -> float:
@@ -224,25 +224,38 @@ def share_dropout_masks(model: L.Layer, module: nn.Module) -> None:
         theirs.register_forward_hook(lambda _mod, inputs, _out, mask=mask: inputs[0] * mask)
 
 
+# float64 checks the mapping to rounding; float32 checks what users run, where the fast
+# backend's Winograd and Numba kernels round differently from torch's oneDNN: through the
+# 15-odd layers of all_layers its largest output difference measured 2.4e-5 (the reference
+# backend's 1.1e-5), so float32 outputs are compared norm-wise, as the gradients always were.
+TOLERANCES = {np.float64: (1e-9, 1e-8), np.float32: (1e-5, 1e-4)}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("name", sorted(MODELS))
 @pytest.mark.parametrize("training", [False, True])
-def test_gradient_parity(name, training):
-    model, x = make(name)
+def test_gradient_parity(name, training, dtype):
+    output_tolerance, grad_tolerance = TOLERANCES[dtype]
+    model, x = make(name, dtype=dtype)
     module = to_torch(model).train(training)
     grad_out_rng = np.random.default_rng(1)
 
     with model.recording():
         out = model.forward(x, training=training)
-    grad_out = grad_out_rng.standard_normal(out.shape).astype(np.float32)
+    grad_out = grad_out_rng.standard_normal(out.shape).astype(dtype)
     if training:
         share_dropout_masks(model, module)
     x_torch = torch.from_numpy(x.copy()).requires_grad_(True)
     out_torch = module(x_torch)
     (out_torch * torch.from_numpy(grad_out)).sum().backward()
-    np.testing.assert_allclose(out, out_torch.detach().numpy(), rtol=1e-5, atol=1e-5)
+    theirs = out_torch.detach().numpy()
+    if dtype == np.float64:
+        np.testing.assert_allclose(out, theirs, rtol=output_tolerance, atol=output_tolerance)
+    else:
+        assert relative_error(out, theirs) < output_tolerance
 
     grad_x = model.backward(grad_out)
-    assert relative_error(grad_x, x_torch.grad.numpy()) < 1e-4
+    assert relative_error(grad_x, x_torch.grad.numpy()) < grad_tolerance
     torch_params = dict(module.named_parameters())
     vanishing = biases_before_batch_norm(model) if training else set()
     for param_name, param in model.named_parameters():
@@ -254,7 +267,7 @@ def test_gradient_parity(name, training):
             scale = np.linalg.norm(torch_params[param_name.replace("bias", "weight")].grad)
             assert max(np.linalg.norm(param.grad), np.linalg.norm(theirs)) < 1e-3 * scale
             continue
-        assert relative_error(param.grad, theirs) < 1e-4, param_name
+        assert relative_error(param.grad, theirs) < grad_tolerance, param_name
     if training:  # the running statistics moved the same way
         torch_state = module.state_dict()
         for buf_name, buf in model.named_buffers():
