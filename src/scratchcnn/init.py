@@ -234,7 +234,7 @@ def patch_whitening(
             ``2 * d``.
         images: training images, normalised as the network will see them.
         eps: added to each eigenvalue before the inverse square root, ``>= 0``.
-        dtype: dtype of the returned weight.
+        dtype (type): dtype of the returned weight.
 
     Shape: ``images (N, C, H, W)`` -> weight ``(out, C, kh, kw)``.
     """
