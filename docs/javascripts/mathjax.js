@@ -1,17 +1,19 @@
-// MathJax 3 for the theory pages: pymdownx.arithmatex (generic mode) wraps every formula in
-// \( \) or \[ \]; AMS tags number the equations that use \tag. Material's instant navigation
-// swaps pages without a reload, so each new page is typeset again.
+// MathJax 3 for the theory pages and the tutorials. pymdownx.arithmatex (generic mode) wraps
+// every formula of a Markdown page in \( \) or \[ \] inside an "arithmatex" element; the
+// notebooks' Markdown cells (rendered by mkdocs-jupyter) keep $ and $$. Only those elements are
+// typeset. AMS tags number the equations that use \tag. Material's instant navigation swaps
+// pages without a reload, so each new page is typeset again.
 window.MathJax = {
   tex: {
-    inlineMath: [["\\(", "\\)"]],
-    displayMath: [["\\[", "\\]"]],
+    inlineMath: [["\\(", "\\)"], ["$", "$"]],
+    displayMath: [["\\[", "\\]"], ["$$", "$$"]],
     processEscapes: true,
     processEnvironments: true,
     tags: "ams",
   },
   options: {
     ignoreHtmlClass: ".*|",
-    processHtmlClass: "arithmatex",
+    processHtmlClass: "arithmatex|jp-RenderedMarkdown",
   },
 };
 
