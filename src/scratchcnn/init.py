@@ -31,7 +31,13 @@ def fans(shape: tuple[int, ...]) -> tuple[int, int]:
 
 
 def he_normal(shape: tuple[int, ...], rng: np.random.Generator, dtype=np.float32) -> np.ndarray:
-    """He/Kaiming normal: ``N(0, 2 / fan_in)``, which keeps ReLU activations' variance steady."""
+    """He/Kaiming normal: ``N(0, 2 / fan_in)``, which keeps ReLU activations' variance steady.
+
+    Args:
+        shape: the weight's shape, ``(out, in)`` or ``(out, in, kh, kw)``; fans are read from it.
+        rng: the generator the values are drawn from.
+        dtype (type): dtype of the returned array.
+    """
     fan_in, _ = fans(shape)
     return (rng.standard_normal(shape) * math.sqrt(2.0 / fan_in)).astype(dtype)
 
@@ -39,7 +45,13 @@ def he_normal(shape: tuple[int, ...], rng: np.random.Generator, dtype=np.float32
 def xavier_uniform(
     shape: tuple[int, ...], rng: np.random.Generator, dtype=np.float32
 ) -> np.ndarray:
-    """Xavier/Glorot uniform: ``U(-a, a)`` with ``a = sqrt(6 / (fan_in + fan_out))``."""
+    """Xavier/Glorot uniform: ``U(-a, a)`` with ``a = sqrt(6 / (fan_in + fan_out))``.
+
+    Args:
+        shape: the weight's shape, ``(out, in)`` or ``(out, in, kh, kw)``; fans are read from it.
+        rng: the generator the values are drawn from.
+        dtype (type): dtype of the returned array.
+    """
     fan_in, fan_out = fans(shape)
     bound = math.sqrt(6.0 / (fan_in + fan_out))
     return rng.uniform(-bound, bound, size=shape).astype(dtype)
@@ -51,6 +63,11 @@ def torch_default(shape: tuple[int, ...], rng: np.random.Generator, dtype=np.flo
     That is ``kaiming_uniform_(w, a=sqrt(5))``: gain ``sqrt(2 / (1 + 5))``, bound
     ``gain * sqrt(3 / fan_in) = 1 / sqrt(fan_in)``; the variance ``1 / (3 fan_in)`` is a sixth
     of He's. Networks tuned in PyTorch (airbench) assume this scale.
+
+    Args:
+        shape: the weight's shape, ``(out, in)`` or ``(out, in, kh, kw)``; fans are read from it.
+        rng: the generator the values are drawn from.
+        dtype (type): dtype of the returned array.
     """
     fan_in, _ = fans(shape)
     bound = 1.0 / math.sqrt(fan_in)
@@ -58,7 +75,13 @@ def torch_default(shape: tuple[int, ...], rng: np.random.Generator, dtype=np.flo
 
 
 def zeros(shape: tuple[int, ...], rng: np.random.Generator | None = None, dtype=np.float32):
-    """All zeros (biases, or a layer you want to start as the identity's complement)."""
+    """All zeros (biases, or a layer you want to start as the identity's complement).
+
+    Args:
+        shape: the array's shape.
+        rng: unused (every initializer takes one, so they are interchangeable).
+        dtype (type): dtype of the returned array.
+    """
     return np.zeros(shape, dtype=dtype)
 
 
@@ -74,6 +97,10 @@ def orthogonal(
 
         W W^T = gain^2 I   (rows <= cols: orthonormal rows)
         W^T W = gain^2 I   (rows >= cols: orthonormal columns)
+
+    Args:
+        rng: the generator of the Gaussian matrix.
+        dtype (type): dtype of the returned array.
 
     Shape: ``(out, in)`` or ``(out, in, kh, kw)``; returns that shape.
     """
@@ -108,6 +135,10 @@ def dirac(
     so with ``padding="same"`` and ``out == in`` the convolution returns its input; with
     ``out > in`` the first ``in`` filters copy the input channels and the rest output zero.
 
+    Args:
+        rng: unused (every initializer takes one, so they are interchangeable).
+        dtype (type): dtype of the returned array.
+
     Shape: ``(out, in, kh, kw)`` (any conv weight with 3 to 5 dimensions); returns that shape.
     """
     if not 3 <= len(shape) <= 5:
@@ -136,6 +167,10 @@ def partial_dirac(shape: tuple[int, ...], rng: np.random.Generator, dtype=np.flo
     residual-like map (its first ``in`` outputs pass the input through unchanged) plus random
     features, drawn by :func:`torch_default`, in the remaining filters.
 
+    Args:
+        rng: the generator of the random filters.
+        dtype (type): dtype of the returned array.
+
     Shape: ``(out, in, kh, kw)``; returns that shape.
     """
     weight = torch_default(shape, rng, dtype)
@@ -152,6 +187,12 @@ def initialize(
     ``"he"``, ``"xavier"``, ``"torch_default"``, ``"zeros"``, ``"orthogonal"`` (gain 1),
     ``"dirac"`` (identity filters, zeros elsewhere) or ``"partial_dirac"`` (PyTorch's default
     plus identity filters).
+
+    Args:
+        name: the initializer.
+        shape: the weight's shape.
+        rng: the generator the values are drawn from.
+        dtype (type): dtype of the returned array.
     """
     if name == "he":
         return he_normal(shape, rng, dtype)
@@ -184,6 +225,10 @@ def patch_second_moment(images: np.ndarray, kernel_size: tuple[int, int]) -> np.
     flattened in the order ``(c, i, j)``, the order of a conv weight's ``(in, kh, kw)`` axes, so
     ``S`` lives in the same space as a flattened filter. It is accumulated in float64, a chunk
     of images at a time.
+
+    Args:
+        images: normalised images.
+        kernel_size: ``(kh, kw)`` of the patches.
 
     Shape: ``images (N, C, H, W)`` -> ``(C * kh * kw, C * kh * kw)`` float64.
     """
@@ -275,6 +320,11 @@ def init_patch_whitening(conv: Conv2d, images: np.ndarray, eps: float = 5e-4) ->
 
     The weight keeps its dtype; the bias (if any) is left as it is. airbench then freezes the
     weight (``conv.weight.requires_grad = False``) and trains only the bias for a few epochs.
+
+    Args:
+        conv: the convolution whose weight is set.
+        images: training images, normalised as the network will see them.
+        eps: added to each eigenvalue before the inverse square root.
 
     Shape: ``images (N, in_channels, H, W)``; ``conv.weight (out, in_channels, kh, kw)``.
     """

@@ -173,6 +173,11 @@ def save_model(model: Layer, path: str | Path, **metadata: Any) -> None:
     and ``image_shape=(H, W, C)``. Without them the commands ask for the missing piece
     (``--normalization``, ``--image-size``). Any other JSON-able field is kept as it is. The
     fields are checked (see ``docs/checkpoint-format.md``) before anything is written.
+
+    Args:
+        model: the model to save.
+        path: the ``.safetensors`` file to write (atomically).
+        **metadata: the fields above, and any other JSON-able ones.
     """
     meta = {**_base_metadata(model, "model"), **_caller_metadata(metadata)}
     check_metadata(meta, Path(path))
