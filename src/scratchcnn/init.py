@@ -24,6 +24,9 @@ INITIALIZERS = ("he", "xavier", "torch_default", "zeros", "orthogonal", "dirac",
 def fans(shape: tuple[int, ...]) -> tuple[int, int]:
     """``(fan_in, fan_out)`` of a weight: ``(in * kh * kw, out * kh * kw)`` for a conv kernel.
 
+    Args:
+        shape: the weight's shape.
+
     Shape: ``(out, in)`` or ``(out, in, kh, kw)``.
     """
     receptive = math.prod(shape[2:]) if len(shape) > 2 else 1

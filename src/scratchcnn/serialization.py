@@ -126,7 +126,13 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 def save_arrays(path: str | Path, arrays: dict[str, np.ndarray], metadata: dict[str, Any]) -> None:
-    """Write named arrays and a JSON-able metadata dict to a safetensors file, atomically."""
+    """Write named arrays and a JSON-able metadata dict to a safetensors file, atomically.
+
+    Args:
+        path: the file to write.
+        arrays: tensors by name.
+        metadata: JSON-able fields.
+    """
     from safetensors.numpy import save
 
     tensors = {name: np.ascontiguousarray(value) for name, value in arrays.items()}
@@ -195,6 +201,12 @@ def save_training_checkpoint(
     ``optimizer_state`` is :meth:`Optimizer.state_dict` (``hyperparameters`` go to the metadata
     under ``optimizer``, ``buffers`` to ``optim.<name>`` tensors); ``metadata`` must hold the
     run's ``config``, ``loop`` state, ``rng`` states and ``epoch``.
+
+    Args:
+        path: the file to write (atomically).
+        model: the model being trained.
+        optimizer_state: the optimizer's state dict.
+        **metadata: the run's ``config``, ``loop`` state, ``rng`` states and ``epoch``.
     """
     meta = {
         **_base_metadata(model, "checkpoint"),
@@ -213,6 +225,9 @@ def load_arrays(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]
 
     Only the file's structure is checked here (safetensors layout, metadata JSON); the
     metadata's fields are checked by :func:`check_metadata`.
+
+    Args:
+        path: the safetensors file.
     """
     from safetensors import SafetensorError
     from safetensors.numpy import load
@@ -454,6 +469,9 @@ class LoadedModel:
 
     ``class_names``, ``normalizer`` and ``image_shape`` raise a :class:`CheckpointError` that
     says which flag supplies them when the file does not record them.
+
+    ``model`` is the rebuilt model (in evaluation mode), ``metadata`` the file's checked metadata
+    and ``path`` the file it was read from.
     """
 
     model: Layer
@@ -470,15 +488,18 @@ class LoadedModel:
 
     @property
     def dtype(self) -> np.dtype:
+        """The dtype of the model's parameters, as the file records it."""
         return np.dtype(self.metadata["dtype"])
 
     @property
     def class_names(self) -> list[str]:
+        """The class names, in label order (an error when the file has none)."""
         self.require("class_names")
         return self._class_names  # type: ignore[return-value]
 
     @property
     def normalizer(self) -> Normalizer:
+        """The normalisation the model was trained with (an error when the file has none)."""
         self.require("normalization")
         return self._normalizer  # type: ignore[return-value]
 
@@ -608,6 +629,12 @@ def load_checkpoint(
 
     Returns a :class:`LoadedModel` whose model is in evaluation mode.
     Raises CheckpointError naming the file and the field.
+
+    Args:
+        path: the model file or training checkpoint.
+        class_names: class names for a file saved without them.
+        normalization: the normalisation for a file saved without it.
+        image_shape: ``(H, W, C)`` for a file saved without it.
     """
     path = Path(path)
     arrays, raw_meta = load_arrays(path)
@@ -673,7 +700,11 @@ def load_pretrained(model: Layer, path: str | Path) -> TransferReport:
 
 @dataclass
 class TrainingCheckpoint:
-    """A resumable checkpoint: the checked metadata and the model and optimizer tensors."""
+    """A resumable checkpoint: the checked metadata and the model and optimizer tensors.
+
+    ``path`` is the file it was read from, ``model_state`` the model's state dict and
+    ``optimizer_buffers`` the optimizer's (momentum, Adam moments), by name.
+    """
 
     path: Path
     metadata: dict[str, Any]
@@ -686,6 +717,9 @@ def load_training_checkpoint(path: str | Path) -> TrainingCheckpoint:
 
     A model file (``best.safetensors``, a file from :func:`save_model`) is refused with a
     message saying it holds no optimizer or loop state. Nothing is written.
+
+    Args:
+        path: the checkpoint (``last.safetensors`` of a run).
     """
     path = Path(path)
     arrays, raw_meta = load_arrays(path)

@@ -150,6 +150,7 @@ class AlternatingFlip:
 
     @property
     def num_images(self) -> int:
+        """The number of images the flips were drawn for."""
         return len(self.first_epoch_flips)
 
     def flips(self, indices: np.ndarray, epoch: int) -> np.ndarray:

@@ -227,6 +227,7 @@ class TrainConfig:
         return self.val_size > 0
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as a JSON-able dict (what ``config.json`` of a run holds)."""
         values = dataclasses.asdict(self)
         if values["betas"] is not None:
             values["betas"] = list(values["betas"])
@@ -234,6 +235,11 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """The config a :meth:`to_dict` dict describes; unknown keys are an error.
+
+        Args:
+            values: field names and values.
+        """
         check_keys(values)
         return cls(**values)
 
@@ -307,7 +313,11 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 def load_toml(path: str | Path) -> dict[str, Any]:
     """Read a TOML config file (flat keys, or under a ``[train]`` table), checking every key
-    and value type; errors name the file."""
+    and value type; errors name the file.
+
+    Args:
+        path: the ``.toml`` file.
+    """
     path = Path(path)
     try:
         with open(path, "rb") as f:
@@ -332,7 +342,13 @@ def resolve_config(
     file_values: dict[str, Any] | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> TrainConfig:
-    """Recipe, then config file, then explicit overrides (command-line flags), later winning."""
+    """Recipe, then config file, then explicit overrides (command-line flags), later winning.
+
+    Args:
+        recipe: a name of :data:`RECIPES`.
+        file_values: values from a config file (:func:`load_toml`).
+        overrides: values set explicitly.
+    """
     if recipe not in RECIPES:
         raise ConfigError(f"unknown recipe {recipe!r}; valid names are {sorted(RECIPES)}")
     values: dict[str, Any] = dict(RECIPES[recipe])

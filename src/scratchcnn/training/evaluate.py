@@ -15,7 +15,11 @@ from scratchcnn.layers.base import Layer
 
 @dataclass
 class Evaluation:
-    """Loss, accuracy and per-image class probabilities of one evaluation pass."""
+    """Loss, accuracy and per-image class probabilities of one evaluation pass.
+
+    ``loss`` is the mean cross-entropy, ``accuracy`` the fraction classified right;
+    ``probabilities`` is ``(N, K)`` and ``labels`` ``(N,)``.
+    """
 
     loss: float
     accuracy: float
@@ -24,6 +28,7 @@ class Evaluation:
 
     @property
     def predictions(self) -> np.ndarray:
+        """The most probable class of each image, ``(N,)``."""
         return self.probabilities.argmax(axis=1)
 
     def per_class_accuracy(self, num_classes: int | None = None) -> np.ndarray:
@@ -44,6 +49,13 @@ def predict_proba(
 ) -> np.ndarray:
     """Class probabilities for uint8 images, in evaluation mode, batch by batch (the model
     runs fused, see :func:`scratchcnn.layers.fuse`).
+
+    Args:
+        model: the model (it runs fused).
+        images: the images.
+        normalizer: the normalisation the model was trained with.
+        batch_size: images per forward pass.
+        dtype: the dtype the batches are cast to (the model's).
 
     Shape: ``images (N, H, W, C)`` uint8 -> ``(N, K)``.
     """
@@ -66,7 +78,16 @@ def evaluate(
     batch_size: int = 500,
     dtype: type = np.float32,
 ) -> Evaluation:
-    """Mean cross-entropy and accuracy over ``images`` (uint8 NHWC) and integer ``labels``."""
+    """Mean cross-entropy and accuracy over ``images`` (uint8 NHWC) and integer ``labels``.
+
+    Args:
+        model: the model (it runs fused).
+        images: the images.
+        labels: their true classes.
+        normalizer: the normalisation the model was trained with.
+        batch_size: images per forward pass.
+        dtype: the dtype the batches are cast to (the model's).
+    """
     probs = predict_proba(model, images, normalizer, batch_size, dtype)
     labels = np.asarray(labels, dtype=np.int64)
     picked = probs[np.arange(len(labels)), labels]
