@@ -12,7 +12,9 @@ window.MathJax = {
     tags: "ams",
   },
   options: {
-    ignoreHtmlClass: ".*|",
+    // Elements with any class are skipped, except those two; an element without a class
+    // (the <p> and <li> of a notebook cell) inherits its parent's choice.
+    ignoreHtmlClass: ".+",
     processHtmlClass: "arithmatex|jp-RenderedMarkdown",
   },
 };
