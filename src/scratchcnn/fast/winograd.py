@@ -18,7 +18,7 @@ matrix form, with a 4x4 input tile ``d`` and the 3x3 filter ``g``,
 and over channels the elementwise products become 16 matrix products, one per position of the
 4x4 transform: ``M[p] = V[p] @ U[p]`` with ``V[p]`` (tiles, C) the transformed inputs and
 ``U[p]`` (C, OC) the transformed weights. Those go to NumPy's BLAS; the transforms (additions
-only: every entry of ``B`` and ``A`` is 0 or +-1) are Numba kernels in :mod:`.fast_numba`.
+only: every entry of ``B`` and ``A`` is 0 or +-1) are Numba kernels in :mod:`.kernels.winograd`.
 
 Each chunk of images is (1) copied into a zero-padded buffer, (2) transformed tile by tile, (3)
 multiplied, (4) transformed back, all in per-thread buffers that stay in cache. The result equals
