@@ -1,5 +1,6 @@
 # Quick start: `make train` sets up and trains the seed CNN on CIFAR-10; `make test` sets up
-# and runs the tests. Both create .venv on first use.
+# and runs the tests; `make docs` builds the documentation site into site/. All create .venv on
+# first use.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -10,14 +11,14 @@ TRAIN_ARGS ?=
 # Wraps train-fast to report wall time and peak memory (GNU time; TIME= to go without).
 TIME ?= /usr/bin/time -v
 
-.PHONY: setup train train-fast test lint gradcheck bench clean
+.PHONY: setup train train-fast test lint docs docs-executed gradcheck bench clean
 
 setup: $(VENV)/.installed
 
 # torch is pinned exactly: any looser requirement pulls a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e ".[test,fast,datasets,viz,tensorboard,onnx,sweep,baselines]" "torch==2.13.0"
+	$(BIN)/pip install --quiet -e ".[test,docs,fast,datasets,viz,tensorboard,onnx,sweep,baselines]" "torch==2.13.0"
 	touch $@
 
 train: setup
@@ -32,8 +33,16 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 lint: setup
-	$(BIN)/ruff format --check src tests benchmarks scripts examples
-	$(BIN)/ruff check src tests benchmarks scripts examples
+	$(BIN)/ruff format --check src tests benchmarks scripts examples notebooks
+	$(BIN)/ruff check src tests benchmarks scripts examples notebooks
+
+# The site, strict (a broken link or API reference fails); the notebooks are shown as written.
+docs: setup
+	$(BIN)/mkdocs build --strict
+
+# The same, running every notebook at its full size while building (minutes; needs CIFAR-10).
+docs-executed: setup
+	SCRATCHCNN_DOCS_EXECUTE=true $(BIN)/mkdocs build --strict
 
 gradcheck: setup
 	$(BIN)/scratchcnn gradcheck
@@ -42,4 +51,4 @@ bench: setup
 	$(BIN)/scratchcnn bench --vs-torch
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache site

@@ -439,14 +439,22 @@ def _check_name(name: str) -> None:
 
 
 def set_backend(name: str) -> None:
-    """Select the backend for the rest of the current thread (or asyncio task)."""
+    """Select the backend for the rest of the current thread (or asyncio task).
+
+    Args:
+        name: ``"reference"`` or ``"fast"`` (see :func:`available_backends`).
+    """
     _check_name(name)
     _current.set(name)
 
 
 @contextmanager
 def use_backend(name: str) -> Iterator[Backend]:
-    """Use backend ``name`` inside a ``with`` block, then restore the previous one."""
+    """Use backend ``name`` inside a ``with`` block, then restore the previous one.
+
+    Args:
+        name: ``"reference"`` or ``"fast"`` (see :func:`available_backends`).
+    """
     _check_name(name)
     token = _current.set(name)
     try:

@@ -35,6 +35,9 @@ SMALL_NORMAL_STD = 0.01  # the fixed scale of the 2012-era default (AlexNet, Caf
 def fans(shape: tuple[int, ...]) -> tuple[int, int]:
     """``(fan_in, fan_out)`` of a weight: ``(in * kh * kw, out * kh * kw)`` for a conv kernel.
 
+    Args:
+        shape: the weight's shape.
+
     Shape: ``(out, in)`` or ``(out, in, kh, kw)``.
     """
     receptive = math.prod(shape[2:]) if len(shape) > 2 else 1
@@ -42,7 +45,13 @@ def fans(shape: tuple[int, ...]) -> tuple[int, int]:
 
 
 def he_normal(shape: tuple[int, ...], rng: np.random.Generator, dtype=np.float32) -> np.ndarray:
-    """He/Kaiming normal: ``N(0, 2 / fan_in)``, which keeps ReLU activations' variance steady."""
+    """He/Kaiming normal: ``N(0, 2 / fan_in)``, which keeps ReLU activations' variance steady.
+
+    Args:
+        shape: the weight's shape, ``(out, in)`` or ``(out, in, kh, kw)``; fans are read from it.
+        rng: the generator the values are drawn from.
+        dtype (type): dtype of the returned array.
+    """
     fan_in, _ = fans(shape)
     return (rng.standard_normal(shape) * math.sqrt(2.0 / fan_in)).astype(dtype)
 
@@ -50,7 +59,13 @@ def he_normal(shape: tuple[int, ...], rng: np.random.Generator, dtype=np.float32
 def xavier_uniform(
     shape: tuple[int, ...], rng: np.random.Generator, dtype=np.float32
 ) -> np.ndarray:
-    """Xavier/Glorot uniform: ``U(-a, a)`` with ``a = sqrt(6 / (fan_in + fan_out))``."""
+    """Xavier/Glorot uniform: ``U(-a, a)`` with ``a = sqrt(6 / (fan_in + fan_out))``.
+
+    Args:
+        shape: the weight's shape, ``(out, in)`` or ``(out, in, kh, kw)``; fans are read from it.
+        rng: the generator the values are drawn from.
+        dtype (type): dtype of the returned array.
+    """
     fan_in, fan_out = fans(shape)
     bound = math.sqrt(6.0 / (fan_in + fan_out))
     return rng.uniform(-bound, bound, size=shape).astype(dtype)
@@ -62,25 +77,43 @@ def torch_default(shape: tuple[int, ...], rng: np.random.Generator, dtype=np.flo
     That is ``kaiming_uniform_(w, a=sqrt(5))``: gain ``sqrt(2 / (1 + 5))``, bound
     ``gain * sqrt(3 / fan_in) = 1 / sqrt(fan_in)``; the variance ``1 / (3 fan_in)`` is a sixth
     of He's. Networks tuned in PyTorch (airbench) assume this scale.
+
+    Args:
+        shape: the weight's shape, ``(out, in)`` or ``(out, in, kh, kw)``; fans are read from it.
+        rng: the generator the values are drawn from.
+        dtype (type): dtype of the returned array.
     """
     fan_in, _ = fans(shape)
     bound = 1.0 / math.sqrt(fan_in)
     return rng.uniform(-bound, bound, size=shape).astype(dtype)
 
 
-def small_normal(shape: tuple[int, ...], rng: np.random.Generator, dtype=np.float32) -> np.ndarray:
+def small_normal(
+    shape: tuple[int, ...], rng: np.random.Generator, dtype: type = np.float32
+) -> np.ndarray:
     """``N(0, 0.01^2)`` whatever the layer's size: the 2012-era default (Krizhevsky et al.).
 
     The scale ignores the fan-in, so each layer multiplies the activations' standard deviation
     by about ``0.01 * sqrt(fan_in)`` (0.16 for a 3x3 conv over 32 channels): in a deep
     network the signal, and with it the gradient, shrinks layer after layer. He and Xavier
     initialisation choose the scale from the fan-in to avoid exactly that.
+
+    Args:
+        shape: the weight's shape.
+        rng: the random generator.
+        dtype: the weight's dtype.
     """
     return (rng.standard_normal(shape) * SMALL_NORMAL_STD).astype(dtype)
 
 
 def zeros(shape: tuple[int, ...], rng: np.random.Generator | None = None, dtype=np.float32):
-    """All zeros (biases, or a layer you want to start as the identity's complement)."""
+    """All zeros (biases, or a layer you want to start as the identity's complement).
+
+    Args:
+        shape: the array's shape.
+        rng: unused (every initializer takes one, so they are interchangeable).
+        dtype (type): dtype of the returned array.
+    """
     return np.zeros(shape, dtype=dtype)
 
 
@@ -96,6 +129,10 @@ def orthogonal(
 
         W W^T = gain^2 I   (rows <= cols: orthonormal rows)
         W^T W = gain^2 I   (rows >= cols: orthonormal columns)
+
+    Args:
+        rng: the generator of the Gaussian matrix.
+        dtype (type): dtype of the returned array.
 
     Shape: ``(out, in)`` or ``(out, in, kh, kw)``; returns that shape.
     """
@@ -130,6 +167,10 @@ def dirac(
     so with ``padding="same"`` and ``out == in`` the convolution returns its input; with
     ``out > in`` the first ``in`` filters copy the input channels and the rest output zero.
 
+    Args:
+        rng: unused (every initializer takes one, so they are interchangeable).
+        dtype (type): dtype of the returned array.
+
     Shape: ``(out, in, kh, kw)`` (any conv weight with 3 to 5 dimensions); returns that shape.
     """
     if not 3 <= len(shape) <= 5:
@@ -158,6 +199,10 @@ def partial_dirac(shape: tuple[int, ...], rng: np.random.Generator, dtype=np.flo
     residual-like map (its first ``in`` outputs pass the input through unchanged) plus random
     features, drawn by :func:`torch_default`, in the remaining filters.
 
+    Args:
+        rng: the generator of the random filters.
+        dtype (type): dtype of the returned array.
+
     Shape: ``(out, in, kh, kw)``; returns that shape.
     """
     weight = torch_default(shape, rng, dtype)
@@ -175,6 +220,12 @@ def initialize(
     ``"zeros"``, ``"orthogonal"`` (gain 1),
     ``"dirac"`` (identity filters, zeros elsewhere) or ``"partial_dirac"`` (PyTorch's default
     plus identity filters).
+
+    Args:
+        name: the initializer.
+        shape: the weight's shape.
+        rng: the generator the values are drawn from.
+        dtype (type): dtype of the returned array.
     """
     if name == "he":
         return he_normal(shape, rng, dtype)
@@ -209,6 +260,10 @@ def patch_second_moment(images: np.ndarray, kernel_size: tuple[int, int]) -> np.
     flattened in the order ``(c, i, j)``, the order of a conv weight's ``(in, kh, kw)`` axes, so
     ``S`` lives in the same space as a flattened filter. It is accumulated in float64, a chunk
     of images at a time.
+
+    Args:
+        images: normalised images.
+        kernel_size: ``(kh, kw)`` of the patches.
 
     Shape: ``images (N, C, H, W)`` -> ``(C * kh * kw, C * kh * kw)`` float64.
     """
@@ -259,7 +314,7 @@ def patch_whitening(
             ``2 * d``.
         images: training images, normalised as the network will see them.
         eps: added to each eigenvalue before the inverse square root, ``>= 0``.
-        dtype: dtype of the returned weight.
+        dtype (type): dtype of the returned weight.
 
     Shape: ``images (N, C, H, W)`` -> weight ``(out, C, kh, kw)``.
     """
@@ -300,6 +355,11 @@ def init_patch_whitening(conv: Conv2d, images: np.ndarray, eps: float = 5e-4) ->
 
     The weight keeps its dtype; the bias (if any) is left as it is. airbench then freezes the
     weight (``conv.weight.requires_grad = False``) and trains only the bias for a few epochs.
+
+    Args:
+        conv: the convolution whose weight is set.
+        images: training images, normalised as the network will see them.
+        eps: added to each eigenvalue before the inverse square root.
 
     Shape: ``images (N, in_channels, H, W)``; ``conv.weight (out, in_channels, kh, kw)``.
     """

@@ -16,6 +16,9 @@ class CrossEntropyLoss:
     or cutmix). With smoothing ``eps`` the target becomes ``(1 - eps) * target + eps / K``,
     as in PyTorch. ``backward()`` returns ``d loss / d logits = (softmax(logits) - target) / N``.
 
+    Args:
+        label_smoothing: ``eps`` in ``[0, 1)``; 0 leaves the targets as they are.
+
     Shape: ``logits (N, K)``, ``target (N,)`` ints in ``[0, K)`` or ``(N, K)`` -> scalar.
     """
 
@@ -26,6 +29,14 @@ class CrossEntropyLoss:
         self._grad: np.ndarray | None = None
 
     def forward(self, logits: np.ndarray, target: np.ndarray) -> float:
+        """The mean loss over the batch; keeps ``d loss / d logits`` for :meth:`backward`.
+
+        Args:
+            logits: the model's raw outputs.
+            target: integer labels, or one probability row per example (soft targets).
+
+        Shape: ``logits (N, K)``, ``target (N,)`` or ``(N, K)`` -> a float.
+        """
         self._check(logits, target)
         loss, self._grad = cross_entropy(logits, target, self.label_smoothing)
         return loss

@@ -13,6 +13,11 @@ class Parameter:
     ``requires_grad = False`` is frozen: optimizers leave it alone, and layers may skip computing
     its gradient (see :meth:`scratchcnn.layers.Layer.freeze`).
 
+    Args:
+        data: the initial value (kept, not copied).
+        name: the attribute name in its layer, e.g. ``"weight"``.
+        requires_grad: ``False`` freezes it.
+
     Shape: ``data`` and ``grad`` share any shape, e.g. ``(out_channels, in_channels, kh, kw)``.
     """
 
@@ -26,14 +31,17 @@ class Parameter:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """The shape of ``data``."""
         return self.data.shape
 
     @property
     def size(self) -> int:
+        """The number of scalars in ``data``."""
         return self.data.size
 
     @property
     def dtype(self) -> np.dtype:
+        """The dtype of ``data``."""
         return self.data.dtype
 
     def zero_grad(self) -> None:

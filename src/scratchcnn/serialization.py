@@ -127,7 +127,13 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 def save_arrays(path: str | Path, arrays: dict[str, np.ndarray], metadata: dict[str, Any]) -> None:
-    """Write named arrays and a JSON-able metadata dict to a safetensors file, atomically."""
+    """Write named arrays and a JSON-able metadata dict to a safetensors file, atomically.
+
+    Args:
+        path: the file to write.
+        arrays: tensors by name.
+        metadata: JSON-able fields.
+    """
     from safetensors.numpy import save
 
     tensors = {name: np.ascontiguousarray(value) for name, value in arrays.items()}
@@ -174,6 +180,11 @@ def save_model(model: Layer, path: str | Path, **metadata: Any) -> None:
     and ``image_shape=(H, W, C)``. Without them the commands ask for the missing piece
     (``--normalization``, ``--image-size``). Any other JSON-able field is kept as it is. The
     fields are checked (see ``docs/checkpoint-format.md``) before anything is written.
+
+    Args:
+        model: the model to save.
+        path: the ``.safetensors`` file to write (atomically).
+        **metadata: the fields above, and any other JSON-able ones.
     """
     meta = {**_base_metadata(model, "model"), **_caller_metadata(metadata)}
     check_metadata(meta, Path(path))
@@ -194,6 +205,13 @@ def save_training_checkpoint(
     (``"lookahead"``, ``"ema"``) to the ``state_dict()`` of a weight average, in the same form
     (metadata ``averages.<kind>``, tensors ``average.<kind>.<name>``); ``metadata`` must hold
     the run's ``config``, ``loop`` state, ``rng`` states and ``epoch``.
+
+    Args:
+        path: the file to write (atomically).
+        model: the model being trained.
+        optimizer_state: the optimizer's state dict.
+        averages: the weight averages' states by kind (``"lookahead"``, ``"ema"``).
+        **metadata: the run's ``config``, ``loop`` state, ``rng`` states and ``epoch``.
     """
     meta = {
         **_base_metadata(model, "checkpoint"),
@@ -217,6 +235,9 @@ def load_arrays(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]
 
     Only the file's structure is checked here (safetensors layout, metadata JSON); the
     metadata's fields are checked by :func:`check_metadata`.
+
+    Args:
+        path: the safetensors file.
     """
     from safetensors import SafetensorError
     from safetensors.numpy import load
@@ -469,6 +490,9 @@ class LoadedModel:
 
     ``class_names``, ``normalizer`` and ``image_shape`` raise a :class:`CheckpointError` that
     says which flag supplies them when the file does not record them.
+
+    ``model`` is the rebuilt model (in evaluation mode), ``metadata`` the file's checked metadata
+    and ``path`` the file it was read from.
     """
 
     model: Layer
@@ -485,15 +509,18 @@ class LoadedModel:
 
     @property
     def dtype(self) -> np.dtype:
+        """The dtype of the model's parameters, as the file records it."""
         return np.dtype(self.metadata["dtype"])
 
     @property
     def class_names(self) -> list[str]:
+        """The class names, in label order (an error when the file has none)."""
         self.require("class_names")
         return self._class_names  # type: ignore[return-value]
 
     @property
     def normalizer(self) -> Normalizer:
+        """The normalisation the model was trained with (an error when the file has none)."""
         self.require("normalization")
         return self._normalizer  # type: ignore[return-value]
 
@@ -623,6 +650,12 @@ def load_checkpoint(
 
     Returns a :class:`LoadedModel` whose model is in evaluation mode.
     Raises CheckpointError naming the file and the field.
+
+    Args:
+        path: the model file or training checkpoint.
+        class_names: class names for a file saved without them.
+        normalization: the normalisation for a file saved without it.
+        image_shape: ``(H, W, C)`` for a file saved without it.
     """
     path = Path(path)
     arrays, raw_meta = load_arrays(path)
@@ -688,8 +721,12 @@ def load_pretrained(model: Layer, path: str | Path) -> TransferReport:
 
 @dataclass
 class TrainingCheckpoint:
-    """A resumable checkpoint: the checked metadata and the model and optimizer tensors, and
-    the state of each weight average (``averages[kind]`` is its ``state_dict()``)."""
+    """A resumable checkpoint: the checked metadata and the model and optimizer tensors.
+
+    ``path`` is the file it was read from, ``model_state`` the model's state dict and
+    ``optimizer_buffers`` the optimizer's (momentum, Adam moments), by name, and
+    ``averages[kind]`` the ``state_dict()`` of each weight average (``"lookahead"``, ``"ema"``).
+    """
 
     path: Path
     metadata: dict[str, Any]
@@ -703,6 +740,9 @@ def load_training_checkpoint(path: str | Path) -> TrainingCheckpoint:
 
     A model file (``best.safetensors``, a file from :func:`save_model`) is refused with a
     message saying it holds no optimizer or loop state. Nothing is written.
+
+    Args:
+        path: the checkpoint (``last.safetensors`` of a run).
     """
     path = Path(path)
     arrays, raw_meta = load_arrays(path)

@@ -29,7 +29,7 @@ class FeatureClusters:
     """k-means clusters of images by their feature maps at one layer, and a 2-D embedding."""
 
     layer: str  # e.g. "relu2 (after conv2)"
-    pooling: str
+    pooling: str  # how each feature map became a vector: "avg", "max" or "flatten"
     features: np.ndarray  # (N, D) the standardised feature vectors that were clustered
     assignments: np.ndarray  # (N,) each image's cluster
     centers: np.ndarray  # (k, D) the cluster centres in feature space
@@ -38,6 +38,7 @@ class FeatureClusters:
 
     @property
     def num_clusters(self) -> int:
+        """The number of clusters, ``k``."""
         return len(self.centers)
 
     def members(self, cluster: int) -> np.ndarray:
@@ -71,6 +72,14 @@ def layer_features(
 
     ``avg``/``max`` pool each channel's map to one number; ``flatten`` keeps every position.
     A layer without spatial axes (after Flatten) gives its output as it is.
+
+    Args:
+        model: the trained model.
+        images: the images.
+        normalizer: the normalisation the model was trained with.
+        layer: index or name of a top-level layer; ``None``: the last conv.
+        pooling: ``"avg"``, ``"max"`` or ``"flatten"``.
+        batch_size: images per forward pass.
 
     Shape: ``images (N, H, W, C)`` uint8 -> ``(N, channels)`` or ``(N, channels*h*w)``.
     """
@@ -107,6 +116,16 @@ def cluster_features(
 
     The vectors are standardised per feature (zero mean, unit variance over the images) so
     that no channel dominates the distances by its scale alone.
+
+    Args:
+        model: the trained model.
+        images: the images to cluster.
+        normalizer: the normalisation the model was trained with.
+        layer: index or name (``"conv2"``) of a top-level layer; ``None``: the last conv.
+        num_clusters: ``k`` of k-means.
+        pooling: how a feature map becomes a vector, one of :data:`POOLINGS`.
+        embedding: the 2-D embedding, one of :data:`EMBEDDINGS`.
+        rng: seeds k-means and the embedding; ``None``: a generator seeded with 0.
 
     Shape: ``images (N, H, W, C)`` uint8.
     """

@@ -40,6 +40,7 @@ class FilterAblation:
 
     @property
     def baseline_accuracy(self) -> float:
+        """The accuracy with every filter in place."""
         return float(self.baseline_correct.sum() / self.class_counts.sum())
 
     @property
@@ -70,7 +71,12 @@ class FilterAblation:
 
 
 def resolve_conv(model: Layer, layer: int | str | None = None) -> int:
-    """The index of a ``Conv2d`` among the model's top-level layers (default: the last one)."""
+    """The index of a ``Conv2d`` among the model's top-level layers (default: the last one).
+
+    Args:
+        model: the model.
+        layer: index or name (``"conv2"``) of a top-level ``Conv2d``; ``None``: the last one.
+    """
     names = interpret.layer_names(model)
     children = list(model)
     convs = [i for i, child in enumerate(children) if isinstance(child, L.Conv2d)]
@@ -88,7 +94,12 @@ def resolve_conv(model: Layer, layer: int | str | None = None) -> int:
 
 
 def filter_groups(num_filters: int, group_size: int = 1) -> list[tuple[int, ...]]:
-    """Consecutive groups of ``group_size`` filters (the last one may be smaller)."""
+    """Consecutive groups of ``group_size`` filters (the last one may be smaller).
+
+    Args:
+        num_filters: the layer's output channels.
+        group_size: filters per group.
+    """
     if group_size < 1:
         raise ValueError(f"group_size must be >= 1, got {group_size}")
     return [

@@ -82,7 +82,12 @@ def layer_names(model: Layer) -> list[str]:
 
 def resolve_layer(model: Layer, layer: int | str | None = None) -> int:
     """The index of a top-level layer given by index, by name (``"conv2"``) or, for ``None``,
-    the last layer whose output still has spatial axes (where Grad-CAM is usually taken)."""
+    the last layer whose output still has spatial axes (where Grad-CAM is usually taken).
+
+    Args:
+        model: the model.
+        layer: an index (negative counts from the end), a name such as ``"conv2"``, or ``None``.
+    """
     children = _children(model)
     names = layer_names(model)
     if layer is None:
@@ -109,6 +114,10 @@ def resolve_layer(model: Layer, layer: int | str | None = None) -> int:
 def layer_outputs(model: Layer, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
     """Every top-level layer's output for one evaluation-mode forward pass.
 
+    Args:
+        model: the model, in evaluation mode; its top-level layers are walked.
+        x: the input batch, normalised.
+
     Shape: ``x (N, C, H, W)`` -> one ``(name, array)`` per layer, arrays with the batch axis.
     """
     outputs = []
@@ -123,6 +132,10 @@ def feature_maps(model: Layer, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
 
     A conv followed directly by an activation is shown after the activation, labelled
     ``"conv1 + relu1"``, because that is what the next layer sees.
+
+    Args:
+        model: the model, in evaluation mode; its top-level layers are walked.
+        x: one normalised image.
 
     Shape: ``x (1, C, H, W)`` -> a list of ``(label, (channels, h, w))``.
     """
@@ -219,6 +232,15 @@ def grad_cam(
     each image's maximum is 1 (an all-zero map stays zero) and, with ``upsample``, resized
     bilinearly to the input size. ``class_index`` None takes each image's predicted class.
 
+    Args:
+        model: the model, in evaluation mode; its top-level layers are walked.
+        x: normalised images.
+        layer: the layer whose output is weighed (index or name); ``None``: the last conv, after
+            its activation.
+        class_index: the class to explain, one for all or one per image; ``None``: each image's
+            predicted class.
+        upsample: resize the maps to the input size.
+
     Shape: ``x (N, C, H, W)`` -> ``(N, H, W)`` (or the layer's ``(N, h, w)`` without upsample).
     """
     index = resolve_layer(model, layer)
@@ -241,6 +263,12 @@ def input_gradient(
 ) -> np.ndarray:
     """The gradient of the chosen class's logit with respect to the input image.
 
+    Args:
+        model: the model, in evaluation mode; its top-level layers are walked.
+        x: normalised images.
+        class_index: the logit to differentiate, one for all or one per image; ``None``: each
+            image's predicted class.
+
     Shape: ``x (N, C, H, W)`` -> ``(N, C, H, W)``.
     """
     _, grad, _ = _backward_from_logits(model, x, 0, class_index)
@@ -251,6 +279,12 @@ def saliency(
     model: Layer, x: np.ndarray, class_index: int | np.ndarray | None = None
 ) -> np.ndarray:
     """Input-gradient saliency (Simonyan et al., 2014): ``max_c |d logit / d x[c, i, j]|``.
+
+    Args:
+        model: the model, in evaluation mode; its top-level layers are walked.
+        x: normalised images.
+        class_index: the logit to differentiate, one for all or one per image; ``None``: each
+            image's predicted class.
 
     Shape: ``x (N, C, H, W)`` -> ``(N, H, W)``, each image scaled to a maximum of 1.
     """
@@ -272,6 +306,15 @@ def occlusion(
     over the image in steps of ``stride``, the last position flush with the far edge; each
     occluded copy is classified, in batches of ``batch_size``. A pixel's value is the mean drop
     in the class's probability over the patches that covered it (negative where hiding helps).
+
+    Args:
+        model: the model, in evaluation mode; its top-level layers are walked.
+        x: one normalised image.
+        class_index: the class whose probability is watched; ``None``: the predicted class.
+        patch_size: side of the square that hides part of the image.
+        stride: the step between patch positions.
+        fill: the value of the hidden pixels (0: the dataset mean after normalisation).
+        batch_size: occluded copies per forward pass.
 
     Shape: ``x (1, C, H, W)`` or ``(C, H, W)`` -> ``(H, W)``.
     """
@@ -335,6 +378,14 @@ def top_activating_images(
     A channel's response to an image is the maximum of its feature map (a 2-D layer's unit is
     its value). The forward pass stops at the layer.
 
+    Args:
+        model: the model, in evaluation mode; its top-level layers are walked.
+        images: the images to search.
+        normalizer: the normalisation the model was trained with.
+        layer: index or name of the layer; ``None``: the last conv, after its activation.
+        num_images: images kept per channel.
+        batch_size: images per forward pass.
+
     Shape: ``images (N, H, W, C)`` uint8 -> ``indices (channels, num_images)`` into ``images``
     and ``scores (channels, num_images)``, best first.
     """
@@ -361,7 +412,7 @@ class LayerActivationStats:
 
     name: str  # e.g. "relu1 (after conv1)"
     units: int
-    mean_activation: float
+    mean_activation: float  # over images, positions and units
     zero_fraction: float
     dead_fraction: float
 
@@ -370,6 +421,12 @@ def activation_stats(
     model: Layer, images: np.ndarray, normalizer: Normalizer, batch_size: int = 250
 ) -> list[LayerActivationStats]:
     """Mean activation and dead-unit fraction of every activation layer (ReLU and friends).
+
+    Args:
+        model: the trained model.
+        images: the images to run through it.
+        normalizer: the normalisation the model was trained with.
+        batch_size: images per forward pass.
 
     Shape: ``images (N, H, W, C)`` uint8.
     """
@@ -412,6 +469,10 @@ def activation_stats(
 def receptive_fields(model: Layer, input_shape: tuple[int, ...]) -> list[tuple[str, int | None]]:
     """Each top-level layer's receptive field in input pixels (None after flatten).
 
+    Args:
+        model: the model.
+        input_shape: the input's shape.
+
     Shape: ``input_shape`` is one example without the batch axis, e.g. ``(3, 32, 32)``.
     """
     from scratchcnn.layers.summary import summarize
@@ -424,6 +485,9 @@ def parameter_grad_norms(model: Layer) -> dict[str, float]:
     """The L2 norm of each parameter's current gradient, by parameter name (for grad_norms.jsonl).
 
     Record the per-step values and average them over an epoch to plot gradient flow.
+
+    Args:
+        model: a model after ``backward``.
     """
     return {
         name: float(np.sqrt(np.sum(param.grad.astype(np.float64) ** 2)))
@@ -442,6 +506,10 @@ def _scale_to_unit(maps: np.ndarray) -> np.ndarray:
 
 def resize_bilinear(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Bilinear resize with half-pixel centres (``align_corners=False``, as PyTorch/OpenCV).
+
+    Args:
+        maps: the maps to resize.
+        size: ``(H, W)``, the new size.
 
     Shape: ``maps (N, h, w)`` -> ``(N, H, W)``.
     """

@@ -54,6 +54,11 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: i
 
     Matches ``sklearn.metrics.confusion_matrix(labels, predictions, labels=range(K))``.
 
+    Args:
+        labels: the true classes.
+        predictions: the predicted classes.
+        num_classes: ``K``; labels and predictions must lie in ``[0, K)``.
+
     Shape: ``labels (N,)``, ``predictions (N,)`` -> ``(K, K)`` int64.
     """
     labels = _check_labels(labels, num_classes)
@@ -71,6 +76,9 @@ def normalize_rows(matrix: np.ndarray) -> np.ndarray:
     """Divide each row by its sum, so row ``i`` is the distribution of predictions for class ``i``.
 
     A row with no images stays all zero (not NaN), as with scikit-learn's ``normalize='true'``.
+
+    Args:
+        matrix: a confusion matrix of counts.
 
     Shape: ``(K, K) -> (K, K)`` float64.
     """
@@ -122,6 +130,11 @@ def classification_scores(
 
     Matches ``sklearn.metrics.precision_recall_fscore_support(..., zero_division=0)``.
 
+    Args:
+        labels: the true classes.
+        predictions: the predicted classes.
+        num_classes: ``K``; labels and predictions must lie in ``[0, K)``.
+
     Shape: ``labels (N,)``, ``predictions (N,)``.
     """
     matrix = confusion_matrix(labels, predictions, num_classes).astype(np.float64)
@@ -171,7 +184,7 @@ class RocCurve:
     fpr: np.ndarray
     tpr: np.ndarray
     thresholds: np.ndarray
-    auc: float
+    auc: float  # area under the curve, by the trapezoid rule
 
 
 def roc_curve(is_positive: np.ndarray, scores: np.ndarray) -> RocCurve:

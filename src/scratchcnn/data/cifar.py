@@ -272,6 +272,10 @@ def _python_from_members(members: dict[str, bytes], archive: Path) -> Dataset:
 def read_cifar10_archive(archive: str | os.PathLike[str], expected_md5: str | None) -> Dataset:
     """Read either official CIFAR-10 archive, telling them apart by their member names.
 
+    Args:
+        archive: ``cifar-10-binary.tar.gz`` or ``cifar-10-python.tar.gz`` (any name).
+        expected_md5: the md5 the archive must have; ``None`` skips the check.
+
     Shape:
         Returns (N, 32, 32, 3) uint8 images, as :func:`read_cifar10_binary`.
     """

@@ -53,6 +53,9 @@ class Dataset:
         train_labels: (N_train,) int64 in ``[0, len(class_names))``.
         test_images: (N_test, H, W, C) uint8.
         test_labels: (N_test,) int64.
+
+    ``name`` is the dataset's name as the loaders give it (e.g. ``"cifar10"``); ``class_names``
+    name the labels in order.
     """
 
     train_images: np.ndarray
@@ -101,7 +104,11 @@ class Dataset:
 
 def default_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """Resolve the cache directory: the argument, else ``$SCRATCHCNN_DATA``, else
-    ``~/.cache/scratchcnn``."""
+    ``~/.cache/scratchcnn``.
+
+    Args:
+        cache_dir: an explicit directory, which wins when given.
+    """
     if cache_dir is not None:
         return Path(cache_dir).expanduser()
     from_env = os.environ.get("SCRATCHCNN_DATA")
@@ -111,7 +118,12 @@ def default_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
 
 
 def md5_file(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
-    """Hex md5 digest of a file, read in chunks so large archives never sit in memory twice."""
+    """Hex md5 digest of a file, read in chunks so large archives never sit in memory twice.
+
+    Args:
+        path: the file to hash.
+        chunk_size: bytes read at a time.
+    """
     digest = hashlib.md5()
     with open(path, "rb") as handle:
         while chunk := handle.read(chunk_size):

@@ -45,6 +45,9 @@ def download_url(
         opener: replacement for ``urllib.request.urlopen`` (for tests).
         timeout: socket timeout in seconds.
 
+    Args:
+        chunk_size: bytes read and written at a time.
+
     Returns:
         ``destination`` as a Path.
 

@@ -49,6 +49,10 @@ _UBYTE_TYPE_CODE = 0x08
 def read_idx(path: str | os.PathLike[str], expected_md5: str | None = None) -> np.ndarray:
     """Read one unsigned-byte IDX file, gzipped (``.gz``) or plain.
 
+    Args:
+        path: the IDX file.
+        expected_md5: the md5 the file must have; ``None`` skips the check.
+
     Shape:
         Returns a uint8 array of the dimensions in the header, e.g. (N, 28, 28) or (N,).
     """

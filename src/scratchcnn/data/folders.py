@@ -172,6 +172,11 @@ def read_image_file(
     decompression-bomb warning is an error here: a file that claims billions of pixels is
     refused instead of filling memory.
 
+    Args:
+        path: the image file (any format Pillow reads).
+        size: ``(height, width)`` the model expects.
+        channels: 1 (greyscale) or 3 (RGB), the model's input channels.
+
     Shape: returns ``(height, width, channels)`` uint8, ``channels`` 1 (grey) or 3 (RGB).
 
     Raises:

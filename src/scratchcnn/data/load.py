@@ -168,6 +168,14 @@ def load_cifar10(
 
     ``url``, ``md5`` and ``opener`` exist so tests can serve a small archive offline.
 
+    Args:
+        cache_dir: where downloads and decoded arrays go; ``None``: :func:`default_cache_dir`.
+        download: fetch the files when they are not in the cache (else raise :class:`DataError`).
+        progress: show progress bars.
+        url: where to download the binary archive from.
+        md5: the archive's expected md5.
+        opener: replacement for ``urllib.request.urlopen`` (for tests).
+
     Shape:
         Returns train images (50000, 32, 32, 3) uint8 and test images (10000, 32, 32, 3).
     """
@@ -192,6 +200,14 @@ def load_fashion_mnist(
 ) -> Dataset:
     """Fashion-MNIST from the cache, else from the four official IDX files.
 
+    Args:
+        cache_dir: where downloads and decoded arrays go; ``None``: :func:`default_cache_dir`.
+        download: fetch the files when they are not in the cache (else raise :class:`DataError`).
+        progress: show progress bars.
+        base_url: the folder URL holding the four IDX files.
+        md5s: expected md5 of each file by name; ``None``: the official ones.
+        opener: replacement for ``urllib.request.urlopen`` (for tests).
+
     Shape:
         Returns train images (60000, 28, 28, 1) uint8 and test images (10000, 28, 28, 1).
     """
@@ -210,6 +226,14 @@ def load_svhn(
     opener: Opener | None = None,
 ) -> Dataset:
     """SVHN (cropped digits) from the cache, else from the two official ``.mat`` files.
+
+    Args:
+        cache_dir: where downloads and decoded arrays go; ``None``: :func:`default_cache_dir`.
+        download: fetch the files when they are not in the cache (else raise :class:`DataError`).
+        progress: show progress bars.
+        base_url: the folder URL holding ``train_32x32.mat`` and ``test_32x32.mat``.
+        md5s: expected md5 of each file by name; ``None``: the official ones.
+        opener: replacement for ``urllib.request.urlopen`` (for tests).
 
     Shape:
         Returns train images (73257, 32, 32, 3) uint8 and test images (26032, 32, 32, 3).

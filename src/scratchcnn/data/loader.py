@@ -19,6 +19,14 @@ class BatchIterator:
     Batches are gathered with fancy indexing, so they are fresh in-memory copies even when
     ``images`` is a read-only memory map.
 
+    Args:
+        images: the images.
+        labels: their labels (integer classes or soft-target rows).
+        batch_size: images per batch.
+        shuffle: a fresh order every epoch (else dataset order).
+        rng: the generator of the orders; required with ``shuffle``.
+        drop_last: leave out a last batch smaller than ``batch_size``.
+
     Shape:
         images: (N, H, W, C) uint8; labels: (N,) or (N, K). Each batch: (B, H, W, C) and (B,)
         or (B, K), with B = batch_size except possibly the last one.

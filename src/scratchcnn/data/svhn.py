@@ -25,6 +25,10 @@ def read_svhn_mat(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read one SVHN ``.mat`` file; label 10 (the official code for digit 0) becomes 0.
 
+    Args:
+        path: ``train_32x32.mat`` or ``test_32x32.mat``.
+        expected_md5: the md5 the file must have; ``None`` skips the check.
+
     Shape:
         The file holds X (32, 32, 3, N) and y (N, 1) in 1..10; returns images (N, 32, 32, 3)
         uint8 and labels (N,) int64 in 0..9.

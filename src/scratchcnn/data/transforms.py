@@ -150,6 +150,7 @@ class AlternatingFlip:
 
     @property
     def num_images(self) -> int:
+        """The number of images the flips were drawn for."""
         return len(self.first_epoch_flips)
 
     def flips(self, indices: np.ndarray, epoch: int) -> np.ndarray:
@@ -481,7 +482,12 @@ class CutMix:
 
 
 class MixupOrCutMix:
-    """Per batch, apply Mixup or CutMix with equal probability (as timm does with both on)."""
+    """Per batch, apply Mixup or CutMix with equal probability (as timm does with both on).
+
+    Args:
+        mixup_alpha: ``alpha`` of Mixup's ``Beta(alpha, alpha)`` mixing weight, ``> 0``.
+        cutmix_alpha: ``alpha`` of CutMix's ``Beta(alpha, alpha)`` area fraction, ``> 0``.
+    """
 
     def __init__(self, mixup_alpha: float, cutmix_alpha: float) -> None:
         self.mixup = Mixup(mixup_alpha)
@@ -515,6 +521,19 @@ def build_transforms(
 
     The order is geometric first (affine, crop, flip), then colour, then Cutout last, so the
     blank square is not rotated or shifted off the image. A crop keeps the image size.
+
+    Args:
+        flip: random horizontal flips.
+        crop_padding: pad by this many pixels, then crop back at a random offset (a translation); 0
+            is off.
+        crop_padding_mode: ``"constant"`` (zeros) or ``"reflect"``.
+        brightness: :class:`ColorJitter` brightness strength; 0 is off.
+        contrast: :class:`ColorJitter` contrast strength; 0 is off.
+        saturation: :class:`ColorJitter` saturation strength; 0 is off.
+        rotation_degrees: random rotation by up to this many degrees; 0 is off.
+        scale: ``(low, high)`` range of the random scaling factor; ``(1, 1)`` is off.
+        cutout_size: side of the :class:`Cutout` square; 0 is off.
+        cutout_p: probability that an image gets the Cutout square.
     """
     transforms: list[Transform] = []
     if rotation_degrees > 0 or tuple(scale) != (1.0, 1.0):
@@ -532,7 +551,12 @@ def build_transforms(
 
 def build_mixer(mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0) -> Mixer | None:
     """The batch mixer a training config asks for: None when both are off, one of them, or
-    :class:`MixupOrCutMix` when both are on."""
+    :class:`MixupOrCutMix` when both are on.
+
+    Args:
+        mixup_alpha: Mixup's ``Beta(alpha, alpha)`` parameter; 0 is off.
+        cutmix_alpha: CutMix's ``Beta(alpha, alpha)`` parameter; 0 is off.
+    """
     if mixup_alpha > 0 and cutmix_alpha > 0:
         return MixupOrCutMix(mixup_alpha, cutmix_alpha)
     if mixup_alpha > 0:

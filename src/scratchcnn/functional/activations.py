@@ -17,6 +17,9 @@ def erf(x: np.ndarray) -> np.ndarray:
     SciPy's ``special.erf`` is used when SciPy is installed; otherwise Python's ``math.erf``
     element by element (exact, but slow), so the engine itself needs nothing but NumPy.
 
+    Args:
+        x: any array of floats.
+
     Shape: any -> same.
     """
     try:
@@ -55,6 +58,10 @@ def gelu(x: np.ndarray, approximate: str = "none") -> np.ndarray:
 
 def gelu_grad(x: np.ndarray, approximate: str = "none") -> np.ndarray:
     """Derivative of :func:`gelu`: ``Phi(x) + x * phi(x)`` (or that of the tanh form).
+
+    Args:
+        x: the GELU's input.
+        approximate: ``"none"`` (erf form) or ``"tanh"``, as the forward pass used.
 
     Shape: any -> same.
     """

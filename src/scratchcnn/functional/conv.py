@@ -24,7 +24,15 @@ Pad2d = tuple[tuple[int, int], tuple[int, int]]  # ((top, bottom), (left, right)
 def conv_output_size(
     size: int, kernel: int, stride: int, pad: tuple[int, int], dilation: int
 ) -> int:
-    """Output length along one axis: ``floor((size + pad0 + pad1 - d(k-1) - 1) / s) + 1``."""
+    """Output length along one axis: ``floor((size + pad0 + pad1 - d(k-1) - 1) / s) + 1``.
+
+    Args:
+        size: the input length along the axis.
+        kernel: the kernel length along the axis.
+        stride: the step between windows.
+        pad: ``(before, after)`` padding.
+        dilation: the spacing between kernel taps.
+    """
     return (size + pad[0] + pad[1] - dilation * (kernel - 1) - 1) // stride + 1
 
 
@@ -88,6 +96,13 @@ def im2col(
 ) -> tuple[np.ndarray, tuple[int, int]]:
     """Unroll every receptive field of ``x`` into a row.
 
+    Args:
+        x: the input batch.
+        kernel_size: ``(kh, kw)``.
+        stride: ``(sh, sw)``, the step between windows.
+        padding: ``((top, bottom), (left, right))`` zeros around the input.
+        dilation: ``(dh, dw)``, the spacing between kernel taps.
+
     Shape: ``(N, C, H, W) -> (N * OH * OW, C * KH * KW)``; also returns ``(OH, OW)``.
     Row ``n * OH * OW + i * OW + j`` holds the window that produces output pixel ``(n, i, j)``;
     its columns are ordered ``(c, kh, kw)``, matching a weight reshaped to ``(OC, C*KH*KW)``.
@@ -109,6 +124,14 @@ def col2im(
     dilation: tuple[int, int],
 ) -> np.ndarray:
     """Fold column gradients back onto the input, summing where windows overlap (im2col's adjoint).
+
+    Args:
+        cols: gradients of the im2col matrix, as :func:`im2col` laid it out.
+        input_shape: ``(N, C, H, W)`` of the input the matrix was built from.
+        kernel_size: ``(kh, kw)``.
+        stride: ``(sh, sw)``, the step between windows.
+        padding: ``((top, bottom), (left, right))`` zeros around the input.
+        dilation: ``(dh, dw)``, the spacing between kernel taps.
 
     Shape: ``(N * OH * OW, C * KH * KW) -> (N, C, H, W)``.
     The loop runs over the KH * KW kernel offsets only; each iteration adds one strided slab.
@@ -137,6 +160,14 @@ def conv2d_forward(
 ) -> tuple[np.ndarray, np.ndarray]:
     """2-D cross-correlation (what deep learning calls convolution).
 
+    Args:
+        x: the input batch.
+        weight: the filters.
+        bias: one value per filter, or ``None``.
+        stride: ``(sh, sw)``, the step between windows.
+        padding: ``((top, bottom), (left, right))`` zeros around the input.
+        dilation: ``(dh, dw)``, the spacing between kernel taps.
+
     Shape: ``x (N, C, H, W)``, ``weight (OC, C, KH, KW)``, ``bias (OC,)`` ->
     ``out (N, OC, OH, OW)``; also returns the im2col matrix ``(N*OH*OW, C*KH*KW)`` for backward.
     """
@@ -161,6 +192,17 @@ def conv2d_backward(
     need_weight_grad: bool = True,
 ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     """Gradients of a convolution with respect to its input, weight and bias.
+
+    Args:
+        grad_out: ``d loss / d out``.
+        cols: the im2col matrix :func:`conv2d_forward` returned.
+        input_shape: ``(N, C, H, W)`` of the forward input.
+        weight: the filters of the forward pass.
+        stride: ``(sh, sw)``, the step between windows.
+        padding: ``((top, bottom), (left, right))`` zeros around the input.
+        dilation: ``(dh, dw)``, the spacing between kernel taps.
+        need_input_grad: compute ``grad_x`` (the first layer of a network skips it).
+        need_weight_grad: compute ``grad_w`` and ``grad_b`` (frozen layers skip them).
 
     Shape: ``grad_out (N, OC, OH, OW)``, ``cols (N*OH*OW, C*KH*KW)`` ->
     ``grad_x (N, C, H, W)`` (``None`` unless ``need_input_grad``), ``grad_w (OC, C, KH, KW)``

@@ -8,6 +8,10 @@ import numpy as np
 def log_softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     """``logits - logsumexp(logits)``, shifting by the maximum so nothing overflows.
 
+    Args:
+        logits: unnormalised log-probabilities.
+        axis: the axis the normalisation runs over.
+
     Shape: any -> same.
     """
     shifted = logits - logits.max(axis=axis, keepdims=True)
@@ -16,6 +20,10 @@ def log_softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
 
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     """Probabilities ``exp(x) / sum(exp(x))``, computed stably.
+
+    Args:
+        logits: unnormalised log-probabilities.
+        axis: the axis that sums to 1.
 
     Shape: any -> same.
     """
@@ -48,6 +56,11 @@ def cross_entropy(
     """Mean cross-entropy between ``softmax(logits)`` and the target, and its logit gradient.
 
     The gradient of the mean loss is ``(softmax(logits) - target_distribution) / N``.
+
+    Args:
+        logits: the model's raw outputs.
+        target: integer labels, or one probability row per example (soft targets).
+        label_smoothing: ``eps``: the target becomes ``(1 - eps) * target + eps / K``.
 
     Shape: ``logits (N, K)``, ``target (N,)`` or ``(N, K)`` -> ``(loss, grad (N, K))``.
     """

@@ -36,6 +36,9 @@ def per_channel(v: np.ndarray, ndim: int) -> np.ndarray:
 def batch_norm_statistics(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The mean and biased variance of each channel of the batch.
 
+    Args:
+        x: the batch, channels on axis 1.
+
     Shape: ``(N, C, ...) -> (C,), (C,)``.
     """
     axes = channel_axes(x)
@@ -51,6 +54,15 @@ def batch_norm_forward(
     eps: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Normalise each channel with ``mean`` and ``var``, then scale by ``weight``, add ``bias``.
+
+    Args:
+        x: the batch, channels on axis 1.
+        weight: the per-channel scale (gamma).
+        bias: the per-channel shift (beta).
+        mean: the per-channel mean to subtract (the batch's in training, the running one in
+            evaluation).
+        var: the per-channel variance to divide by.
+        eps: added to ``var`` before the square root.
 
     Shape: ``x (N, C, ...)``, ``weight, bias, mean, var (C,)`` -> ``out`` like ``x``, and for
     backward ``x_hat`` like ``x`` and ``inv_std (C,)``.

@@ -28,6 +28,12 @@ def max_pool2d_forward(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Maximum of each window; padding never wins (it is ``-inf``).
 
+    Args:
+        x: the input batch.
+        kernel_size: ``(kh, kw)``.
+        stride: ``(sh, sw)``.
+        padding: ``((top, bottom), (left, right))``, filled with ``-inf``.
+
     Shape: ``(N, C, H, W) -> (N, C, OH, OW)``; also returns the flat argmax inside each window,
     ``(N, C, OH, OW)`` integers in ``[0, KH*KW)``. Ties go to the first position in the window.
     """
@@ -51,6 +57,14 @@ def max_pool2d_backward(
 ) -> np.ndarray:
     """Route each output gradient to the single input that won its window.
 
+    Args:
+        grad_out: ``d loss / d out``.
+        argmax: the winners :func:`max_pool2d_forward` returned.
+        input_shape: ``(N, C, H, W)`` of the forward input.
+        kernel_size: ``(kh, kw)``.
+        stride: ``(sh, sw)``.
+        padding: ``((top, bottom), (left, right))``.
+
     Shape: ``grad_out (N, C, OH, OW)`` -> ``grad_x (N, C, H, W)``.
     """
     n, c, h, w = input_shape
@@ -70,6 +84,12 @@ def avg_pool2d_forward(
 ) -> np.ndarray:
     """Mean of each window, zero padding counted in the mean (PyTorch's default).
 
+    Args:
+        x: the input batch.
+        kernel_size: ``(kh, kw)``.
+        stride: ``(sh, sw)``.
+        padding: ``((top, bottom), (left, right))`` zeros, counted in the mean.
+
     Shape: ``(N, C, H, W) -> (N, C, OH, OW)``.
     """
     out_size = _out_size(x.shape, kernel_size, stride, padding)
@@ -85,6 +105,13 @@ def avg_pool2d_backward(
     padding: Pad2d,
 ) -> np.ndarray:
     """Spread each output gradient evenly over its window.
+
+    Args:
+        grad_out: ``d loss / d out``.
+        input_shape: ``(N, C, H, W)`` of the forward input.
+        kernel_size: ``(kh, kw)``.
+        stride: ``(sh, sw)``.
+        padding: ``((top, bottom), (left, right))``.
 
     Shape: ``grad_out (N, C, OH, OW)`` -> ``grad_x (N, C, H, W)``.
     """

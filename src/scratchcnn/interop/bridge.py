@@ -481,12 +481,19 @@ def scratchcnn_state_to_torch(state: dict[str, np.ndarray]) -> dict[str, torch.T
 
     It loads with ``torch_module.load_state_dict(...)`` into the module :func:`to_torch` builds
     for that architecture (torch fills in ``num_batches_tracked`` itself).
+
+    Args:
+        state: ``model.state_dict()`` of a scratchcnn model.
     """
     return {name: _tensor(value) for name, value in state.items()}
 
 
 def torch_state_to_scratchcnn(state: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
-    """A torch ``state_dict`` as NumPy arrays, minus batch norm's ``num_batches_tracked``."""
+    """A torch ``state_dict`` as NumPy arrays, minus batch norm's ``num_batches_tracked``.
+
+    Args:
+        state: ``module.state_dict()`` of a torch module.
+    """
     return {
         name: _array(value)
         for name, value in state.items()
@@ -500,6 +507,11 @@ def load_torch_state_dict(
     """Load a torch ``state_dict`` of a matching architecture into a scratchcnn ``model``.
 
     Names and shapes must match (see :meth:`Layer.load_state_dict`); returns ``model``.
+
+    Args:
+        model: the scratchcnn model to load into.
+        torch_state: ``module.state_dict()`` of the torch twin.
+        strict: require every name of both sides to match (else load the common ones).
     """
     model.load_state_dict(torch_state_to_scratchcnn(torch_state), strict=strict)
     return model
@@ -507,6 +519,9 @@ def load_torch_state_dict(
 
 def load_torch_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """A scratchcnn checkpoint (see :func:`scratchcnn.serialization.load_model`) as torch.
+
+    Args:
+        path: the scratchcnn model file or training checkpoint.
 
     Returns ``(module, metadata)``; the module is in evaluation mode.
     """

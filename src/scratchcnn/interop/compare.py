@@ -52,13 +52,14 @@ class ComparisonResult:
     ``train_accuracy``, ``val_loss``, ``val_accuracy``, ``train_seconds`` and ``eval_seconds``.
     """
 
-    config: dict[str, Any]
+    config: dict[str, Any]  # the compared run's TrainConfig
     steps: list[dict[str, float]] = field(default_factory=list)
     epochs: list[dict[str, Any]] = field(default_factory=list)
-    lines_of_code: dict[str, dict[str, int]] = field(default_factory=dict)
-    environment: dict[str, Any] = field(default_factory=dict)
+    lines_of_code: dict[str, dict[str, int]] = field(default_factory=dict)  # see lines_of_code()
+    environment: dict[str, Any] = field(default_factory=dict)  # versions, threads, data sizes
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-able dict."""
         return asdict(self)
 
     def loss_curve(self, framework: str) -> np.ndarray:
@@ -69,6 +70,13 @@ class ComparisonResult:
 # --- the scratchcnn side ----------------------------------------------------------------------
 def scratchcnn_train_step(model, optimizer, loss_fn, x: np.ndarray, y: np.ndarray):
     """One SGD step on a batch; returns the batch's mean loss and its number of correct answers.
+
+    Args:
+        model (Layer): the scratchcnn model.
+        optimizer (Optimizer): its optimizer.
+        loss_fn (CrossEntropyLoss): the loss.
+        x: the normalised batch.
+        y: its labels.
 
     Shape: ``x (B, C, H, W)``, ``y (B,)``.
     """
@@ -108,6 +116,14 @@ def torch_train_step(
     With ``mixed``, forward and loss run under ``torch.autocast("cpu", dtype=torch.bfloat16)``
     (PyTorch's mixed precision on CPU; the backward pass follows the forward's dtypes).
 
+    Args:
+        model (torch.nn.Module): the torch model.
+        optimizer (torch.optim.Optimizer): its optimizer.
+        loss_fn (torch.nn.Module): the loss.
+        x: the normalised batch.
+        y: its labels.
+        mixed: run forward and loss under bfloat16 autocast.
+
     Shape: ``x (B, C, H, W)``, ``y (B,)``.
     """
     import torch
@@ -125,7 +141,16 @@ def torch_train_step(
 def torch_evaluate(
     model, images: np.ndarray, labels: np.ndarray, normalizer, batch_size: int, dtype=np.float32
 ):
-    """Mean cross-entropy and accuracy over uint8 NHWC ``images``, in evaluation mode."""
+    """Mean cross-entropy and accuracy over uint8 NHWC ``images``, in evaluation mode.
+
+    Args:
+        model (torch.nn.Module): the torch model.
+        images: uint8 ``(N, H, W, C)`` images.
+        labels: their classes.
+        normalizer (Normalizer): the normalisation the model was trained with.
+        batch_size: images per forward pass.
+        dtype (type): the model's dtype.
+    """
     import torch
     import torch.nn.functional as F
 
@@ -180,6 +205,14 @@ def compare_frameworks(
     ``precision="mixed"`` trains each side in its mixed precision: scratchcnn keeps the
     activations saved for backward in float16 (``scratchcnn.fast.settings(storage="float16")``),
     PyTorch runs forward and loss under ``torch.autocast("cpu", dtype=torch.bfloat16)``.
+
+    Args:
+        config: the training run to compare.
+        steps: stop after this many optimizer steps; ``None``: run every epoch.
+        epochs: the run's length; ``None``: ``config.epochs``.
+        data: the prepared data; ``None`` loads ``config.data``.
+        log (Callable[[str], None] | None): called with one line per epoch; ``None`` for silence.
+        precision: ``"float32"`` or ``"mixed"`` (see above).
     """
     import contextlib
 
@@ -338,7 +371,11 @@ def _epoch_line(record: dict[str, Any], epochs: int) -> str:
 
 # --- lines of code ----------------------------------------------------------------------------
 def count_code_lines(source: str) -> int:
-    """Lines holding code: not blank, not only a comment, not part of a docstring."""
+    """Lines holding code: not blank, not only a comment, not part of a docstring.
+
+    Args:
+        source: Python source text.
+    """
     source = inspect.cleandoc(source) if source.startswith((" ", "\t")) else source
     docstring_lines: set[int] = set()
     for node in ast.walk(ast.parse(source)):
@@ -434,7 +471,11 @@ def lines_of_code(model: Layer) -> dict[str, dict[str, int]]:
 
 # --- the report -------------------------------------------------------------------------------
 def markdown_table(result: ComparisonResult) -> str:
-    """Time per epoch, final accuracy, loss agreement and lines of code, as a markdown table."""
+    """Time per epoch, final accuracy, loss agreement and lines of code, as a markdown table.
+
+    Args:
+        result: the comparison.
+    """
     last = result.epochs[-1]
     env = result.environment
     rows = [
@@ -487,7 +528,13 @@ def markdown_table(result: ComparisonResult) -> str:
 def write_report(
     result: ComparisonResult, out_dir: str | Path, prefix: str = "compare"
 ) -> dict[str, Path]:
-    """Write ``<prefix>.png`` (figure), ``<prefix>.md`` (table) and ``<prefix>.json`` (curves)."""
+    """Write ``<prefix>.png`` (figure), ``<prefix>.md`` (table) and ``<prefix>.json`` (curves).
+
+    Args:
+        result: the comparison.
+        out_dir: the folder to write into.
+        prefix: the files' common name.
+    """
     from scratchcnn.serialization import atomic_write_text
     from scratchcnn.viz.comparison import plot_comparison
 

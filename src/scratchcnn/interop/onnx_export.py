@@ -231,6 +231,14 @@ def build_onnx_model(
     :class:`scratchcnn.data.Normalizer`) puts ``(x - mean) / std`` at the graph's start.
     ``metadata`` entries (JSON-able) are stored as ``metadata_props``.
 
+    Args:
+        model: the model.
+        input_shape: one example's shape, without the batch axis.
+        softmax: end the graph with a softmax (probabilities instead of logits).
+        normalizer: a :class:`scratchcnn.data.Normalizer` applied first, inside the graph.
+        metadata: JSON-able entries stored as ``metadata_props``.
+        opset: the ONNX opset version, ``>= 13``.
+
     Shape: ``input (N, *input_shape) -> logits or probabilities (N, K)``.
     """
     import onnx
@@ -285,7 +293,17 @@ def export_onnx(
     metadata: dict[str, Any] | None = None,
     opset: int = DEFAULT_OPSET,
 ) -> Path:
-    """Write ``model`` to ``path`` as ONNX (see :func:`build_onnx_model`); returns the path."""
+    """Write ``model`` to ``path`` as ONNX (see :func:`build_onnx_model`); returns the path.
+
+    Args:
+        model: the model.
+        path: the ``.onnx`` file to write.
+        input_shape: one example's shape, without the batch axis, e.g. ``(3, 32, 32)``.
+        softmax: end the graph with a softmax (probabilities instead of logits).
+        normalizer: a :class:`scratchcnn.data.Normalizer` to apply first, inside the graph.
+        metadata: JSON-able entries stored as the model's ``metadata_props``.
+        opset: the ONNX opset version, ``>= 13``.
+    """
     from scratchcnn.serialization import atomic_write_bytes
 
     onnx_model = build_onnx_model(model, input_shape, softmax, normalizer, metadata, opset)
@@ -306,6 +324,14 @@ def export_checkpoint(
 
     The input shape comes from the checkpoint's ``image_shape`` (H, W, C) when not given;
     class names and normalisation statistics are copied into the ONNX metadata.
+
+    Args:
+        checkpoint: the saved model or training checkpoint.
+        path: the ``.onnx`` file to write.
+        input_shape: one example's shape without the batch axis; ``None``: from the checkpoint.
+        softmax: end the graph with a softmax.
+        include_normalization: put the checkpoint's normalisation at the graph's start.
+        opset: the ONNX opset version, ``>= 13``.
     """
     from scratchcnn.data import Normalizer
     from scratchcnn.serialization import load_model

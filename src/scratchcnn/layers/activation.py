@@ -39,6 +39,7 @@ class ReLU(_Elementwise):
         return backend.relu_backward(saved, grad_out)
 
     def kink_distance(self, x: np.ndarray) -> float:
+        """The smallest ``|x|``: the distance to the kink at 0 (gradient checks keep it large)."""
         return float(np.min(np.abs(x)))
 
 
@@ -65,6 +66,7 @@ class LeakyReLU(_Elementwise):
         return np.where(positive, grad_out, grad_out * self.negative_slope)
 
     def kink_distance(self, x: np.ndarray) -> float:
+        """The smallest ``|x|``: the distance to the kink at 0 (gradient checks keep it large)."""
         return float(np.min(np.abs(x)))
 
     def config(self) -> dict:
@@ -76,6 +78,10 @@ class LeakyReLU(_Elementwise):
 
 class GELU(_Elementwise):
     """Gaussian error linear unit ``x * Phi(x)``, the erf form by default (PyTorch's default).
+
+    Args:
+        approximate: ``"none"`` for the exact ``x * Phi(x)`` with the error function, ``"tanh"`` for
+            the tanh approximation (as PyTorch's ``approximate`` argument).
 
     Shape: any -> same.
     """

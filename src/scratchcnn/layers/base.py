@@ -36,9 +36,35 @@ class Layer:
 
     # --- the contract -------------------------------------------------------------------------
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """Compute the output; with ``training=True``, keep what ``backward`` needs in the cache.
+
+        Args:
+            x: the input batch, e.g. ``(N, C, H, W)`` for a convolution or ``(N, features)`` for a
+                linear layer.
+            training: training mode (batch statistics, dropout, and a cache for ``backward``);
+                ``False`` is evaluation mode and keeps nothing, unless inside :meth:`recording`.
+
+        Shape: each layer's own docstring gives its ``input -> output`` shapes.
+
+        Example:
+            >>> out = layer.forward(x, training=True)
+            >>> grad_x = layer.backward(np.ones_like(out))
+        """
         raise NotImplementedError
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        """Fill each parameter's ``.grad`` (overwriting) and return the gradient of the input.
+
+        Args:
+            grad_out: ``d loss / d output``, shaped like the output of the last ``forward``.
+
+        Raises:
+            RuntimeError: when no training-mode ``forward`` (or one under :meth:`recording`) came
+                first: a layer never returns a gradient computed from stale or missing state.
+
+        Shape: ``grad_out`` like the output -> ``grad_in`` like the input (``None`` for a first
+        layer that was told it needs no input gradient).
+        """
         raise NotImplementedError
 
     def __call__(self, x: np.ndarray, training: bool | None = None) -> np.ndarray:
@@ -98,6 +124,11 @@ class Layer:
             yield param
 
     def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
+        """Buffers (saved, not trained: batch-norm running statistics) by dotted name.
+
+        Args:
+            prefix: prepended to every name (used by containers for their children).
+        """
         for name in self._buffer_names:
             yield prefix + name, getattr(self, name)
         for child_name, child in self.named_children():
@@ -123,6 +154,7 @@ class Layer:
         return text
 
     def num_parameters(self) -> int:
+        """The number of trainable scalars: the sum of every parameter's size."""
         return sum(p.size for p in self.parameters())
 
     def freeze(self, *patterns: str) -> list[str]:
@@ -162,6 +194,7 @@ class Layer:
         return list(matched)
 
     def zero_grad(self) -> None:
+        """Set every parameter's gradient to zero (``backward`` overwrites them anyway)."""
         for param in self.parameters():
             param.zero_grad()
 
@@ -208,11 +241,20 @@ class Layer:
 
     # --- modes and dtype ----------------------------------------------------------------------
     def train(self, mode: bool = True) -> Layer:
+        """Set this layer and every sub-layer to training mode (``mode=False``: evaluation).
+
+        Args:
+            mode: the mode to set; ``layer(x)`` (``__call__``) uses it when no ``training`` is
+                given.
+
+        Returns the layer itself, so that ``model = build().train()`` works.
+        """
         for module in self.modules():
             module.training = mode
         return self
 
     def eval(self) -> Layer:
+        """Set this layer and every sub-layer to evaluation mode; returns the layer."""
         return self.train(False)
 
     def astype(self, dtype: np.dtype | type) -> Layer:
@@ -259,6 +301,7 @@ class Layer:
         return cache
 
     def extra_repr(self) -> str:
+        """The hyperparameters shown in ``repr(layer)``, e.g. ``"3, 32, kernel_size=(3, 3)"``."""
         return ""
 
     def __repr__(self) -> str:

@@ -138,6 +138,9 @@ def skip_untrained_input_gradient(model: Layer) -> Layer | None:
     Nothing upstream of it trains (the images, parameterless or frozen layers such as a frozen
     whitening convolution), so its ``backward`` returns ``None`` and :meth:`Sequential.backward`
     stops there. Call it again whenever parameters are frozen or unfrozen.
+
+    Args:
+        model: the model, changed in place.
     """
     for module in model.modules():
         if hasattr(module, "needs_input_grad"):

@@ -45,6 +45,20 @@ class Conv2d(Layer):
     x_padded[n, c, i * stride + a * dilation, j * stride + b * dilation]``, with
     ``OH = floor((H + 2 * padding - dilation * (kernel_size - 1) - 1) / stride) + 1``.
 
+    Args:
+        in_channels: ``C`` of the input.
+        out_channels: the number of filters, ``C`` of the output.
+        kernel_size: an int or ``(kh, kw)``.
+        stride: the step between windows, an int or a pair.
+        padding: zeros added on each side: an int, a pair, ``"same"`` (stride 1 only) or ``"valid"``
+            (none).
+        dilation: the spacing between kernel taps, an int or a pair.
+        bias: whether to add a learned bias per output channel.
+        init: the weight initialisation, a name of :func:`scratchcnn.init.initialize` (``"he"``,
+            ``"xavier"``, ``"torch"``, ``"zeros"``, ...).
+        rng: the generator the initial weights are drawn from; ``None`` draws a fresh one.
+        dtype: dtype of the parameters (float32, or float64 for gradient checks).
+
     Shape: ``(N, in_channels, H, W) -> (N, out_channels, OH, OW)``;
     ``weight (out_channels, in_channels, KH, KW)``, ``bias (out_channels,)``.
 

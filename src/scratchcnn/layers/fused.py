@@ -87,6 +87,10 @@ class Fused(Layer):
 class ReLUMaxPool(Fused):
     """``MaxPool2d(ReLU(x))`` in one step (the backend may pool first: ReLU commutes with max).
 
+    Args:
+        relu: ``(name, layer)``: the ReLU and its name in the parent container.
+        pool: ``(name, layer)``: the max pool that follows it.
+
     Shape: ``(N, C, H, W) -> (N, C, OH, OW)``.
     """
 
@@ -110,6 +114,11 @@ class ReLUMaxPool(Fused):
 
 class ConvReLUMaxPool(Fused):
     """``MaxPool2d(ReLU(Conv2d(x)))`` in one step.
+
+    Args:
+        conv: ``(name, layer)``: the convolution and its name in the parent container.
+        relu: ``(name, layer)``: the ReLU that follows it.
+        pool: ``(name, layer)``: the max pool that follows the ReLU.
 
     Shape: ``(N, C, H, W) -> (N, OC, PH, PW)``.
     """
@@ -164,6 +173,10 @@ class ConvReLUMaxPool(Fused):
 class BatchNormActivation(Fused):
     """``act(BatchNorm(x))`` with ``act`` a ReLU or an erf-form GELU, in one step: the fast
     backend normalises, scales, shifts and activates in one pass, and keeps only the input.
+
+    Args:
+        norm: ``(name, layer)``: the batch norm and its name in the parent container.
+        activation: ``(name, layer)``: the ReLU or GELU that follows it.
 
     Shape: ``(N, C)`` or ``(N, C, H, W)`` -> same.
     """

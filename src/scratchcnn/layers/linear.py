@@ -14,6 +14,15 @@ from scratchcnn.parameter import Parameter
 class Linear(Layer):
     """Affine map ``y = x @ weight.T + bias``.
 
+    Args:
+        in_features: size of each input row.
+        out_features: size of each output row.
+        bias: whether to add a learned bias.
+        init: the weight initialisation, a name of :func:`scratchcnn.init.initialize` (``"he"``,
+            ``"xavier"``, ``"torch"``, ``"zeros"``, ...).
+        rng: the generator the initial weights are drawn from; ``None`` draws a fresh one.
+        dtype: dtype of the parameters (float32, or float64 for gradient checks).
+
     Shape: ``(N, in_features) -> (N, out_features)``; ``weight (out_features, in_features)``.
     """
 

@@ -107,6 +107,13 @@ class _BatchNorm(Layer):
 class BatchNorm2d(_BatchNorm):
     """Batch norm over ``(N, H, W)`` for each channel of an NCHW batch.
 
+    Args:
+        num_features: ``C``, the number of channels.
+        eps: added to the variance before the square root.
+        momentum: weight of the new batch in the running statistics, ``running = (1 - momentum) *
+            running + momentum * batch`` (PyTorch's convention).
+        dtype: dtype of the parameters and buffers.
+
     Shape: ``(N, C, H, W) -> (N, C, H, W)``; ``weight, bias, running_mean, running_var (C,)``.
     """
 
@@ -116,6 +123,13 @@ class BatchNorm2d(_BatchNorm):
 
 class BatchNorm1d(_BatchNorm):
     """Batch norm over the batch axis for each feature.
+
+    Args:
+        num_features: ``C``, the number of features.
+        eps: added to the variance before the square root.
+        momentum: weight of the new batch in the running statistics, ``running = (1 - momentum) *
+            running + momentum * batch`` (PyTorch's convention).
+        dtype: dtype of the parameters and buffers.
 
     Shape: ``(N, C) -> (N, C)``.
     """

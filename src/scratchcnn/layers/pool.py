@@ -73,6 +73,11 @@ class MaxPool2d(_Pool2d):
 
     Ties go to the first position in the window, so each output's gradient lands exactly once.
 
+    Args:
+        kernel_size: the window, an int or ``(kh, kw)``.
+        stride: the step between windows; ``None`` (the default) means ``kernel_size``.
+        padding: ``-inf`` added on each side (padding never wins), an int or ``(ph, pw)``.
+
     Shape: ``(N, C, H, W) -> (N, C, OH, OW)``.
     """
 
@@ -102,6 +107,11 @@ class MaxPool2d(_Pool2d):
 
 class AvgPool2d(_Pool2d):
     """Mean over each window (zero padding counts towards the mean, as in PyTorch).
+
+    Args:
+        kernel_size: the window, an int or ``(kh, kw)``.
+        stride: the step between windows; ``None`` (the default) means ``kernel_size``.
+        padding: zeros added on each side, an int or ``(ph, pw)``.
 
     Shape: ``(N, C, H, W) -> (N, C, OH, OW)``.
     """

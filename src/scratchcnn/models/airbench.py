@@ -91,6 +91,9 @@ def airbench(
     batch-norm scales are frozen), of which 312 in the whitening conv.
 
     Shape: ``(N, in_channels, image_size, image_size) -> (N, num_classes)`` logits.
+
+    ``rng`` draws the initial weights (``None``: a fresh generator) and ``dtype`` is the
+    parameters' dtype, as for every builder of :data:`MODELS`.
     """
     check_common("airbench", num_classes, in_channels, image_size, width)
     widths = check_int_tuple("airbench", "widths", widths, length=3)

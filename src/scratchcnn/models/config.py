@@ -72,6 +72,11 @@ def build_model(config: dict, rng: np.random.Generator | None = None, dtype=np.f
     Accepts :func:`model_config`'s output and hand-written configs alike. Raises
     :class:`ModelConfigError` (a ``ValueError``) naming the layer's place for an unknown type, an
     unknown, missing or ill-typed argument, or a value the layer's constructor rejects.
+
+    Args:
+        config: the architecture, as :func:`model_config` returns it.
+        rng: the generator of the fresh weights; ``None`` draws a fresh one.
+        dtype (type): dtype of the parameters.
     """
     rng = rng if rng is not None else np.random.default_rng(0)
     return _build(config, "", rng, dtype)
@@ -82,6 +87,9 @@ def load_model_config(path: str | Path) -> dict:
 
     The file holds one layer config (usually a ``Sequential``), the same format as a checkpoint's
     ``architecture`` entry. Errors name the file.
+
+    Args:
+        path: the JSON file.
     """
     path = Path(path)
     if not path.is_file():

@@ -28,6 +28,9 @@ def dilated(
     ``width``. 77,834 parameters for 32x32 RGB inputs and 10 classes.
 
     Shape: ``(N, in_channels, image_size, image_size) -> (N, num_classes)`` logits.
+
+    ``rng`` draws the initial weights (``None``: a fresh generator) and ``dtype`` is the
+    parameters' dtype, as for every builder of :data:`MODELS`.
     """
     check_common("dilated", num_classes, in_channels, image_size, width)
     dilations = check_int_tuple("dilated", "dilations", dilations)

@@ -67,6 +67,10 @@ def inception(
     174,002 parameters for 32x32 RGB inputs and 10 classes.
 
     Shape: ``(N, in_channels, image_size, image_size) -> (N, num_classes)`` logits.
+
+    ``rng`` draws the initial weights (``None``: a fresh generator) and ``dtype`` is the
+    parameters' dtype, as for every builder of :data:`MODELS`. ``dropout`` is the drop probability
+    before the classifier.
     """
     check_common("inception", num_classes, in_channels, image_size, width)
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:

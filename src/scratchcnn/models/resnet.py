@@ -69,6 +69,9 @@ def cifar_resnet(
     Projection shortcuts add 2,752 (two 1x1 convs with batch norm).
 
     Shape: ``(N, in_channels, image_size, image_size) -> (N, num_classes)`` logits.
+
+    ``rng`` draws the initial weights (``None``: a fresh generator) and ``dtype`` is the
+    parameters' dtype, as for every builder of :data:`MODELS`.
     """
     check_common("resnet", num_classes, in_channels, image_size, width)
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
@@ -108,6 +111,9 @@ def resnet9(
     multiplied by ``width``. 6,573,120 parameters for 32x32 RGB inputs and 10 classes.
 
     Shape: ``(N, in_channels, image_size, image_size) -> (N, num_classes)`` logits.
+
+    ``rng`` draws the initial weights (``None``: a fresh generator) and ``dtype`` is the
+    parameters' dtype, as for every builder of :data:`MODELS`.
     """
     check_common("resnet9", num_classes, in_channels, image_size, width)
     if image_size < 8:

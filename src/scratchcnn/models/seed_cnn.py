@@ -22,6 +22,14 @@ def seed_cnn(
     -> flatten (64 * 8 * 8 = 4096) -> linear 4096->128 -> ReLU -> linear 128->num_classes.
     ``width`` multiplies the 32, 64 and 128 (``width=1`` is the write-up's model).
 
+    Args:
+        num_classes: outputs of the last layer.
+        in_channels: channels of the input images (3 for RGB).
+        image_size: side of the square input images; sets the first linear layer's width.
+        rng: the generator the initial weights are drawn from; ``None`` draws a fresh one.
+        dtype: dtype of the parameters.
+        width: multiplies every layer's channel count.
+
     Shape: ``(N, in_channels, image_size, image_size) -> (N, num_classes)`` logits.
     """
     check_common("seed_cnn", num_classes, in_channels, image_size, width)

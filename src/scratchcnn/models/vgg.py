@@ -47,6 +47,9 @@ def vgg(
     parameters for 32x32 RGB inputs and 10 classes; ``kernel_size=5`` makes it 3,183,562.
 
     Shape: ``(N, in_channels, image_size, image_size) -> (N, num_classes)`` logits.
+
+    ``rng`` draws the initial weights (``None``: a fresh generator) and ``dtype`` is the
+    parameters' dtype, as for every builder of :data:`MODELS`.
     """
     check_common("vgg", num_classes, in_channels, image_size, width)
     channels = check_int_tuple("vgg", "channels", channels)

@@ -558,7 +558,12 @@ class AdamW(Adam):
         w = w * (1 - lr * weight_decay)
         (then the Adam update with the raw gradient)
 
-    Args: as :class:`Adam`, but ``weight_decay`` defaults to ``1e-2`` and is decoupled.
+    Args:
+        params: parameters to optimize, or a list of :class:`ParamGroup`.
+        lr: learning rate, ``>= 0``.
+        betas: decay rates ``(beta1, beta2)``, each in ``[0, 1)``.
+        eps: added to the denominator for stability, ``>= 0``.
+        weight_decay: the decoupled decay rate, ``>= 0`` (``1e-2`` by default, as in PyTorch).
 
     Shape: buffers ``exp_avg.<i>`` and ``exp_avg_sq.<i>`` match parameter ``i``.
     """
@@ -695,6 +700,17 @@ def build_optimizer(
     ``weight_decay=None`` means each optimizer's default (``1e-2`` for adamw, else 0).
     ``alpha`` is rmsprop-only. ``params`` may be a list of :class:`ParamGroup`; groups without
     their own ``weight_decay`` use the one given here.
+
+    Args:
+        name: the optimizer, one of :data:`OPTIMIZER_NAMES`.
+        params: the parameters, or a list of :class:`ParamGroup`.
+        lr: the learning rate.
+        momentum: sgd and rmsprop only.
+        weight_decay: L2 (or, for adamw, decoupled) decay; ``None`` for the optimizer's default.
+        nesterov: Nesterov momentum (sgd only).
+        betas: adam and adamw's moment decays.
+        eps: added to the denominator (adam, adamw, rmsprop).
+        alpha: rmsprop's smoothing constant.
     """
     key = name.lower()
     if key not in OPTIMIZER_NAMES:

@@ -73,7 +73,11 @@ class Schedule:
 
 @dataclass(frozen=True)
 class ConstantLR(Schedule):
-    """The same learning rate at every step."""
+    """The same learning rate at every step.
+
+    Args:
+        lr: the learning rate.
+    """
 
     name: ClassVar[str] = "constant"
     lr: float
@@ -299,7 +303,11 @@ SCHEDULE_NAMES: tuple[str, ...] = tuple(_SCHEDULES)
 
 
 def schedule_from_dict(config: dict[str, Any]) -> Schedule:
-    """Rebuild a schedule from ``Schedule.to_dict()`` output (validating every field)."""
+    """Rebuild a schedule from ``Schedule.to_dict()`` output (validating every field).
+
+    Args:
+        config: the dictionary, with its ``"name"`` and the schedule's fields.
+    """
     fields = dict(config)
     name = fields.pop("name", None)
     if name not in _SCHEDULES:
@@ -336,6 +344,20 @@ def build_schedule(
     and ``gamma = 0.1`` (two tenfold drops over the run); for ``"exponential"``,
     ``gamma = 0.01 ** (1 / total_steps)`` (a hundredfold decay over the run).
     Arguments that the named schedule does not use are ignored.
+
+    Args:
+        name: the schedule, one of :data:`SCHEDULE_NAMES`.
+        lr: the peak learning rate.
+        total_steps: the number of optimizer steps in the run.
+        warmup_steps: steps of linear warm-up from 0 to ``lr`` (cosine).
+        min_lr: the learning rate the cosine decays to.
+        step_size: steps between drops (step).
+        gamma: the factor per drop (step) or per step (exponential).
+        pct_start: the fraction of the run spent rising (onecycle).
+        div_factor: onecycle starts at ``lr / div_factor``.
+        final_div_factor: onecycle ends at ``lr / (div_factor * final_div_factor)``.
+        knots: ``(fraction of training, fraction of lr)`` points joined by straight lines
+            (piecewise).
     """
     key = name.lower()
     if key not in _SCHEDULES:

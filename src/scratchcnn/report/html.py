@@ -19,16 +19,28 @@ class Section:
 
     anchor: str
     title: str
-    body: str
+    body: str  # the section's HTML
 
 
 def image(png: bytes, alt: str) -> str:
+    """A PNG embedded as a base64 ``<img>``.
+
+    Args:
+        png: the image file's bytes.
+        alt: the text shown when the image cannot be.
+    """
     data = base64.b64encode(png).decode("ascii")
     return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
 
 
 def figure(fig, alt: str, caption: str = "") -> str:
-    """A matplotlib figure as an embedded PNG, with an optional caption."""
+    """A matplotlib figure as an embedded PNG, with an optional caption.
+
+    Args:
+        fig (matplotlib.figure.Figure): the figure.
+        alt: the image's alternative text.
+        caption: a caption under it.
+    """
     from scratchcnn.viz import figure_png
 
     text = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
@@ -48,17 +60,34 @@ def _cell(value: Any) -> str:
 
 
 def table(header: list[str], rows: list[list[Any]], cls: str = "") -> str:
-    """A table; floats are shown with 4 decimals, :class:`RawHtml` cells as they are."""
+    """A table; floats are shown with 4 decimals, :class:`RawHtml` cells as they are.
+
+    Args:
+        header: the column names.
+        rows: the cells, row by row.
+        cls: a CSS class for the table.
+    """
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in row) + "</tr>" for row in rows)
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def link(href: str, text: str) -> RawHtml:
+    """A link, kept as HTML inside a :func:`table` cell.
+
+    Args:
+        href: the target.
+        text: the link's text (escaped).
+    """
     return RawHtml(f'<a href="{html.escape(href)}">{html.escape(text)}</a>')
 
 
 def paragraph(text: str) -> str:
+    """A ``<p>`` of plain text (escaped).
+
+    Args:
+        text: the paragraph's text.
+    """
     return f"<p>{html.escape(text)}</p>"
 
 
@@ -78,7 +107,13 @@ pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 0.85em; 
 
 
 def page(title: str, intro: str, sections: list[Section]) -> str:
-    """The whole page: a heading, an introduction (HTML), a table of contents, the sections."""
+    """The whole page: a heading, an introduction (HTML), a table of contents, the sections.
+
+    Args:
+        title: the page's title and heading.
+        intro: HTML shown under the heading.
+        sections: the sections, each with its heading and body.
+    """
     toc = "".join(f'<li><a href="#{s.anchor}">{html.escape(s.title)}</a></li>' for s in sections)
     body = "".join(
         f'<section id="{s.anchor}"><h2>{html.escape(s.title)}</h2>{s.body}</section>'

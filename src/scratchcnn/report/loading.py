@@ -15,7 +15,11 @@ __all__ = ["LoadedModel", "load_checkpoint", "load_test_images", "run_checkpoint
 
 
 def run_checkpoint(run_dir: str | Path) -> Path:
-    """The model file of a run folder: ``best.safetensors``, else ``last.safetensors``."""
+    """The model file of a run folder: ``best.safetensors``, else ``last.safetensors``.
+
+    Args:
+        run_dir: the run folder.
+    """
     run_dir = Path(run_dir)
     for name in ("best.safetensors", "last.safetensors"):
         if (run_dir / name).is_file():
@@ -32,6 +36,13 @@ def load_test_images(
 ) -> tuple[np.ndarray, np.ndarray, str]:
     """The test images and labels of the model's dataset (or ``data``), optionally a seeded
     random subset of ``max_images`` (kept in dataset order).
+
+    Args:
+        loaded: the loaded model, whose metadata names its data.
+        data: a dataset name or path instead of the model's.
+        cache_dir: the dataset cache; ``None``: the model's, else the default.
+        max_images: a random subset of this many; ``None``: all.
+        seed: seeds the subset.
 
     Shape: returns ``images (N, H, W, C)`` uint8, ``labels (N,)`` int64 and the data spec.
     """

@@ -162,7 +162,13 @@ STUDY_SECTIONS: tuple[Callable[[StudyContext], Section | None], ...] = (
 def build_study_report(
     out: str | Path, rows: list[TrialRow] | None = None, target: str | Path | None = None
 ) -> Path:
-    """Write ``out/report.html`` (or ``target``) for the study folder ``out``; return its path."""
+    """Write ``out/report.html`` (or ``target``) for the study folder ``out``; return its path.
+
+    Args:
+        out: the study folder.
+        rows: the trials; ``None`` reads them from the folder.
+        target: the HTML file to write; ``None``: ``out/report.html``.
+    """
     from scratchcnn.serialization import atomic_write_text
     from scratchcnn.studies.trial import read_history
 

@@ -50,7 +50,7 @@ class Baseline:
     """One classical model: how it is built and what it trains on."""
 
     key: str  # the command-line name
-    title: str
+    title: str  # a readable name for tables and figures
     features: str  # the feature set it uses by default
     max_train: int | None  # trains on a random subset of at most this many images; None: all
     make: Callable[[int, int], Any]  # (seed, jobs) -> an unfitted scikit-learn classifier
@@ -111,7 +111,11 @@ class FeatureSet:
 
 @dataclass
 class BaselineResult:
-    """One baseline's scores and costs."""
+    """One baseline's scores and costs.
+
+    ``key`` names the baseline (as ``--only`` takes it), ``title`` describes it, ``features`` names
+    its feature set, and ``test_accuracy`` is its accuracy on the test set.
+    """
 
     key: str
     title: str
@@ -125,6 +129,7 @@ class BaselineResult:
     feature_seconds: float  # computing its feature set for every split (shared by models)
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-able dict."""
         return asdict(self)
 
 
@@ -157,6 +162,11 @@ def _hog(images: np.ndarray) -> np.ndarray:
 
 def extract_features(kind: str, data: TrainingData, seed: int = 0) -> FeatureSet:
     """Compute one feature set; the scaling (and PCA) is fitted on the training images only.
+
+    Args:
+        kind: the feature set's name.
+        data: the trainer's split of the data.
+        seed: the PCA's random state.
 
     Shape: returns ``(N, D)`` arrays for the training, validation and test images.
     """

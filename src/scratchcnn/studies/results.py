@@ -52,21 +52,25 @@ class TrialRow:
     """One trial in the results table."""
 
     trial: str  # Ray Tune's trial id, also the run folder's name
-    status: str
+    status: str  # completed, early_stopped, stopped, error; pending or running while it runs
     params: dict[str, Any]  # the searched fields' values
     best_val_accuracy: float | None  # highest validation accuracy over the epochs run
     best_epoch: int | None  # the epoch that reached it
     test_accuracy: float | None  # the best-validation model on the test set (results.json)
-    epochs_run: int
+    epochs_run: int  # epochs the trial finished
     parameters: int | None  # the trained model's parameter count (from best.safetensors)
     seconds: float | None  # wall time of the trial
-    error: str | None
+    error: str | None  # the failure, for status error
     folder: str  # the trial's run folder, relative to the study folder
     config: dict[str, Any]  # the trial's whole TrainConfig (its config.json)
 
 
 def read_study(out: str | Path) -> Study:
-    """The study a study folder ran (its ``study.json``)."""
+    """The study a study folder ran (its ``study.json``).
+
+    Args:
+        out: the study folder.
+    """
     path = Path(out) / STUDY_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{out} is not a study folder: it has no {STUDY_FILE}")
@@ -74,12 +78,22 @@ def read_study(out: str | Path) -> Study:
 
 
 def read_trials_file(out: str | Path) -> dict[str, dict[str, Any]]:
-    """``trials.json``: ``{trial id: {"params", "status", "error", "seconds", ...}}``."""
+    """``trials.json``: ``{trial id: {"params", "status", "error", "seconds", ...}}``.
+
+    Args:
+        out: the study folder.
+    """
     path = Path(out) / TRIALS_FILE
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 def write_trials_file(out: str | Path, trials: dict[str, dict[str, Any]]) -> None:
+    """Write ``trials.json`` (as :func:`read_trials_file` reads it), atomically.
+
+    Args:
+        out: the study folder.
+        trials: ``{trial id: {"params", "status", "error", "seconds", ...}}``.
+    """
     atomic_write_text(Path(out) / TRIALS_FILE, json.dumps(trials, indent=2, sort_keys=True) + "\n")
 
 
@@ -155,7 +169,12 @@ def collect_results(out: str | Path) -> list[TrialRow]:
 
 def write_results(out: str | Path, rows: list[TrialRow] | None = None) -> list[TrialRow]:
     """Write ``results.json`` (every field of every row) and ``results.csv`` (one column per
-    searched field, the metrics, then every other config field); return the rows."""
+    searched field, the metrics, then every other config field); return the rows.
+
+    Args:
+        out: the study folder.
+        rows: the trials; ``None`` reads them from the folder.
+    """
     out = Path(out)
     study = read_study(out)
     rows = collect_results(out) if rows is None else rows

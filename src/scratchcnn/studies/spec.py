@@ -92,10 +92,12 @@ class SearchParameter:
 
     @property
     def is_range(self) -> bool:
+        """Whether values are drawn from ``[low, high]`` (uniform or loguniform)."""
         return self.kind in ("uniform", "loguniform")
 
     @property
     def is_bundle(self) -> bool:
+        """Whether each value stands for a table of settings (a bundle)."""
         return bool(self.bundles)
 
     def settings(self, value: Any) -> dict[str, Any]:
@@ -113,7 +115,17 @@ class SearchParameter:
 
 @dataclass(frozen=True)
 class Study:
-    """A validated study: the base config every trial shares and the searched fields."""
+    """A validated study: the base config every trial shares and the searched fields.
+
+    Attributes: ``name`` and ``description`` identify the study; ``train`` holds every TrainConfig
+    field (the recipe, then ``[train]``, then overrides; ``None`` where each trial's config derives
+    the value, such as momentum from the optimizer); ``space`` holds the searched parameters. The
+    search: ``num_samples`` (draws, or repeats of the grid), ``max_concurrent`` (trials at once;
+    ``None``: as many as the CPUs allow), ``cpus_per_trial``, ``scheduler`` (``"fifo"`` or
+    ``"asha"``), ``search`` (``"random"`` or ``"optuna"``), ``grace_period`` and
+    ``reduction_factor`` (ASHA's), ``search_seed``. The keys of the study file's ``[study]`` table,
+    above, have the same names.
+    """
 
     name: str
     # every TrainConfig field: the recipe, then [train], then overrides; None where a field is
@@ -138,10 +150,12 @@ class Study:
 
     @property
     def mode(self) -> str:
+        """``"min"`` when the ranking metric is a loss, else ``"max"`` (Ray Tune's ``mode``)."""
         return "min" if self.metric == "val_loss" else "max"
 
     @property
     def parameter_names(self) -> list[str]:
+        """The searched fields (or bundle names), in the order of the ``[space]`` table."""
         return [p.field for p in self.space]
 
     @property
@@ -228,6 +242,10 @@ _STUDY_OPTIONS: dict[str, tuple[type, int | None]] = {
 def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> Study:
     """Read and check a study file; ``overrides`` replace [train] values (``--set``).
 
+    Args:
+        path: the study's TOML file.
+        overrides: ``{field: value}`` replacing values of the ``[train]`` table.
+
     Raises:
         FileNotFoundError: no such file.
         ValueError: anything wrong in the file, naming the table, the key, what was expected
@@ -302,7 +320,11 @@ def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> Stu
 def parse_override(text: str) -> tuple[str, Any]:
     """``"FIELD=VALUE"`` -> ``(field, value)``, VALUE read as a TOML value (``lr=0.1``,
     ``flip=false``, ``optimizer="adam"``), or as a plain string when it is not one
-    (``data=../cifar10.zip``)."""
+    (``data=../cifar10.zip``).
+
+    Args:
+        text: one ``--set`` argument.
+    """
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key:

@@ -20,16 +20,26 @@ SUMMARY_PNG = "summary.png"
 
 @dataclass
 class Summary:
-    rows: list[TrialRow]
-    table_csv: Path
-    table_json: Path
+    """What :func:`summarize` wrote: the trials and the paths of the table, figure and page.
+
+    ``figure`` is ``None`` while no trial has reported an epoch.
+    """
+
+    rows: list[TrialRow]  # the trials, in the table's order
+    table_csv: Path  # results.csv
+    table_json: Path  # results.json
     figure: Path | None  # None when no trial has reported an epoch yet
-    report: Path
+    report: Path  # report.html
 
 
 def summarize(out: str | Path, rows: list[TrialRow] | None = None) -> Summary:
     """Rewrite ``results.csv``/``.json``, ``summary.png`` and ``report.html`` of a study folder
-    from its trials' records (works while a study runs, after it, or on a copied folder)."""
+    from its trials' records (works while a study runs, after it, or on a copied folder).
+
+    Args:
+        out: the study folder.
+        rows: the trials; ``None`` reads them from the folder.
+    """
     from scratchcnn import viz
     from scratchcnn.report.study import build_study_report
     from scratchcnn.studies.trial import read_history

@@ -51,12 +51,15 @@ class ClusterUnreachable(ConnectionError):
 
 @dataclass
 class StudyOutcome:
-    out: Path
-    rows: list[TrialRow]
+    """How :func:`run_study` ended: the study folder, its trials, and whether it was interrupted."""
+
+    out: Path  # the study folder
+    rows: list[TrialRow]  # every trial's row of the results table
     interrupted: bool
 
     @property
     def failed(self) -> list[TrialRow]:
+        """The trials that ended with an error."""
         return [row for row in self.rows if row.status == "error"]
 
 
@@ -88,6 +91,11 @@ def connect_ray(address: str | None = None, num_cpus: int | None = None) -> Iter
 
     A Ray session that is already running (a notebook, a test fixture) is used as it is and
     left running. A local Ray starts without its dashboard and with usage reporting off.
+
+    Args:
+        address: a cluster's address (``ray://host:10001`` or ``host:6379``); ``None`` starts a
+            local Ray.
+        num_cpus: CPUs a local Ray may use; ``None``: all of them.
     """
     import ray
 
@@ -214,6 +222,13 @@ def run_study(
 ) -> StudyOutcome:
     """Run ``study`` on Ray Tune into the study folder ``out`` (or, with ``resume``, continue
     the study that ``out`` holds: finished trials are kept, the others run or continue).
+
+    Args:
+        study: the study to run; ``None`` with ``resume``.
+        out: the study folder.
+        address: a Ray cluster to run on; ``None``: a local Ray.
+        resume: continue the study ``out`` holds.
+        print_fn: called with each progress line.
 
     Raises:
         FileExistsError: ``out`` already holds a study and ``resume`` is false.

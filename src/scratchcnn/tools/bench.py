@@ -50,15 +50,22 @@ class BenchConfig:
 class LayerTiming:
     """One row of the per-layer table (milliseconds per batch)."""
 
-    name: str
-    forward_ms: float
-    backward_ms: float
+    name: str  # "index description" of the unit, "loss (cross-entropy)" or "SGD update"
+    forward_ms: float  # mean forward milliseconds per batch over the timed steps
+    backward_ms: float  # mean backward milliseconds per batch
     share: float  # (forward + backward) / whole training step
 
 
 @dataclass
 class BenchResult:
-    """Everything a report prints; times are median seconds per batch."""
+    """Everything a report prints; times are median seconds per batch.
+
+    ``config`` is what was measured and ``machine`` where (:func:`machine_info`); ``peak_gflops``
+    is NumPy's float32 matmul peak in the same run; ``train_s`` and ``infer_s`` are scratchcnn's
+    seconds per batch for a training step and for inference, ``torch_infer_s`` PyTorch's by memory
+    format; ``layers`` is the per-layer profile; ``infer_ratio`` is scratchcnn's inference images/s
+    over PyTorch's faster format.
+    """
 
     config: BenchConfig
     machine: dict[str, str]
@@ -135,7 +142,13 @@ def _blas_description() -> str:
 
 
 def matmul_peak_gflops(size: int = 2048, dtype: str = "float32", repeats: int = 3) -> float:
-    """Best GFLOP/s of NumPy's BLAS on a ``size x size`` square product (``2 n^3`` FLOPs)."""
+    """Best GFLOP/s of NumPy's BLAS on a ``size x size`` square product (``2 n^3`` FLOPs).
+
+    Args:
+        size: the side of the square matrices.
+        dtype: ``"float32"`` or ``"float64"``.
+        repeats: products timed; the best counts.
+    """
     rng = np.random.default_rng(0)
     a = rng.standard_normal((size, size)).astype(dtype)
     b = rng.standard_normal((size, size)).astype(dtype)
@@ -156,6 +169,9 @@ def build_model(config: BenchConfig) -> tuple[Layer, np.ndarray, np.ndarray]:
 
     The first trained convolution skips its input gradient, as in training: nothing consumes it
     (PyTorch does not compute it either, since the input does not require a gradient).
+
+    Args:
+        config: the model name, batch size and dtype to build.
 
     Shape: ``x (batch, 3, 32, 32)``, ``y (batch,)``.
     """
@@ -209,6 +225,13 @@ def layer_profile(
     update.
 
     Shares are of the sum of all rows, i.e. of one whole training step.
+
+    Args:
+        model: the model (it is fused first).
+        x: one batch.
+        y: its labels.
+        steps: timed steps; each row is the median.
+        lr: the SGD learning rate of the update row.
     """
     from scratchcnn.optim import SGD
 
@@ -338,7 +361,11 @@ def _median_ratio(times: dict[str, list[float]], torch_medians: dict[str, float]
 
 
 def format_report(result: BenchResult) -> str:
-    """The report as text: machine, throughput table, ratios, per-layer profile."""
+    """The report as text: machine, throughput table, ratios, per-layer profile.
+
+    Args:
+        result: :func:`run_benchmark`'s result.
+    """
     cfg = result.config
     lines = [
         f"scratchcnn bench: model {cfg.model}, batch {cfg.batch}, {cfg.dtype}, backend "

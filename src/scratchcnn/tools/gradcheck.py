@@ -276,6 +276,14 @@ def check_layer(
     ``training=False`` checks the evaluation-mode function (under ``recording()``).
     ``max_entries`` differentiates only a random subset of that many entries per tensor.
 
+    Args:
+        layer: the layer to check (cast to float64 in place).
+        input_shape: the input's shape, batch axis included.
+        rng: draws the input, the output weights ``R`` and the checked entries.
+        eps: the finite-difference step.
+        training: check the training-mode function (else evaluation mode).
+        max_entries: differentiate at most this many random entries per tensor; ``None``: all.
+
     Shape: ``input_shape`` includes the batch axis, e.g. ``(2, 3, 8, 8)``.
     Returns ``{"input": err, "weight": err, "bias": err, ...}`` with PyTorch-style names.
     """
@@ -309,6 +317,16 @@ def check_model(
     analytic pass starts from ``loss.backward()``. An empty ``Sequential()`` checks the loss
     alone (its ``"input"`` gradient is the gradient with respect to the logits).
 
+    Args:
+        model: the model to check (cast to float64 in place).
+        loss: the loss whose gradient starts the backward pass.
+        input_shape: the input's shape, batch axis included.
+        labels: integer labels or soft targets for the batch.
+        rng: draws the input and the checked entries.
+        eps: the finite-difference step.
+        training: check the training-mode function (else evaluation mode).
+        max_entries: differentiate at most this many random entries per tensor; ``None``: all.
+
     Shape: ``input_shape`` includes the batch axis; ``labels (N,)`` ints or ``(N, K)``.
     Returns ``{"input": err, "0.weight": err, ...}`` keyed by dotted parameter names.
     """
@@ -335,7 +353,11 @@ def check_model(
 
 @dataclass
 class CheckResult:
-    """One tensor's gradient check: which check, which tensor, and its relative error."""
+    """One tensor's gradient check: which check, which tensor, and its relative error.
+
+    ``name`` names the check (the layer or model), ``tensor`` the checked tensor (``"input"`` or a
+    parameter's name).
+    """
 
     name: str
     tensor: str
@@ -359,6 +381,9 @@ def builtin_checks(rng: np.random.Generator | None = None) -> list[CheckResult]:
 
     Takes a few seconds; the seed CNN (545k parameters) is checked on a random subset of at
     most 100 entries per tensor.
+
+    Args:
+        rng: draws the inputs and weights; ``None``: a generator seeded with 0.
     """
     rng = rng if rng is not None else np.random.default_rng(0)
     f64 = np.float64
@@ -515,12 +540,22 @@ def builtin_checks(rng: np.random.Generator | None = None) -> list[CheckResult]:
 
 
 def all_passed(results: list[CheckResult], threshold: float = 1e-6) -> bool:
-    """True when every relative error is below ``threshold`` (a NaN error fails)."""
+    """True when every relative error is below ``threshold`` (a NaN error fails).
+
+    Args:
+        results: :func:`builtin_checks`' results.
+        threshold: the largest relative error that passes.
+    """
     return all(r.error < threshold for r in results)
 
 
 def format_results(results: list[CheckResult], threshold: float = 1e-6) -> str:
-    """A plain-text table: check, tensor, relative error, PASS/FAIL, and a one-line verdict."""
+    """A plain-text table: check, tensor, relative error, PASS/FAIL, and a one-line verdict.
+
+    Args:
+        results: :func:`builtin_checks`' results.
+        threshold: the largest relative error that passes.
+    """
     header = ("check", "tensor", "relative error", "result")
     rows = [header] + [
         (r.name, r.tensor, f"{r.error:.2e}", "PASS" if r.error < threshold else "FAIL")

@@ -369,6 +369,11 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """The config a :meth:`to_dict` dict describes; unknown keys are an error.
+
+        Args:
+            values: field names and values.
+        """
         check_keys(values)
         return cls(**values)
 
@@ -546,6 +551,9 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     the network layer by layer in the checkpoint's architecture format (the ``architecture``
     setting), for a model that is not in the zoo; a zoo model's options go in
     ``model_options`` (e.g. ``[train.model_options]`` or ``model_options = { width = 0.5 }``).
+
+    Args:
+        path: the ``.toml`` file.
     """
     path = Path(path)
     try:
@@ -599,6 +607,11 @@ def resolve_config(
     ``model_options`` tables are merged key by key. A later source that names a model (or an
     architecture) replaces an earlier source's model, architecture and model options: the
     ``fast`` recipe's airbench gives way to ``--model vgg`` or a ``[model]`` table.
+
+    Args:
+        recipe: a name of :data:`RECIPES`.
+        file_values: values from a config file (:func:`load_toml`).
+        overrides: values set explicitly.
     """
     if recipe not in RECIPES:
         raise ConfigError(f"unknown recipe {recipe!r}; valid names are {sorted(RECIPES)}")

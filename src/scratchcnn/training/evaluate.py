@@ -16,7 +16,11 @@ from scratchcnn.training.tta import TTAModel
 
 @dataclass
 class Evaluation:
-    """Loss, accuracy and per-image class probabilities of one evaluation pass."""
+    """Loss, accuracy and per-image class probabilities of one evaluation pass.
+
+    ``loss`` is the mean cross-entropy, ``accuracy`` the fraction classified right;
+    ``probabilities`` is ``(N, K)`` and ``labels`` ``(N,)``.
+    """
 
     loss: float
     accuracy: float
@@ -25,6 +29,7 @@ class Evaluation:
 
     @property
     def predictions(self) -> np.ndarray:
+        """The most probable class of each image, ``(N,)``."""
         return self.probabilities.argmax(axis=1)
 
     def per_class_accuracy(self, num_classes: int | None = None) -> np.ndarray:
@@ -47,9 +52,15 @@ def predict_proba(
     """Class probabilities for uint8 images, in evaluation mode, batch by batch (the model
     runs fused, see :func:`scratchcnn.layers.fuse`).
 
-    ``tta`` is the test-time augmentation level (:mod:`scratchcnn.training.tta`): 0 none, 1 the
-    image and its mirror, 2 also one-pixel translations; the softmax is taken of the averaged
-    logits.
+    Args:
+        model: the model (it runs fused).
+        images: the images.
+        normalizer: the normalisation the model was trained with.
+        batch_size: images per forward pass.
+        dtype: the dtype the batches are cast to (the model's).
+        tta: the test-time augmentation level (:mod:`scratchcnn.training.tta`): 0 none, 1 the
+            image and its mirror, 2 also one-pixel translations; the softmax is taken of the
+            averaged logits.
 
     Shape: ``images (N, H, W, C)`` uint8 -> ``(N, K)``.
     """
@@ -75,8 +86,17 @@ def evaluate(
     dtype: type = np.float32,
     tta: int = 0,
 ) -> Evaluation:
-    """Mean cross-entropy and accuracy over ``images`` (uint8 NHWC) and integer ``labels``,
-    with test-time augmentation level ``tta`` (see :func:`predict_proba`)."""
+    """Mean cross-entropy and accuracy over ``images`` (uint8 NHWC) and integer ``labels``.
+
+    Args:
+        model: the model (it runs fused).
+        images: the images.
+        labels: their true classes.
+        normalizer: the normalisation the model was trained with.
+        batch_size: images per forward pass.
+        dtype: the dtype the batches are cast to (the model's).
+        tta: the test-time augmentation level (see :func:`predict_proba`).
+    """
     probs = predict_proba(model, images, normalizer, batch_size, dtype, tta)
     labels = np.asarray(labels, dtype=np.int64)
     picked = probs[np.arange(len(labels)), labels]

@@ -82,6 +82,11 @@ class TrainingData:
     archive or folder (recorded in checkpoints so evaluation finds it from any folder).
 
     Shape: ``*_images (N, H, W, C)`` uint8, ``*_labels (N,)`` int64.
+
+    Attributes: ``train_images``/``train_labels`` (the training split, or its subset),
+    ``val_images``/``val_labels`` (held out of the training set), ``test_images``/``test_labels``
+    (the official test split), ``class_names`` (in label order) and ``normalizer`` (fitted on the
+    training images).
     """
 
     train_images: np.ndarray
@@ -103,6 +108,9 @@ class TrainingData:
 
 def prepare_data(config: TrainConfig) -> TrainingData:
     """Load the dataset, split off validation (seeded, stratified), fit the normaliser.
+
+    Args:
+        config: the run's data settings (``data``, ``val_size``, ``train_subset``, ``seed`` ...).
 
     Raises DataError for a dataset a classifier cannot learn from (fewer than two classes) and
     ConfigError when ``val_size`` or ``train_subset`` do not fit the data.
@@ -178,7 +186,13 @@ def build_augmentation(config: TrainConfig) -> tuple[T.Compose, T.Mixer | None]:
 
 @dataclass
 class RunSetup:
-    """Everything a training loop needs besides the data, built from one config."""
+    """Everything a training loop needs besides the data, built from one config.
+
+    Attributes: the ``model``, its ``optimizer`` and learning-rate ``schedule``; ``augment``
+    (per-image transforms) and ``mix`` (Mixup/CutMix, or ``None``); the ``loss_fn``;
+    ``shuffle_rng`` and ``augment_rng``, the generators of the shuffling and the augmentation;
+    ``steps_per_epoch`` and ``total_steps``, the optimizer steps per epoch and in the whole run.
+    """
 
     model: Layer
     optimizer: Optimizer
@@ -552,6 +566,14 @@ def find_lr(
     batches drawn from a generator of its own (the run's generators are untouched).
 
     The model built here is thrown away; train a fresh one with the suggested lr.
+
+    Args:
+        config: the run.
+        data: the prepared data.
+        model: a model to test instead of a fresh one.
+        num_steps: training steps of the test.
+        start_lr: the first learning rate.
+        end_lr: the last learning rate (the rate grows geometrically in between).
     """
     run = build_run(config, data, model=model)
     run.model.train()

@@ -95,6 +95,15 @@ class LoopState:
 
 @dataclass
 class TrainingResult:
+    """What :func:`train` returns: the per-epoch records, the run folder and how it ended.
+
+    ``best_epoch`` is the epoch of ``best.safetensors`` (``None`` before any epoch ended) and
+    ``test`` the test metrics of that model (``None`` when the run stopped before them).
+
+    ``history`` holds one record per epoch (as ``metrics.jsonl``), ``run_dir`` is the run folder,
+    ``status`` one of ``"completed"``, ``"early_stopped"``, ``"interrupted"``.
+    """
+
     history: list[dict[str, Any]]
     run_dir: Path
     status: str  # "completed", "early_stopped", "stopped" (by on_epoch) or "interrupted"

@@ -86,6 +86,12 @@ def predict_logits_tta(
     Each image's result depends only on that image (the model runs in evaluation mode), so the
     batch size changes nothing but memory and speed.
 
+    Args:
+        model: the model, in evaluation mode.
+        images: the images.
+        level: the test-time augmentation level, one of :data:`TTA_LEVELS`.
+        batch_size: images per forward pass.
+
     Shape: ``images (N, C, H, W)`` normalised floats -> ``(N, K)``.
     """
     _check_level(level)

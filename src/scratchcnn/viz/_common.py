@@ -29,7 +29,11 @@ def new_figure(width: float, height: float) -> Figure:
 
 
 def figure_png(fig: Figure) -> bytes:
-    """The figure rendered as PNG bytes."""
+    """The figure rendered as PNG bytes.
+
+    Args:
+        fig: the figure.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)

@@ -43,6 +43,13 @@ def plot_filter_ablation(
     Left: every group's accuracy drop in percentage points, most important first. Right: the
     per-class drop of the ``rows`` most and ``rows`` least important groups (red: the class
     lost accuracy, blue: it gained).
+
+    Args:
+        result: the :func:`scratchcnn.analysis.filter_ablation.ablate_filters` result.
+        class_names: names of the classes, in label order.
+        rows: how many most and least important groups the right panel shows.
+        path: write the figure there as a PNG (atomically); ``None`` writes nothing.
+        show: display the figure inline (in a notebook).
     """
     order = result.ranking()
     drop = result.drop * 100
@@ -91,6 +98,15 @@ def plot_ablated_filters(
     A filter over 3 input channels is drawn as an RGB tile; a deeper filter as the L2 norm of
     its weights over the input channels (grey: where in its window it looks). Needs an
     ablation of single filters (groups of one).
+
+    Args:
+        result: an ablation of single filters.
+        weight: the ablated layer's weight.
+        images: the images ``top_images`` indexes.
+        top_images: each filter's most exciting images.
+        count: how many most and least important filters to draw.
+        path: write the figure there as a PNG (atomically); ``None`` writes nothing.
+        show: display the figure inline (in a notebook).
 
     Shape: ``weight (out_channels, in_channels, KH, KW)``; ``images (N, H, W, C)`` uint8;
     ``top_images (out_channels, k)`` indices into ``images`` from
@@ -142,6 +158,15 @@ def plot_feature_clusters(
 ) -> Figure:
     """Feature-map clusters: a 2-D embedding coloured by true class, and a row of each
     cluster's most central images labelled with its size and its most common class.
+
+    Args:
+        result: the :func:`scratchcnn.analysis.feature_clusters.cluster_features` result.
+        images: the clustered images.
+        labels: their true classes.
+        class_names: names of the classes, in label order.
+        per_cluster: images shown per cluster.
+        path: write the figure there as a PNG (atomically); ``None`` writes nothing.
+        show: display the figure inline (in a notebook).
 
     Shape: ``images (N, H, W, C)`` uint8, ``labels (N,)`` int, as clustered.
     """

@@ -34,6 +34,15 @@ def plot_samples(
 ) -> Figure:
     """A grid of sample images: one row per class, named on the left.
 
+    Args:
+        images: the images to sample from.
+        labels: their classes.
+        class_names: names of the classes, in label order.
+        per_class: images per row.
+        rng: draws the samples; ``None``: a generator seeded with 0 (the same samples each time).
+        path: write the figure there as a PNG (atomically); ``None`` writes nothing.
+        show: display the figure inline (in a notebook).
+
     Shape: ``images (N, H, W, C)`` uint8, ``labels (N,)``.
     """
     rng = rng if rng is not None else np.random.default_rng(0)
@@ -68,6 +77,15 @@ def plot_confusion_matrix(
     With ``normalize`` the colours and numbers are row fractions (the diagonal is per-class
     recall); otherwise counts.
 
+    Args:
+        matrix: counts, rows true classes and columns predictions
+            (:func:`scratchcnn.analysis.metrics.confusion_matrix`).
+        class_names: names of the classes, in label order.
+        normalize: colour each row by its fractions (the counts are written in the cells either
+            way).
+        path: write the figure there as a PNG (atomically); ``None`` writes nothing.
+        show: display the figure inline (in a notebook).
+
     Shape: ``matrix (K, K)`` counts.
     """
     counts = np.asarray(matrix)
@@ -99,6 +117,11 @@ def plot_reliability(
     """Reliability diagram: accuracy against confidence per bin, and how many images each holds.
 
     A calibrated model's bars sit on the diagonal; bars below it mean over-confidence.
+
+    Args:
+        result: :func:`scratchcnn.analysis.metrics.calibration`'s result.
+        path: write the figure there as a PNG (atomically); ``None`` writes nothing.
+        show: display the figure inline (in a notebook).
     """
     edges = result.edges
     centres = (edges[:-1] + edges[1:]) / 2
@@ -129,7 +152,15 @@ def plot_roc(
     path: str | Path | None = None,
     show: bool = False,
 ) -> Figure:
-    """One-vs-rest ROC curve of every class, with its AUC in the legend."""
+    """One-vs-rest ROC curve of every class, with its AUC in the legend.
+
+    Args:
+        curves: one :class:`~scratchcnn.analysis.metrics.RocCurve` per class
+            (:func:`~scratchcnn.analysis.metrics.one_vs_rest_roc`).
+        class_names: names of the classes, in label order.
+        path: write the figure there as a PNG (atomically); ``None`` writes nothing.
+        show: display the figure inline (in a notebook).
+    """
     import matplotlib
 
     colours = matplotlib.colormaps["tab10" if len(curves) <= 10 else "tab20"]
@@ -160,6 +191,16 @@ def plot_misclassified(
     show: bool = False,
 ) -> Figure:
     """The most confidently misclassified images, with true class, prediction and confidence.
+
+    Args:
+        images: the evaluated images.
+        labels: their true classes.
+        probabilities: the model's class probabilities for them.
+        class_names: names of the classes, in label order.
+        count: how many mistakes to show.
+        columns: images per row.
+        path: write the figure there as a PNG (atomically); ``None`` writes nothing.
+        show: display the figure inline (in a notebook).
 
     Shape: ``images (N, H, W, C)`` uint8, ``labels (N,)``, ``probabilities (N, K)``.
     """

@@ -50,6 +50,12 @@ def plot_filters(
     RGB filters are drawn in colour (a tile shows which colour pattern the filter matches);
     single-channel filters in grey. Filter 0 is top left, then row by row.
 
+    Args:
+        model: a model with a convolution (the first one is drawn).
+        path: write the figure there as a PNG (atomically); ``None`` writes nothing.
+        show: display the figure inline (in a notebook).
+        columns: filters per row.
+
     Shape: the first conv's ``weight (out_channels, in_channels, KH, KW)``.
     """
     conv = _conv(model, 0)
@@ -82,6 +88,13 @@ def plot_filters2(
 
     Each filter (row) is shown in grey on one symmetric scale (mid-grey is 0, white the row's
     largest absolute weight), so a row shows how the filter weighs each first-layer map.
+
+    Args:
+        model: a model with at least two convolutions.
+        num_filters: how many filters (rows).
+        num_channels: how many input channels of each (columns).
+        path: write the figure there as a PNG (atomically); ``None`` writes nothing.
+        show: display the figure inline (in a notebook).
 
     Shape: the second conv's ``weight[:num_filters, :num_channels]``.
     """
@@ -124,6 +137,16 @@ def plot_activations(
     Each tile is scaled on its own (dark = the map's minimum; a map that is constant, such as
     a channel that does not fire, is all dark); one panel per layer, input image on top.
 
+    Args:
+        model: the model, in evaluation mode.
+        image: one image.
+        normalizer: the normalisation the model was trained with.
+        max_channels: at most this many channels per layer.
+        columns: tiles per row.
+        title: the input panel's title.
+        path: write the figure there as a PNG (atomically); ``None`` writes nothing.
+        show: display the figure inline (in a notebook).
+
     Shape: ``image (H, W, C)`` uint8.
     """
     import matplotlib
@@ -164,6 +187,14 @@ def plot_top_activations(
 ) -> Figure:
     """For each of some filters, the dataset images that excite it most (best on the left).
 
+    Args:
+        images: the searched images.
+        indices: each channel's best images, best first.
+        layer_name: the layer's name, for the title.
+        filters: which channels to show; ``None``: the first eight.
+        path: write the figure there as a PNG (atomically); ``None`` writes nothing.
+        show: display the figure inline (in a notebook).
+
     Shape: ``images (N, H, W, C)`` uint8; ``indices (channels, k)`` from
     :func:`scratchcnn.analysis.interpret.top_activating_images`.
     """
@@ -184,7 +215,13 @@ def plot_top_activations(
 def plot_filter_stats(
     stats: Sequence[LayerActivationStats], path: str | Path | None = None, show: bool = False
 ) -> Figure:
-    """Mean activation and the fractions of zero outputs and dead units, per activation layer."""
+    """Mean activation and the fractions of zero outputs and dead units, per activation layer.
+
+    Args:
+        stats: :func:`scratchcnn.analysis.interpret.activation_stats`' result.
+        path: write the figure there as a PNG (atomically); ``None`` writes nothing.
+        show: display the figure inline (in a notebook).
+    """
     if not stats:
         raise ValueError("no activation layers to describe")
     names = [s.name for s in stats]
@@ -221,6 +258,14 @@ def plot_heatmaps(
 
     Each map is drawn with its own colour scale ("jet", red = most important); occlusion maps
     use a diverging scale centred on 0, since hiding a region can also help.
+
+    Args:
+        images: the images.
+        maps: a heat map per image for each method name (``"Grad-CAM"``, ``"occlusion"``, ...).
+        titles: one title per image row.
+        alpha: opacity of the heat maps over the greyscale images.
+        path: write the figure there as a PNG (atomically); ``None`` writes nothing.
+        show: display the figure inline (in a notebook).
 
     Shape: ``images (N, H, W, C)`` uint8; each map ``(N, H, W)``.
     """

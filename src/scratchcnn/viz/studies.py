@@ -33,6 +33,11 @@ def plot_runs(
     loss and accuracy per epoch (solid: validation, dashed: training).
 
     ``runs`` maps a label to a run folder, a ``metrics.jsonl`` path or the records themselves.
+
+    Args:
+        runs: the runs by label.
+        path: write the figure there as a PNG (atomically); ``None`` writes nothing.
+        show: display the figure inline (in a notebook).
     """
     if not runs:
         raise ValueError("plot_runs needs at least one run")
@@ -74,6 +79,15 @@ def plot_study_summary(
     when the trials' models differ in size, against their parameter count.
 
     ``histories`` maps a trial id to its per-epoch records.
+
+    Args:
+        rows: the trials (:func:`scratchcnn.studies.results.read_study`).
+        histories: per-epoch records by trial id.
+        parameters: the searched parameters to plot against.
+        title: the figure's title.
+        log_parameters: the parameters drawn on log axes.
+        path: write the figure there as a PNG (atomically); ``None`` writes nothing.
+        show: display the figure inline (in a notebook).
     """
     if not rows:
         raise ValueError("the study has no trials to summarise")
@@ -173,6 +187,11 @@ def plot_baselines(
 
     ``results`` are :class:`scratchcnn.studies.baselines.BaselineResult` objects; a model
     trained on a subset of the training images is marked with ``*``.
+
+    Args:
+        results: the baselines' results.
+        path: write the figure there as a PNG (atomically); ``None`` writes nothing.
+        show: display the figure inline (in a notebook).
     """
     if not results:
         raise ValueError("no baseline results to plot")
@@ -208,6 +227,12 @@ def plot_gradient_flow_by_run(
 
     ``runs`` maps a label to the run's ``grad_norms.jsonl`` records
     (``{"epoch": e, "<parameter name>": mean norm, ...}``).
+
+    Args:
+        runs: records by label.
+        epoch: which epoch's norms to compare.
+        path: write the figure there as a PNG (atomically); ``None`` writes nothing.
+        show: display the figure inline (in a notebook).
     """
     chosen = {}
     for label, records in runs.items():

@@ -37,7 +37,11 @@ def read_history(run: str | Path | Sequence[dict[str, Any]]) -> list[dict[str, A
 
 
 def read_grad_norms(run_dir: str | Path) -> list[dict[str, Any]]:
-    """Per-epoch gradient norms from ``grad_norms.jsonl``; an empty list if it is not there."""
+    """Per-epoch gradient norms from ``grad_norms.jsonl``; an empty list if it is not there.
+
+    Args:
+        run_dir: the run folder.
+    """
     path = Path(run_dir) / GRAD_NORMS
     return read_jsonl(path) if path.is_file() else []
 
@@ -51,6 +55,11 @@ def plot_training_curves(
 
     ``history`` is a run folder, a ``metrics.jsonl`` path or the list of per-epoch records
     (``epoch, train_loss, val_loss, train_accuracy, val_accuracy, lr``).
+
+    Args:
+        history: the run or its records.
+        path: write the figure there as a PNG (atomically); ``None`` writes nothing.
+        show: display the figure inline (in a notebook).
     """
     records = read_history(history)
     if not records:
@@ -93,6 +102,11 @@ def plot_gradient_flow(
     """Each parameter's mean gradient norm per epoch (log scale): vanishing or exploding layers.
 
     ``records`` is a run folder (its ``grad_norms.jsonl``) or the per-epoch records themselves.
+
+    Args:
+        records: the run or its records.
+        path: write the figure there as a PNG (atomically); ``None`` writes nothing.
+        show: display the figure inline (in a notebook).
     """
     if isinstance(records, (str, Path)):
         records = read_grad_norms(records)
@@ -137,6 +151,11 @@ def plot_lr_finder(
 
     ``result`` is an :class:`~scratchcnn.optim.lr_finder.LRFinderResult` or a dict with the
     same fields (``lrs, losses, smoothed, suggested_lr``), e.g. read from ``lr_finder.json``.
+
+    Args:
+        result: the range test's result.
+        path: write the figure there as a PNG (atomically); ``None`` writes nothing.
+        show: display the figure inline (in a notebook).
     """
     if isinstance(result, dict):
         lrs, losses = np.asarray(result["lrs"]), np.asarray(result["losses"])
