@@ -53,6 +53,46 @@ def test_bench_against_torch_on_a_tiny_batch():
     assert "scratchcnn / PyTorch" in format_report(result)
 
 
+def test_bench_mixed_precision_times_float16_storage_against_torch_autocast(monkeypatch):
+    pytest.importorskip("torch")
+    import torch
+
+    from scratchcnn.fast import current_settings
+    from scratchcnn.tools import bench
+
+    seen = {"storage": set(), "autocast": set()}
+    scratch_steps, torch_steps = bench._scratch_steps, bench._torch_steps
+
+    def spy(fn, key, probe):
+        def wrapped(*args, **kwargs):
+            seen[key].add(probe())
+            return fn(*args, **kwargs)
+
+        return wrapped
+
+    def spied_scratch(*args):
+        train, infer, *rest = scratch_steps(*args)
+        return (spy(train, "storage", lambda: current_settings().storage), infer, *rest)
+
+    def spied_torch(*args):
+        original = torch.nn.functional.cross_entropy
+
+        def cross_entropy(logits, labels):  # the logits' dtype shows the autocast
+            seen["autocast"].add(logits.dtype)
+            return original(logits, labels)
+
+        monkeypatch.setattr(torch.nn.functional, "cross_entropy", cross_entropy)
+        return torch_steps(*args)
+
+    monkeypatch.setattr(bench, "_scratch_steps", spied_scratch)
+    monkeypatch.setattr(bench, "_torch_steps", spied_torch)
+    result = run_benchmark(BenchConfig(vs_torch=True, precision="mixed", **TINY))
+    assert seen == {"storage": {"float16"}, "autocast": {torch.bfloat16}}
+    assert "mixed precision" in format_report(result).splitlines()[0]
+    with pytest.raises(ValueError, match="needs dtype float32"):
+        run_benchmark(BenchConfig(precision="mixed", dtype="float64", **TINY))
+
+
 def test_bench_against_torch_runs_a_zoo_model():
     """The PyTorch side comes from the bridge, so batch norm and residual shortcuts convert."""
     pytest.importorskip("torch")

@@ -674,3 +674,83 @@ def test_cli_lr_knots_set_the_piecewise_schedule(tiny_data, tmp_path, capsys):
     with pytest.raises(SystemExit) as err:
         run_cli(*args, "--name", "bad", "--lr-knots", "0.5")
     assert err.value.code == 2 and "expected FRACTION:FACTOR" in capsys.readouterr().err
+
+
+# --- mixed precision -------------------------------------------------------------------------
+def test_mixed_precision_trains_like_float32_and_records_its_scale(images32, tmp_path):
+    full = train(fast_config(images32, tmp_path, name="float32"))
+    mixed = train(fast_config(images32, tmp_path, name="mixed", precision="mixed"))
+    assert [(r["loss_scale"], r["skipped_steps"]) for r in mixed.history] == [(2.0**16, 0)] * 3
+    assert "loss_scale" not in full.history[0]
+    # float16 copies of the activations change the gradients only in their 4th digit or so
+    for a, b in zip(mixed.history, full.history, strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-2)
+    _, meta = load_arrays(tmp_path / "mixed" / "last.safetensors")
+    assert meta["loop"]["loss_scaler"]["scale"] == 2.0**16
+
+
+def test_mixed_precision_skips_a_step_with_a_non_finite_gradient(
+    images32, tmp_path, monkeypatch, capsys
+):
+    from scratchcnn.optim import SGD, DynamicLossScaler
+
+    unscale, step = DynamicLossScaler.unscale, SGD.step
+    calls = {"unscale": 0, "step": 0}
+
+    def overflow_on_step_8(self, params):
+        params = list(params)
+        calls["unscale"] += 1
+        if calls["unscale"] == 8:
+            params[-1].grad[...] = np.inf
+        return unscale(self, params)
+
+    def counted_step(self):
+        calls["step"] += 1
+        return step(self)
+
+    monkeypatch.setattr(DynamicLossScaler, "unscale", overflow_on_step_8)
+    monkeypatch.setattr(SGD, "step", counted_step)
+    result = train(fast_config(images32, tmp_path, precision="mixed"))
+    assert calls == {"unscale": 18, "step": 17}  # 3 epochs of 6 batches, one step skipped
+    assert [r["skipped_steps"] for r in result.history] == [0, 1, 0]
+    assert [r["loss_scale"] for r in result.history] == [2.0**16, 2.0**15, 2.0**15]
+    said = "epoch 2, batch 2: step skipped, a gradient was not finite; loss scale lowered to 32768"
+    assert said in capsys.readouterr().out
+    assert all(np.isfinite(w).all() for w in every_tensor(tmp_path / "run").values())
+
+
+def test_mixed_precision_stops_when_the_scale_cannot_help(images32, tmp_path, monkeypatch):
+    from scratchcnn.optim import DynamicLossScaler
+
+    original = DynamicLossScaler.unscale
+
+    def always_overflow(self, params):
+        params = list(params)
+        params[-1].grad[...] = np.nan
+        return original(self, params)
+
+    monkeypatch.setattr(DynamicLossScaler, "unscale", always_overflow)
+    with pytest.raises(trainer.TrainingDiverged, match="loss scale fell below 1.*'float32'"):
+        train(fast_config(images32, tmp_path, precision="mixed", epochs=4))
+
+
+def test_mixed_precision_resumes_mid_epoch_exactly(images32, tmp_path, monkeypatch):
+    whole = train(fast_config(images32, tmp_path, name="whole", precision="mixed"))
+    monkeypatch.setattr(trainer, "_InterruptFlag", lambda: InterruptAfter(batches=9))
+    train(fast_config(images32, tmp_path, name="split", precision="mixed"))
+    monkeypatch.undo()
+    resumed = train(None, resume=tmp_path / "split")
+    assert_same_weights(every_tensor(tmp_path / "split"), every_tensor(tmp_path / "whole"))
+    assert without_timing(resumed.history) == without_timing(whole.history)
+
+
+def test_mixed_precision_needs_float32_and_the_fast_backend(images32, tmp_path):
+    from scratchcnn.backend import use_backend
+
+    with pytest.raises(ConfigError, match="needs dtype 'float32', got dtype 'float64'"):
+        fast_config(images32, tmp_path, precision="mixed", dtype="float64")
+    with pytest.raises(ConfigError, match="unknown precision 'half'; valid names"):
+        fast_config(images32, tmp_path, precision="half")
+    with use_backend("reference"), pytest.raises(ConfigError, match="no mixed precision"):
+        train(fast_config(images32, tmp_path, precision="mixed"))
+    assert not (tmp_path / "run").exists()  # refused before anything was written

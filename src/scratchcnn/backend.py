@@ -42,6 +42,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from scratchcnn import functional as F
+from scratchcnn.errors import ConfigError
 from scratchcnn.functional.conv import Pad2d, conv_output_size
 
 Saved = Any  # what a backend keeps for backward; opaque to layers
@@ -308,6 +309,17 @@ class Backend:
         """A scope for many operations in a row (a training loop, an evaluation), in which the
         backend may hold process-level settings it would otherwise set per operation."""
         return contextlib.nullcontext()
+
+    def mixed_precision_scope(self) -> contextlib.AbstractContextManager:
+        """A scope in which a float32 forward pass keeps what its backward needs in float16
+        (mixed precision: half the activation memory; the arithmetic stays in float32).
+
+        The reference backend keeps every array in its compute dtype, so it refuses.
+        """
+        raise ConfigError(
+            f"the {self.name!r} backend has no mixed precision (it keeps every array in its "
+            "compute dtype); use the fast backend, or precision 'float32'"
+        )
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"

@@ -28,6 +28,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--dtype", choices=("float32", "float64"), default="float32", help="(default: float32)"
     )
+    parser.add_argument(
+        "--precision",
+        choices=("float32", "mixed"),
+        default="float32",
+        help="mixed: scratchcnn keeps what backward needs in float16, PyTorch runs under "
+        "bfloat16 autocast (default: float32)",
+    )
     parser.add_argument("--steps", type=int, default=10, help="timed steps per round (default: 10)")
     parser.add_argument("--rounds", type=int, default=5, help="alternation rounds (default: 5)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (default: 3)")
@@ -60,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         model=args.model,
         batch=args.batch,
         dtype=args.dtype,
+        precision=args.precision,
         steps=args.steps,
         rounds=args.rounds,
         warmup=args.warmup,

@@ -14,7 +14,7 @@ from scratchcnn.fast import conv, linear, norm, pool, winograd
 from scratchcnn.fast.elementwise import gelu_backward, gelu_forward, relu_backward, relu_forward
 from scratchcnn.fast.layout import to_nchw, to_nhwc
 from scratchcnn.fast.runtime import blas_limit, restored, stored
-from scratchcnn.fast.settings import current_settings
+from scratchcnn.fast.settings import current_settings, settings
 
 
 class FastBackend(ReferenceBackend):
@@ -158,3 +158,7 @@ class FastBackend(ReferenceBackend):
         that single operations do not set and restore it each time."""
         threads = current_settings().blas_threads
         return blas_limit(threads) if threads is not None else contextlib.nullcontext()
+
+    def mixed_precision_scope(self):
+        """The current settings with ``storage="float16"``: what backward keeps is float16."""
+        return settings(storage="float16")

@@ -13,6 +13,7 @@ The engine never imports PyTorch; only this measuring code does, and only when a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import time
@@ -35,6 +36,7 @@ class BenchConfig:
     model: str = "seed_cnn"  # the model the speed issue is about
     batch: int = 64  # the training batch size the targets are stated at
     dtype: str = "float32"  # training precision; float64 is for gradient checks
+    precision: str = "float32"  # "mixed": float16 kept for backward; PyTorch in bfloat16 autocast
     steps: int = 10  # timed steps per implementation per round
     warmup: int = 3  # untimed steps first: Numba loading, BLAS threads, allocator
     rounds: int = 5  # alternation rounds; ratios are medians over rounds
@@ -278,6 +280,11 @@ def _torch_steps(model: Layer, x: np.ndarray, y: np.ndarray, config: BenchConfig
 
     if config.torch_threads is not None:
         torch.set_num_threads(config.torch_threads)
+    mixed = config.precision == "mixed"  # PyTorch's mixed precision on CPU: bfloat16 autocast
+
+    def autocast():
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=mixed)
+
     steps = {}
     for fmt, memory_format in (
         ("NCHW", torch.contiguous_format),
@@ -290,11 +297,13 @@ def _torch_steps(model: Layer, x: np.ndarray, y: np.ndarray, config: BenchConfig
 
         def train_step(net=net, inputs=inputs, labels=labels, optimizer=optimizer) -> None:
             optimizer.zero_grad(set_to_none=True)
-            torch.nn.functional.cross_entropy(net(inputs), labels).backward()
+            with autocast():
+                loss = torch.nn.functional.cross_entropy(net(inputs), labels)
+            loss.backward()
             optimizer.step()
 
         def infer_step(net=net, inputs=inputs) -> None:
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast():
                 net(inputs)
 
         steps[fmt] = (train_step, infer_step)
@@ -307,7 +316,15 @@ def run_benchmark(config: BenchConfig, log: Callable[[str], None] | None = None)
     from scratchcnn.fast import keep_freed_memory
 
     keep_freed_memory()  # as the trainer does: the steps measured are the steps trained
-    with use_backend(config.backend) as backend, backend.compute_scope():
+    if config.precision not in ("float32", "mixed"):
+        raise ValueError(f"precision must be 'float32' or 'mixed', got {config.precision!r}")
+    if config.precision == "mixed" and config.dtype != "float32":
+        raise ValueError(f"mixed precision needs dtype float32, got {config.dtype!r}")
+    with contextlib.ExitStack() as scope:
+        backend = scope.enter_context(use_backend(config.backend))
+        scope.enter_context(backend.compute_scope())
+        if config.precision == "mixed":
+            scope.enter_context(backend.mixed_precision_scope())
         model, x, y = build_model(config)
         train_step, infer_step, _, _ = _scratch_steps(model, x, y, config.lr)
         candidates: dict[str, tuple[Callable, Callable]] = {"scratchcnn": (train_step, infer_step)}
@@ -368,8 +385,9 @@ def format_report(result: BenchResult) -> str:
     """
     cfg = result.config
     lines = [
-        f"scratchcnn bench: model {cfg.model}, batch {cfg.batch}, {cfg.dtype}, backend "
-        f"{cfg.backend}, {cfg.steps} steps x {cfg.rounds} rounds (medians)",
+        f"scratchcnn bench: model {cfg.model}, batch {cfg.batch}, {cfg.dtype}"
+        f"{', mixed precision' if cfg.precision == 'mixed' else ''}, backend {cfg.backend}, "
+        f"{cfg.steps} steps x {cfg.rounds} rounds (medians)",
         "",
         "Machine",
     ]

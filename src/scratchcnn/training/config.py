@@ -31,6 +31,7 @@ else:  # pragma: no cover - Python 3.10
 
 MONITORS = ("val_accuracy", "val_loss")
 DTYPES = ("float32", "float64")
+PRECISIONS = ("float32", "mixed")  # mixed: float16 kept for backward, float32 arithmetic
 MOMENTUM_OPTIMIZERS = ("sgd", "rmsprop")  # take ``momentum``
 BETAS_OPTIMIZERS = ("adam", "adamw")  # take ``betas``
 CROP_PADDING_MODES = ("constant", "reflect")
@@ -84,6 +85,7 @@ class TrainConfig:
     model_options: dict[str, Any] = field(default_factory=dict)  # e.g. width; see models NAME
     architecture: dict[str, Any] | None = None  # JSON layers (checkpoint format): nets not in zoo
     dtype: str = "float32"  # float32 is fast; float64 works end to end but is slower
+    precision: str = "float32"  # mixed: what backward keeps is float16, loss scaling; float32 math
     init: str | None = None  # re-draw conv/linear weights (he, xavier, small_normal...); none: keep
     init_from: str | None = None  # start from this checkpoint's matching tensors: fine-tuning
     freeze: tuple[str, ...] = ()  # parameters kept fixed (names, prefixes, globs): pretrained ones
@@ -188,6 +190,7 @@ class TrainConfig:
             ("optimizer", OPTIMIZER_NAMES),
             ("schedule", SCHEDULE_NAMES),
             ("dtype", DTYPES),
+            ("precision", PRECISIONS),
         ):
             if getattr(self, name) not in valid:
                 raise ConfigError(
@@ -195,6 +198,11 @@ class TrainConfig:
                 )
         if self.init is not None and self.init not in INITIALIZERS:
             raise ConfigError(f"unknown init {self.init!r}; valid names are {list(INITIALIZERS)}")
+        if self.precision == "mixed" and self.dtype != "float32":
+            raise ConfigError(
+                f"precision 'mixed' keeps float32 arithmetic with float16 storage, so it needs "
+                f"dtype 'float32', got dtype {self.dtype!r}"
+            )
         if self.crop_padding_mode not in CROP_PADDING_MODES:
             raise ConfigError(
                 f"unknown crop_padding_mode {self.crop_padding_mode!r}; valid names are "

@@ -26,7 +26,7 @@ from scratchcnn.fast import keep_freed_memory
 from scratchcnn.layers import fuse
 from scratchcnn.layers.base import Layer
 from scratchcnn.models import model_config
-from scratchcnn.optim import LRFinderResult, clip_grad_norm
+from scratchcnn.optim import DynamicLossScaler, LRFinderResult, clip_grad_norm
 from scratchcnn.serialization import (
     TrainingCheckpoint,
     atomic_write_text,
@@ -91,6 +91,8 @@ class LoopState:
     seconds: float = 0.0  # training time spent in this epoch before an interruption
     grad_norm_sums: dict[str, float] = field(default_factory=dict)  # per parameter, this epoch
     activation_history: list[dict[str, Any]] = field(default_factory=list)  # record_activations
+    loss_scaler: dict[str, Any] | None = None  # precision "mixed": the loss scaler's state
+    skipped_steps: int = 0  # precision "mixed": steps skipped this epoch (non-finite gradients)
 
 
 @dataclass
@@ -150,6 +152,12 @@ def train(
 
     The model trains fused (:func:`scratchcnn.layers.fuse`), and the process's allocator keeps
     freed memory for reuse (:func:`scratchcnn.fast.keep_freed_memory`: no page faults per step).
+
+    With ``precision="mixed"`` the backend keeps what the backward pass needs in float16
+    (:meth:`~scratchcnn.backend.Backend.mixed_precision_scope`) and a
+    :class:`~scratchcnn.optim.DynamicLossScaler` scales the loss gradient: a step whose
+    gradients are not finite is skipped, logged and counted (``skipped_steps`` and
+    ``loss_scale`` in each epoch's record).
     """
     checkpoint: TrainingCheckpoint | None = None
     if resume is not None:
@@ -169,6 +177,8 @@ def train(
         _check_init_from(config)
         run_dir = _new_run_dir(config)
 
+    if config.precision == "mixed":
+        current_backend().mixed_precision_scope()  # a backend without it refuses, here
     data = data if data is not None else prepare_data(config)
     folder = _RunFolder(run_dir)
     if checkpoint is not None:  # every check of the checkpoint, before anything is written
@@ -259,6 +269,8 @@ def _train_loop(
     num_classes = len(data.class_names)
 
     def save_checkpoint() -> None:
+        if scaler is not None:
+            state.loss_scaler = scaler.state_dict()
         rng = {
             "shuffle": run.shuffle_rng.bit_generator.state,
             "augment": run.augment_rng.bit_generator.state,
@@ -284,11 +296,22 @@ def _train_loop(
 
         tensorboard = TensorBoardLogger(run_dir / "tensorboard")
 
+    scaler = None
+    if config.precision == "mixed":
+        scaler = DynamicLossScaler()
+        if state.loss_scaler is not None:
+            scaler.load_state_dict(state.loss_scaler)
+
     interrupt = _InterruptFlag()
     status = "completed"
     keep_freed_memory()
     fused = fuse(model)  # the same layers and parameters, with runs of layers fused
-    with interrupt, current_backend().compute_scope():
+    backend = current_backend()
+    with (
+        interrupt,
+        backend.compute_scope(),
+        backend.mixed_precision_scope() if scaler is not None else contextlib.nullcontext(),
+    ):
         for epoch in range(state.epoch, config.epochs):
             # The permutation is drawn from the generator state at the epoch's start, so a run
             # resumed mid-epoch sees the same order.
@@ -312,17 +335,25 @@ def _train_loop(
                 loss = run.loss_fn.forward(logits, target)
                 if not math.isfinite(loss):
                     _diverged(f"the loss became {loss}", epoch, batch, optimizer.lr, folder)
-                fused.backward(run.loss_fn.backward())
-                grad_norms = _trained_grad_norms(model)  # before clipping: what backward gave
-                bad = next((n for n, v in grad_norms.items() if not math.isfinite(v)), None)
-                if bad is not None:
-                    what = f"the gradient of {bad!r} became {grad_norms[bad]}"
-                    _diverged(what, epoch, batch, optimizer.lr, folder)
-                if config.clip_norm:
-                    clip_grad_norm(model.parameters(), config.clip_norm)
-                optimizer.step()
-                for name, norm in grad_norms.items():
-                    state.grad_norm_sums[name] = state.grad_norm_sums.get(name, 0.0) + norm
+                grad = run.loss_fn.backward()
+                fused.backward(grad if scaler is None else scaler.scale(grad))
+                finite = True  # mixed precision: unscale, and skip a step with inf/NaN gradients
+                if scaler is not None:
+                    finite = scaler.unscale(model.parameters())
+                    scaler.update()
+                if not finite:
+                    _skip_step(scaler, state, epoch, batch, optimizer.lr, folder, config)
+                else:
+                    grad_norms = _trained_grad_norms(model)  # before clipping: what backward gave
+                    bad = next((n for n, v in grad_norms.items() if not math.isfinite(v)), None)
+                    if bad is not None:
+                        what = f"the gradient of {bad!r} became {grad_norms[bad]}"
+                        _diverged(what, epoch, batch, optimizer.lr, folder)
+                    if config.clip_norm:
+                        clip_grad_norm(model.parameters(), config.clip_norm)
+                    optimizer.step()
+                    for name, norm in grad_norms.items():
+                        state.grad_norm_sums[name] = state.grad_norm_sums.get(name, 0.0) + norm
 
                 state.step += 1
                 run.after_step(state.step)
@@ -376,12 +407,15 @@ def _train_loop(
                 epoch_seconds=state.seconds,
                 images_per_second=state.seen / max(state.seconds, 1e-9),
             )
-            grad_norms = {k: v / state.batch for k, v in state.grad_norm_sums.items()}
+            if scaler is not None:
+                record.update(loss_scale=scaler.scale_value, skipped_steps=state.skipped_steps)
+            taken = state.batch - state.skipped_steps
+            grad_norms = {k: v / max(taken, 1) for k, v in state.grad_norm_sums.items()}
             state.history.append(record)
             state.grad_norm_history.append({"epoch": epoch + 1, **grad_norms})
             state.epoch, state.batch = epoch + 1, 0
             state.loss_sum, state.correct, state.seen, state.seconds = 0.0, 0, 0, 0.0
-            state.grad_norm_sums = {}
+            state.grad_norm_sums, state.skipped_steps = {}, 0
             if run.activation_images is not None:
                 _record_activations(run, data, state, epoch + 1, folder)
             with folder.saving(run_dir / "metrics.jsonl"):
@@ -421,6 +455,32 @@ def _train_loop(
     if status != "interrupted" and len(data.test_labels):
         test = final_test(run_dir, data, config)
     return TrainingResult(state.history, run_dir, status, state.best_epoch, test)
+
+
+def _skip_step(
+    scaler: DynamicLossScaler,
+    state: LoopState,
+    epoch: int,
+    batch: int,
+    lr: float,
+    folder: _RunFolder,
+    config: TrainConfig,
+) -> None:
+    """Mixed precision skipped a step (a gradient was not finite): count it and say so. A scale
+    driven below 1 means the overflow is not the scale's doing (float16 storage cannot hold an
+    activation), so the run has diverged."""
+    state.skipped_steps += 1
+    _log(
+        f"epoch {epoch + 1}, batch {batch + 1}: step skipped, a gradient was not finite; loss "
+        f"scale lowered to {scaler.scale_value:g}",
+        config,
+    )
+    if scaler.scale_value < 1:
+        what = (
+            "the gradients stayed non-finite while the loss scale fell below 1 (mixed "
+            "precision: an activation may not fit float16; try precision 'float32')"
+        )
+        _diverged(what, epoch, batch, lr, folder)
 
 
 def _averaged(run: RunSetup):
