@@ -12,6 +12,10 @@ BN_EPS = 1e-12
 # torch-style momentum (weight of the new batch statistics); airbench writes it as 1 - 0.6.
 BN_MOMENTUM = 0.4
 LOGIT_SCALE = 1 / 9  # airbench's scaling_factor: no bias or temperature on the logits
+# Weights are drawn as PyTorch draws them, U(+-1/sqrt(fan_in)): airbench's learning rates are
+# tuned for that scale. He's normal init is sqrt(6) times larger, and behind batch norm a
+# larger weight is a smaller effective step (lr / |w|^2): the recipe would train far slower.
+WEIGHT_INIT = "torch_default"
 
 
 def _batch_norm(channels: int, dtype: type) -> L.BatchNorm2d:
@@ -47,9 +51,11 @@ def conv_group(
 
     Shape: ``(N, in_channels, H, W) -> (N, out_channels, H // 2, W // 2)``.
     """
-    conv1 = L.Conv2d(in_channels, out_channels, 3, padding="same", bias=False, rng=rng, dtype=dtype)
-    conv2 = L.Conv2d(
-        out_channels, out_channels, 3, padding="same", bias=False, rng=rng, dtype=dtype
+    conv1, conv2 = (
+        L.Conv2d(
+            c, out_channels, 3, padding="same", bias=False, init=WEIGHT_INIT, rng=rng, dtype=dtype
+        )
+        for c in (in_channels, out_channels)
     )
     if identity_init:
         _identity_init(conv1)
@@ -86,6 +92,7 @@ def airbench(
     eigenvectors and their negatives) and freezes its weight; here it is an ordinary trainable
     conv with random weights until such an initialisation is applied. With ``identity_init``
     each 3x3 conv starts as an identity on its first ``in_channels`` filters, as in airbench.
+    Every other weight is drawn as PyTorch draws it (``torch_default``, see ``WEIGHT_INIT``).
 
     For 32x32 RGB inputs and 10 classes: 569,656 parameters (569,016 trainable: the 640
     batch-norm scales are frozen), of which 312 in the whitening conv.
@@ -112,13 +119,21 @@ def airbench(
     whiten_width = 2 * in_channels * WHITENING_KERNEL**2
     features = c3 * (grid // 3) ** 2
     return L.Sequential(
-        L.Conv2d(in_channels, whiten_width, WHITENING_KERNEL, padding=0, rng=rng, dtype=dtype),
+        L.Conv2d(
+            in_channels,
+            whiten_width,
+            WHITENING_KERNEL,
+            padding=0,
+            init=WEIGHT_INIT,
+            rng=rng,
+            dtype=dtype,
+        ),
         L.GELU(),
         conv_group(whiten_width, c1, rng, dtype, identity_init),
         conv_group(c1, c2, rng, dtype, identity_init),
         conv_group(c2, c3, rng, dtype, identity_init),
         L.MaxPool2d(3),
         L.Flatten(),
-        L.Linear(features, num_classes, bias=False, rng=rng, dtype=dtype),
+        L.Linear(features, num_classes, bias=False, init=WEIGHT_INIT, rng=rng, dtype=dtype),
         L.Scale(LOGIT_SCALE),
     )
