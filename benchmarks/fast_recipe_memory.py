@@ -52,7 +52,10 @@ def main(argv: list[str] | None = None) -> int:
         data.test_images, data.test_labels = data.test_images[:1000], data.test_labels[:1000]
         result = train(config, data=data)
     loss = result.history[-1]["train_loss"]
-    print(f"batch {batch}, {args.precision}: one epoch of {config.train_subset} images, train loss {loss:.3f}")
+    print(
+        f"batch {batch}, {args.precision}: one epoch of {config.train_subset} images, "
+        f"train loss {loss:.3f}"
+    )
     return 0
 
 
