@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -197,3 +199,53 @@ def test_conv_algorithms_script_times_every_product(tmp_path, capsys):
     text = report.read_text()
     assert text == capsys.readouterr().out
     assert "dx col2im" in text and len(text.splitlines()) == 2 + 6  # header + six layers
+
+
+TIME_REPORT = """\
+\tCommand being timed: "scratchcnn train --recipe fast"
+\tElapsed (wall clock) time (h:mm:ss or m:ss): 1:02:03.50
+\tMaximum resident set size (kbytes): 1048576
+"""
+
+
+def test_fast_recipe_runs_script_tables_and_plots_real_runs(tmp_path, capsys):
+    """``benchmarks/fast_recipe_runs.py`` reads a run folder and its time report into one row
+    and draws the figure; a log without time's report is refused by name."""
+    from helpers_data import make_image_folder
+
+    from scratchcnn.training import resolve_config, train
+
+    data = make_image_folder(tmp_path / "images", train_per_class=16, test_per_class=4, size=32)
+    values = dict(
+        data=str(data),
+        cache_dir=str(tmp_path / "cache"),
+        model_options={"widths": [4, 8, 8]},
+        epochs=2,
+        batch_size=8,
+        lr=0.05,
+        lookahead=4,
+        whiten_bias_epochs=1,
+        tta=1,
+        run_dir=str(tmp_path / "runs"),
+        name="fast-tiny",
+        progress=False,
+    )
+    result = train(resolve_config("fast", None, values))
+    (tmp_path / "runs" / "fast-tiny.log").write_text("training output...\n" + TIME_REPORT)
+    script = _benchmark_script("fast_recipe_runs")
+    table, figure = tmp_path / "out" / "runs.json", tmp_path / "out" / "curve.png"
+    reference = tmp_path / "torch.json"
+    reference.write_text('{"seconds": 60, "test_accuracy": 0.5, "test_accuracy_tta2": 0.6}')
+    argv = [str(tmp_path / "runs" / "fast-tiny"), "--output", str(table), "--figure", str(figure)]
+    assert script.main([*argv, "--reference", str(reference)]) == 0
+    (row,) = json.loads(table.read_text())
+    assert row["epochs"] == 2 and row["run"] == "fast-tiny"
+    assert row["wall_seconds"] == 3723.5 and row["peak_rss_mb"] == 1024.0
+    assert row["test_accuracy_tta"] == result.test["test_accuracy"]
+    assert row["test_accuracy"] == result.test["test_accuracy_without_tta"]
+    assert len(row["epoch_seconds"]) == 2
+    assert figure.read_bytes().startswith(b"\x89PNG")
+    assert "fast-tiny" in capsys.readouterr().out
+    (tmp_path / "runs" / "fast-tiny.log").write_text("no report\n")
+    with pytest.raises(ValueError, match="time -v"):
+        script.read_run(tmp_path / "runs" / "fast-tiny")

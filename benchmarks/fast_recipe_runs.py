@@ -1,0 +1,151 @@
+"""The fast recipe's runs in one table and one figure: accuracy against wall time.
+
+Each run is a run folder made by ``scratchcnn train --recipe fast`` under ``/usr/bin/time -v``,
+whose output (the training log, ending in time's report) was saved beside it as
+``<run folder>.log``::
+
+    /usr/bin/time -v scratchcnn train --recipe fast --data ../shared/datasets/cifar10-jpeg.zip \\
+        --run-dir runs --name fast-seed1 --seed 1 > runs/fast-seed1.log 2>&1
+
+This script reads every run's ``config.json`` and ``results.json``, its per-epoch seconds from
+``metrics.jsonl``, and the wall time and peak resident memory from the log, then writes one
+JSON table and a figure of test accuracy (with and without TTA) against wall time::
+
+    python benchmarks/fast_recipe_runs.py runs/fast-seed0 runs/fast-seed1 runs/fast-e4 \\
+        --output benchmarks/results/fast_recipe_runs.json --figure docs/images/fast_recipe.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+from scratchcnn.serialization import atomic_write_text
+from scratchcnn.viz._common import finish, new_figure
+from scratchcnn.viz.training import read_jsonl
+
+GOAL_ACCURACY = 0.92
+GOAL_MINUTES = 30
+
+
+def parse_time_report(text: str) -> tuple[float, int]:
+    """Wall seconds and peak resident kB from GNU time's ``-v`` report."""
+    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)", text)
+    rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
+    if wall is None or rss is None:
+        raise ValueError("no /usr/bin/time -v report found (Elapsed ... and Maximum resident)")
+    seconds = 0.0
+    for part in wall.group(1).split(":"):
+        seconds = seconds * 60 + float(part)
+    return seconds, int(rss.group(1))
+
+
+def read_run(folder: Path) -> dict:
+    """One row of the table: the run's settings, accuracies, wall time and memory."""
+    config = json.loads((folder / "config.json").read_text())
+    results = json.loads((folder / "results.json").read_text())
+    log = folder.with_name(folder.name + ".log")
+    wall, rss_kb = parse_time_report(log.read_text(errors="replace"))
+    history = read_jsonl(folder / "metrics.jsonl")
+    return {
+        "run": folder.name,
+        "seed": config["seed"],
+        "epochs": config["epochs"],
+        "precision": config.get("precision", "float32"),
+        "batch_size": config["batch_size"],
+        "test_accuracy_tta": results["test_accuracy"],
+        "test_accuracy": results["test_accuracy_without_tta"],
+        "wall_seconds": round(wall, 1),
+        "train_seconds": round(sum(r["epoch_seconds"] for r in history), 1),
+        "epoch_seconds": [round(r["epoch_seconds"], 1) for r in history],
+        "peak_rss_mb": round(rss_kb / 1024, 1),
+    }
+
+
+def plot(rows: list[dict], path: Path, references: list[dict]) -> None:
+    """Test accuracy against wall minutes, with and without TTA, the goal marked; each
+    reference (``airbench_torch.py --output``) drawn as a star at its own time."""
+    fig = new_figure(6.4, 4.2)
+    ax = fig.add_subplot()
+    for i, ref in enumerate(references):
+        ax.scatter(
+            [ref["seconds"] / 60] * 2,
+            [100 * ref["test_accuracy_tta2"], 100 * ref["test_accuracy"]],
+            marker="*",
+            s=90,
+            color=["C0", "C1"],
+            label="PyTorch, same recipe and data (TTA / none)" if i == 0 else None,
+        )
+    for key, label, marker in (
+        ("test_accuracy_tta", "with TTA (level 2)", "o"),
+        ("test_accuracy", "without TTA", "s"),
+    ):
+        for precision, fill in (("float32", None), ("mixed", "none")):
+            points = [r for r in rows if r["precision"] == precision]
+            if not points:
+                continue
+            ax.scatter(
+                [r["wall_seconds"] / 60 for r in points],
+                [100 * r[key] for r in points],
+                marker=marker,
+                facecolors=fill,
+                edgecolors="C0" if key == "test_accuracy_tta" else "C1",
+                color="C0" if key == "test_accuracy_tta" else "C1",
+                label=f"{label}, {precision}",
+            )
+    for r in rows:
+        ax.annotate(
+            f"{r['epochs']:g} ep",
+            (r["wall_seconds"] / 60, 100 * r["test_accuracy_tta"]),
+            textcoords="offset points",
+            xytext=(4, 4),
+            fontsize=7,
+        )
+    ax.axhline(100 * GOAL_ACCURACY, color="grey", linestyle="--", linewidth=1)
+    ax.axvline(GOAL_MINUTES, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlim(left=0)
+    ax.set_xlabel("wall time, minutes (2 cores; data loading and test included)")
+    ax.set_ylabel("CIFAR-10 test accuracy, % (JPEG copy)")
+    ax.set_title("scratchcnn train --recipe fast: accuracy against time")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    finish(fig, path, show=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="run folders, each with FOLDER.log")
+    parser.add_argument("--output", type=Path, help="write the table here as JSON")
+    parser.add_argument("--figure", type=Path, help="write the figure here as PNG")
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        action="append",
+        default=[],
+        help="a JSON result of benchmarks/airbench_torch.py to mark on the figure (repeatable)",
+    )
+    args = parser.parse_args(argv)
+    rows = sorted((read_run(folder) for folder in args.runs), key=lambda r: r["wall_seconds"])
+    header = ("run", "epochs", "precision", "wall", "peak MB", "TTA", "no TTA")
+    print("{:<20} {:>6} {:>9} {:>8} {:>8} {:>7} {:>7}".format(*header))
+    for r in rows:
+        minutes, seconds = divmod(r["wall_seconds"], 60)
+        print(
+            f"{r['run']:<20} {r['epochs']:>6g} {r['precision']:>9}"
+            f" {int(minutes):>4}:{seconds:04.1f}"
+            f" {r['peak_rss_mb']:>8.0f} {100 * r['test_accuracy_tta']:>6.2f}%"
+            f" {100 * r['test_accuracy']:>6.2f}%"
+        )
+    if args.output:
+        atomic_write_text(args.output, json.dumps(rows, indent=2) + "\n")
+    if args.figure:
+        references = [json.loads(path.read_text()) for path in args.reference]
+        plot(rows, args.figure, references)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
