@@ -88,6 +88,30 @@ def test_fused_model_trains_like_the_plain_one(backend):
     np.testing.assert_allclose(fused.forward(x), model.forward(x), **tolerance(np.float64))
 
 
+def test_a_chain_stops_where_nothing_before_it_trains(backend):
+    """The first conv frozen and the second's weight frozen (its bias trains): the second block
+    skips its input gradient, and the chain's backward stops there, as Sequential's does,
+    with the same gradients as the plain model."""
+    rng = np.random.default_rng(3)
+    model = small_net(rng)
+    model.freeze("0", "3.weight")
+    L.skip_untrained_input_gradient(model)
+    fused = L.fuse(model)
+    x = rng.standard_normal((2, 3, 8, 8))
+    grad_out = rng.standard_normal((2, 3))
+    fused.forward(x, training=True)
+    assert fused.backward(grad_out) is None
+    trained = [name for name, p in model.named_parameters() if p.requires_grad]
+    assert trained[0] == "3.bias" and "3.weight" not in trained
+    fused_grads = {name: p.grad.copy() for name, p in model.named_parameters()}
+    model.forward(x, training=True)
+    assert model.backward(grad_out) is None
+    assert np.any(fused_grads["3.bias"] != 0)
+    for name, param in model.named_parameters():
+        if name in trained:
+            np.testing.assert_allclose(fused_grads[name], param.grad, **tolerance(np.float64))
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_fused_seed_cnn_matches_the_plain_one_in_inference_and_recording(backend, dtype):
     model = seed_cnn(rng=np.random.default_rng(3), dtype=dtype)

@@ -250,6 +250,8 @@ class ConvReLUMaxPoolChain(Fused):
         self._pop_cache()
         for block in reversed(self.blocks):
             grad_out = block.backward(grad_out)
+            if grad_out is None:  # as in Sequential: nothing before this block trains
+                return None
         return grad_out
 
 
