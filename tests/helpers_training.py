@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -59,9 +60,20 @@ def train_cli(config: TrainConfig, *extra: str) -> list[str]:
     return args + list(extra)
 
 
+def default_sigint() -> None:
+    """``preexec_fn`` for a child the test will Ctrl-C: SIGINT back to its default action.
+
+    A shell without job control starts background commands with SIGINT ignored, the children
+    inherit that, and Python then installs no KeyboardInterrupt handler; the test would see a
+    Ctrl-C that never arrives."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_and_wait_for(args: list[str], path: Path, timeout: float = 120) -> subprocess.Popen:
     """Start ``args`` and return once ``path`` exists (the process is still running)."""
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=default_sigint
+    )
     deadline = time.monotonic() + timeout
     while not path.exists():
         assert process.poll() is None, process.stdout.read().decode()

@@ -23,6 +23,7 @@ import pytest
 from helpers_data import make_image_folder
 from helpers_training import (
     assert_same_weights,
+    default_sigint,
     final_weights,
     snapshot,
     tiny_config,
@@ -802,7 +803,7 @@ def test_ctrl_c_while_the_data_loads_exits_130_and_leaves_nothing(tmp_path):
                                                               tmp_path / "runs")]  # fmt: skip
     args.remove("--no-progress")  # the progress bar says when decoding has started
     before = snapshot(tmp_path)
-    process = subprocess.Popen(args, stderr=subprocess.PIPE)
+    process = subprocess.Popen(args, stderr=subprocess.PIPE, preexec_fn=default_sigint)
     seen = b""
     while b"decoding" not in seen:
         chunk = process.stderr.read1(256)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers_data import CLASS_NAMES
+from helpers_training import default_sigint
 from PIL import Image
 
 from scratchcnn.cli import main
@@ -528,7 +529,13 @@ lr = {{ grid = [0.01, 0.02, 0.03] }}
     out = tmp_path / "study"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     command = [sys.executable, "-m", "scratchcnn", "sweep", str(path), "--out", str(out)]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        preexec_fn=default_sigint,
+    )
     deadline = time.monotonic() + 240
     while not list(out.glob("trials/*/trial.json")) and time.monotonic() < deadline:
         time.sleep(0.5)  # wait for the first trial to finish
