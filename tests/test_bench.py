@@ -249,3 +249,12 @@ def test_fast_recipe_runs_script_tables_and_plots_real_runs(tmp_path, capsys):
     (tmp_path / "runs" / "fast-tiny.log").write_text("no report\n")
     with pytest.raises(ValueError, match="time -v"):
         script.read_run(tmp_path / "runs" / "fast-tiny")
+
+
+def test_step_memory_script_sees_mixed_precision_keep_less():
+    """``benchmarks/step_memory.py``: float16 storage shrinks what the forward pass keeps."""
+    script = _benchmark_script("step_memory")
+    full = script.step_memory("airbench", 4, "float32")
+    mixed = script.step_memory("airbench", 4, "mixed")
+    assert 0 < mixed["kept_mib"] < 0.75 * full["kept_mib"]
+    assert full["kept_mib"] <= full["peak_mib"] and mixed["kept_mib"] <= mixed["peak_mib"]

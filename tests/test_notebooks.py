@@ -33,10 +33,8 @@ def notebook_params() -> list:
     for path in NOTEBOOKS:
         marks = []
         if needs(jupytext.read(path)) == "cifar10":
-            marks = [
-                pytest.mark.slow,
-                pytest.mark.skipif(not CIFAR_ZIP.is_file(), reason=f"needs {CIFAR_ZIP}"),
-            ]
+            # quick mode reads a few thousand images (seconds), so CI runs these too
+            marks = [pytest.mark.skipif(not CIFAR_ZIP.is_file(), reason=f"needs {CIFAR_ZIP}")]
         params.append(pytest.param(path, id=path.stem, marks=marks))
     return params
 
