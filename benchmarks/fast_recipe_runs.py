@@ -107,7 +107,7 @@ def plot(rows: list[dict], path: Path, references: list[dict]) -> None:
     ax.set_ylabel("CIFAR-10 test accuracy, % (JPEG copy)")
     ax.set_title("scratchcnn train --recipe fast: accuracy against time")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="center left")
     finish(fig, path, show=False)
 
 
