@@ -30,7 +30,8 @@ train-fast: setup
 	$(TIME) $(BIN)/scratchcnn train --recipe fast --data $(DATA) $(TRAIN_ARGS)
 
 # The fast subset (what CI runs, about 5 minutes on 2 cores); test-all adds the tests marked
-# slow: real CIFAR-10 training, the notebooks on real data, the long sweep and zoo checks.
+# slow: loading all of real CIFAR-10 and training on it, the long sweep tests, the deeper
+# ResNets' gradient checks and the two-process DDP example.
 test: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 
