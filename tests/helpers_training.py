@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from scratchcnn.serialization import load_arrays
-from scratchcnn.training import TrainConfig
+from scratchcnn.training import TrainConfig, resolve_config
 
 
 def tiny_config(data: Path, run_dir: Path, **overrides) -> TrainConfig:
@@ -109,3 +109,28 @@ def snapshot(*roots: Path) -> dict[Path, str]:
             for path in sorted(p for p in root.rglob("*") if p.is_file()):
                 files[path] = hashlib.sha256(path.read_bytes()).hexdigest()
     return files
+
+
+SMALL_AIRBENCH = {"widths": [4, 8, 8]}
+
+
+def fast_config(data: Path, run_dir: Path, **changes) -> TrainConfig:
+    """The fast recipe, shrunk: airbench at widths 4/8/8, 6 steps of 8 images per epoch."""
+    values = dict(
+        data=str(data),
+        cache_dir=str(run_dir / "cache"),
+        model_options=SMALL_AIRBENCH,
+        epochs=3,
+        batch_size=8,
+        lr=0.05,
+        lookahead=4,  # 18 steps: not a multiple of 4, so the last step's sync(0) shows
+        ema_decay=0.9,
+        whiten_bias_epochs=1,
+        record_activations=True,
+        tta=1,
+        run_dir=str(run_dir),
+        name="run",
+        progress=False,
+    )
+    values.update(changes)
+    return resolve_config("fast", None, values)

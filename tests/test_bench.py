@@ -212,25 +212,13 @@ def test_fast_recipe_runs_script_tables_and_plots_real_runs(tmp_path, capsys):
     """``benchmarks/fast_recipe_runs.py`` reads a run folder and its time report into one row
     and draws the figure; a log without time's report is refused by name."""
     from helpers_data import make_image_folder
+    from helpers_training import fast_config
 
-    from scratchcnn.training import resolve_config, train
+    from scratchcnn.training import train
 
     data = make_image_folder(tmp_path / "images", train_per_class=16, test_per_class=4, size=32)
-    values = dict(
-        data=str(data),
-        cache_dir=str(tmp_path / "cache"),
-        model_options={"widths": [4, 8, 8]},
-        epochs=2,
-        batch_size=8,
-        lr=0.05,
-        lookahead=4,
-        whiten_bias_epochs=1,
-        tta=1,
-        run_dir=str(tmp_path / "runs"),
-        name="fast-tiny",
-        progress=False,
-    )
-    result = train(resolve_config("fast", None, values))
+    config = fast_config(data, tmp_path / "runs", epochs=2, name="fast-tiny", ema_decay=None)
+    result = train(config)
     (tmp_path / "runs" / "fast-tiny.log").write_text("training output...\n" + TIME_REPORT)
     script = _benchmark_script("fast_recipe_runs")
     table, figure = tmp_path / "out" / "runs.json", tmp_path / "out" / "curve.png"

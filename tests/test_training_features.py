@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers_data import make_image_folder
-from helpers_training import assert_same_weights, tiny_config, without_timing
+from helpers_training import assert_same_weights, fast_config, tiny_config, without_timing
 
 from scratchcnn.cli import main
 from scratchcnn.errors import CheckpointError, ConfigError
@@ -23,8 +23,6 @@ from scratchcnn.serialization import load_arrays, load_checkpoint, save_arrays
 from scratchcnn.training import TrainConfig, load_toml, resolve_config, train, trainer
 from scratchcnn.training.config import FAST_BATCH_SIZE, FAST_LR, FAST_WEIGHT_DECAY
 from scratchcnn.training.setup import build_run, init_model, make_batch, prepare_data
-
-SMALL_AIRBENCH = {"widths": [4, 8, 8]}
 
 
 @pytest.fixture(scope="module")
@@ -38,28 +36,6 @@ def images32(tmp_path_factory) -> Path:
     """3 colour classes, 16 + 4 images each, 32x32: big enough for airbench's grid."""
     root = tmp_path_factory.mktemp("images32")
     return make_image_folder(root, train_per_class=16, test_per_class=4, size=32)
-
-
-def fast_config(data: Path, run_dir: Path, **changes) -> TrainConfig:
-    """The fast recipe, shrunk: airbench at widths 4/8/8, 6 steps of 8 images per epoch."""
-    values = dict(
-        data=str(data),
-        cache_dir=str(run_dir / "cache"),
-        model_options=SMALL_AIRBENCH,
-        epochs=3,
-        batch_size=8,
-        lr=0.05,
-        lookahead=4,  # 18 steps: not a multiple of 4, so the last step's sync(0) shows
-        ema_decay=0.9,
-        whiten_bias_epochs=1,
-        record_activations=True,
-        tta=1,
-        run_dir=str(run_dir),
-        name="run",
-        progress=False,
-    )
-    values.update(changes)
-    return resolve_config("fast", None, values)
 
 
 class InterruptAfter:
