@@ -134,3 +134,14 @@ def fast_config(data: Path, run_dir: Path, **changes) -> TrainConfig:
     )
     values.update(changes)
     return resolve_config("fast", None, values)
+
+
+def benchmark_script(name: str):
+    """A script from ``benchmarks/``, imported as a module."""
+    import importlib.util
+
+    path = Path(__file__).parent.parent / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script

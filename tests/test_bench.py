@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from helpers_training import benchmark_script
 
 from scratchcnn.cli import build_parser, main
 from scratchcnn.layers import Conv2d, Sequential, fuse
@@ -149,7 +150,7 @@ def test_winograd_ablation_script_reports_both_settings(tmp_path, capsys):
     from scratchcnn import fast
 
     before = fast.current_settings()
-    script = _benchmark_script("ablate_winograd")
+    script = benchmark_script("ablate_winograd")
     report = tmp_path / "ablation.txt"
     argv = ["--batch", "2", "--steps", "1", "--rounds", "1", "--output", str(report)]
     assert script.main(argv) == 0
@@ -159,23 +160,11 @@ def test_winograd_ablation_script_reports_both_settings(tmp_path, capsys):
     assert fast.current_settings() == before and before.winograd
 
 
-def _benchmark_script(name: str):
-    """A script from ``benchmarks/``, imported as a module."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).parent.parent / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
-
-
 def test_benchmark_script_writes_the_cli_report(tmp_path, capsys):
     """``benchmarks/bench_seed_cnn.py`` runs ``scratchcnn bench`` and saves what it prints."""
     report = tmp_path / "results" / "seed.txt"  # the folder does not exist yet
     argv = ["--batch", "2", "--steps", "1", "--rounds", "1", "--no-torch", "--output", str(report)]
-    assert _benchmark_script("bench_seed_cnn").main(argv) == 0
+    assert benchmark_script("bench_seed_cnn").main(argv) == 0
     printed = capsys.readouterr()
     assert report.read_text() == printed.out
     assert "Per-layer profile" in printed.out and "PyTorch" not in printed.out
@@ -195,7 +184,7 @@ def test_conv_algorithms_script_times_every_product(tmp_path, capsys):
     """``benchmarks/conv_algorithms.py`` times forward, input and weight gradients per layer."""
     report = tmp_path / "algorithms.txt"
     argv = ["--batch", "2", "--reps", "1", "--output", str(report)]
-    assert _benchmark_script("conv_algorithms").main(argv) == 0
+    assert benchmark_script("conv_algorithms").main(argv) == 0
     text = report.read_text()
     assert text == capsys.readouterr().out
     assert "dx col2im" in text and len(text.splitlines()) == 2 + 6  # header + six layers
@@ -220,7 +209,7 @@ def test_fast_recipe_runs_script_tables_and_plots_real_runs(tmp_path, capsys):
     config = fast_config(data, tmp_path / "runs", epochs=2, name="fast-tiny", ema_decay=None)
     result = train(config)
     (tmp_path / "runs" / "fast-tiny.log").write_text("training output...\n" + TIME_REPORT)
-    script = _benchmark_script("fast_recipe_runs")
+    script = benchmark_script("fast_recipe_runs")
     table, figure = tmp_path / "out" / "runs.json", tmp_path / "out" / "curve.png"
     reference = tmp_path / "torch.json"
     reference.write_text('{"seconds": 60, "test_accuracy": 0.5, "test_accuracy_tta2": 0.6}')
@@ -241,7 +230,7 @@ def test_fast_recipe_runs_script_tables_and_plots_real_runs(tmp_path, capsys):
 
 def test_step_memory_script_sees_mixed_precision_keep_less():
     """``benchmarks/step_memory.py``: float16 storage shrinks what the forward pass keeps."""
-    script = _benchmark_script("step_memory")
+    script = benchmark_script("step_memory")
     full = script.step_memory("airbench", 4, "float32")
     mixed = script.step_memory("airbench", 4, "mixed")
     assert 0 < mixed["kept_mib"] < 0.75 * full["kept_mib"]

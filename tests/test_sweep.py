@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers_data import CLASS_NAMES
-from helpers_training import default_sigint
+from helpers_training import benchmark_script, default_sigint
 from PIL import Image
 
 from scratchcnn.cli import main
@@ -433,6 +433,29 @@ def test_summarize_redraws_the_same_table(smoke_study, capsys):
     assert main(["sweep", "--summarize", str(smoke_study)]) == 0
     assert (smoke_study / "results.csv").read_text() == before
     assert (smoke_study / "summary.png").is_file()
+
+
+def test_zoo_table_script_tabulates_a_study_from_its_trials(smoke_study, tmp_path, capsys):
+    """``benchmarks/zoo_table.py``: one row per trial with the trained model's size and the
+    trial's own accuracy and time, a Markdown table and the two-panel figure."""
+    script = benchmark_script("zoo_table")
+    table, figure = tmp_path / "zoo.json", tmp_path / "zoo.png"
+    assert script.main([str(smoke_study), "--output", str(table), "--figure", str(figure)]) == 0
+    rows = json.loads(table.read_text())
+    expected = {row["trial"]: row for row in read_csv(smoke_study / "results.csv")}
+    assert sorted(row["trial"] for row in rows) == sorted(expected)
+    for row in rows:
+        trial = expected[row["trial"]]
+        assert row["parameters"] == int(trial["parameters"])
+        assert row["test_accuracy"] == pytest.approx(float(trial["test_accuracy"]))
+        assert row["wall_minutes"] == pytest.approx(float(trial["seconds"]) / 60, abs=0.01)
+        assert row["epochs"] == 2 and row["train_images"] == 400 and row["model"] == "seed_cnn"
+        assert row["mflops"] > 0
+    printed = capsys.readouterr().out
+    assert printed.count("| seed_cnn |") == len(rows)
+    assert figure.read_bytes().startswith(b"\x89PNG")
+    with pytest.raises(FileNotFoundError, match="not a study folder"):
+        script.read_rows(tmp_path)
 
 
 def test_resuming_a_finished_study_reruns_no_trial(smoke_study, capsys):
