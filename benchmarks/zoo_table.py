@@ -70,13 +70,13 @@ def markdown(rows: list[dict]) -> str:
 
 
 def plot(rows: list[dict], path: Path, title: str) -> None:
-    """Test accuracy against parameters (log axis) and against wall minutes, one colour per
+    """Test accuracy against parameters and against wall minutes (log axes), one colour per
     model, each point labelled with its model (and width where it is not 1)."""
     fig = new_figure(11, 4.2)
     models = list(dict.fromkeys(r["model"] for r in rows))
     colors = {name: f"C{i % 10}" for i, name in enumerate(models)}
     for i, (key, label) in enumerate(
-        (("parameters", "parameters (log scale)"), ("wall_minutes", "wall time, minutes"))
+        (("parameters", "parameters"), ("wall_minutes", "wall time, minutes"))
     ):
         ax = fig.add_subplot(1, 2, i + 1)
         for r in rows:
@@ -84,9 +84,8 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
             ax.scatter([x], [y], color=colors[r["model"]])
             tag = r["model"] if r["width"] == 1 else f"{r['model']} x{r['width']:g}"
             ax.annotate(tag, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
-        if key == "parameters":
-            ax.set_xscale("log")
-        ax.set_xlabel(label)
+        ax.set_xscale("log")  # both span two orders of magnitude or more
+        ax.set_xlabel(f"{label} (log scale)")
         ax.set_ylabel("CIFAR-10 test accuracy, %")
         ax.grid(alpha=0.3)
     fig.suptitle(title)
