@@ -37,7 +37,9 @@ def read_rows(study: Path) -> list[dict]:
         rows.append(
             {
                 "trial": trial.trial,
-                "model": config.get("model") or "seed_cnn",
+                # The config names the zoo model (none given resolves to seed_cnn); a trial of
+                # a network from a [model] table (the architecture setting) has none.
+                "model": config.get("model") or "architecture",
                 "width": float((config.get("model_options") or {}).get("width", 1.0)),
                 "parameters": model.num_parameters(),
                 "mflops": round(model.flops((1, channels, height, width)) / 1e6, 1),
