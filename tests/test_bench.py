@@ -145,18 +145,26 @@ def test_cli_bench_writes_its_report(tmp_path, capsys):
 
 
 def test_winograd_ablation_script_reports_both_settings(tmp_path, capsys):
-    """``benchmarks/ablate_winograd.py`` times the model with and without Winograd and leaves
-    the settings as they were."""
+    """``benchmarks/ablate_winograd.py`` times a zoo model with Winograd, with its weight
+    gradients on im2col and without it, and leaves the settings as they were."""
     from scratchcnn import fast
 
     before = fast.current_settings()
     script = benchmark_script("ablate_winograd")
     report = tmp_path / "ablation.txt"
-    argv = ["--batch", "2", "--steps", "1", "--rounds", "1", "--output", str(report)]
-    assert script.main(argv) == 0
+    argv = ["--model", "airbench", "--batch", "2", "--steps", "1", "--rounds", "1"]
+    assert script.main([*argv, "--output", str(report)]) == 0
     text = report.read_text()
     assert text == capsys.readouterr().out
-    assert "Winograd" in text and "im2col only" in text and "speed-up" in text
+    assert text.startswith("airbench, batch 2,")
+    rows = [line.split() for line in text.splitlines()[2:]]
+    assert [row[:-4] for row in rows] == [
+        ["Winograd"],
+        ["im2col", "weight", "grads"],
+        ["im2col", "only"],
+    ]
+    assert rows[2][-2:] == ["1.00x", "1.00x"]  # im2col only against itself
+    assert all(float(value) > 0 for row in rows for value in row[-4:-2])
     assert fast.current_settings() == before and before.winograd
 
 

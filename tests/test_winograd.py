@@ -61,7 +61,10 @@ def chunking(request):
     the settings in effect."""
     workers, chunk_bytes = request.param
     with fast.settings(
-        workers=workers, winograd_chunk_bytes=chunk_bytes, few_channels_chunk_images=chunk_bytes
+        workers=workers,
+        winograd_chunk_bytes=chunk_bytes,
+        winograd_weight_grad_chunk_bytes=chunk_bytes,
+        few_channels_chunk_images=chunk_bytes,
     ) as settings:
         yield settings
 
@@ -113,23 +116,36 @@ def test_fused_relu_pool_matches_naive_loops(chunking, dtype, shape, padding):
     np.testing.assert_allclose(to_nchw(got), want, **tolerance(dtype))
 
 
+# The smallest input channel count whose weight gradient runs on Winograd: 1 puts every one
+# there, a huge one none (im2col).
+WEIGHT_GRAD_PATHS = {"winograd-weight-grad": 1, "im2col-weight-grad": 1 << 30}
+
+
+@pytest.mark.parametrize(
+    "weight_grad_from", list(WEIGHT_GRAD_PATHS.values()), ids=list(WEIGHT_GRAD_PATHS)
+)
 @pytest.mark.parametrize(("need_input_grad", "need_weight_grad"), [(1, 1), (0, 1), (1, 0)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(("shape", "padding"), list(cases()))
 def test_gradients_match_naive_loops(
-    chunking, need_input_grad, need_weight_grad, dtype, shape, padding
+    chunking, weight_grad_from, need_input_grad, need_weight_grad, dtype, shape, padding
 ):
-    """The backward pass of a layer that runs on Winograd: its input gradient is a Winograd
-    convolution of the output gradient with the flipped kernel (stride 1), its weight gradient
-    comes from im2col rows."""
+    """The backward pass of a layer that runs on Winograd (its minimum channels and size set to
+    1, so that every case does): its input gradient is a Winograd convolution of the output
+    gradient with the flipped kernel (stride 1); its weight gradient runs on Winograd's adjoint
+    transforms or comes from im2col rows, and both are held to the loops."""
     x, weight, _ = sample(shape, 3, dtype, 4)
     grad_out = np.random.default_rng(5).standard_normal((shape[0], 3, *output_hw(shape, padding)))
     grad_out = grad_out.astype(dtype)
     geometry = ConvGeometry((3, 3), (1, 1), padding)
     saved = conv.ConvSaved(to_nhwc(x), None, weight, geometry)
-    grad_x, grad_w, grad_b = conv.conv2d_backward(
-        saved, grad_out, bool(need_input_grad), bool(need_weight_grad), chunking
-    )
+    with fast.settings(
+        winograd_min_channels=1, winograd_min_size=1,
+        winograd_weight_grad_min_channels=weight_grad_from,
+    ) as settings:  # fmt: skip
+        grad_x, grad_w, grad_b = conv.conv2d_backward(
+            saved, grad_out, bool(need_input_grad), bool(need_weight_grad), settings
+        )
     want_x, want_w, want_b = ref.conv2d_backward(grad_out, x, weight, (1, 1), padding, (1, 1))
     if need_input_grad:
         assert grad_x.shape == x.shape and grad_x.dtype == dtype
@@ -142,6 +158,105 @@ def test_gradients_match_naive_loops(
         np.testing.assert_allclose(grad_b, want_b, **tolerance(dtype))
     else:
         assert grad_w is None and grad_b is None
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("shape", "padding"), list(cases()))
+def test_weight_gradient_matches_naive_loops(chunking, dtype, shape, padding):
+    """The Winograd weight and bias gradients, called directly (any channel count), odd sizes
+    and hanging tiles included."""
+    x, weight, _ = sample(shape, 4, dtype, 13)
+    out_shape = (shape[0], 4, *output_hw(shape, padding))
+    grad_out = np.random.default_rng(14).standard_normal(out_shape).astype(dtype)
+    grad_w, grad_b = winograd.conv2d_weight_grad(
+        to_nhwc(x), np.ascontiguousarray(to_nhwc(grad_out)), padding, chunking
+    )
+    _, want_w, want_b = ref.conv2d_backward(grad_out, x, weight, (1, 1), padding, (1, 1))
+    assert grad_w.dtype == grad_b.dtype == dtype
+    np.testing.assert_allclose(grad_w, want_w, **tolerance(dtype))
+    np.testing.assert_allclose(grad_b, want_b, **tolerance(dtype))
+
+
+def test_weight_gradient_of_an_empty_batch_is_zero():
+    x = np.zeros((0, 6, 6, 8), np.float32)
+    grad_w, grad_b = winograd.conv2d_weight_grad(
+        x, np.zeros((0, 6, 6, 5), np.float32), SAME, fast.current_settings()
+    )
+    assert grad_w.shape == (5, 8, 3, 3) and not grad_w.any()
+    assert grad_b.shape == (5,) and not grad_b.any()
+
+
+def test_weight_gradient_reads_a_float16_kept_input():
+    """Mixed precision keeps the input in float16: the gradient is computed in float32 from it
+    and matches the loops on the rounded input."""
+    x, _, _ = sample((3, 9, 7, 6), 4, np.float32, 15)
+    x16 = x.astype(np.float16)
+    grad_out = np.random.default_rng(16).standard_normal((3, 4, 7, 6)).astype(np.float32)
+    grad_w, grad_b = winograd.conv2d_weight_grad(
+        to_nhwc(x16), np.ascontiguousarray(to_nhwc(grad_out)), SAME, fast.current_settings()
+    )
+    _, want_w, want_b = ref.conv2d_backward(
+        grad_out, x16.astype(np.float64), np.zeros((4, 9, 3, 3)), (1, 1), SAME, (1, 1)
+    )
+    assert grad_w.dtype == np.float32
+    np.testing.assert_allclose(grad_w, want_w, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(grad_b, want_b, rtol=1e-4, atol=1e-4)
+
+
+def test_backward_transforms_are_the_adjoints_of_the_forward_ones():
+    """``<T a, b> = <a, T* b>`` for the weight transform against the weight gradient's, and for
+    the output transform against the products' gradient: the backward kernels are exactly the
+    transposes of the forward ones."""
+    rng = np.random.default_rng(17)
+    compiled = kernels(fast.current_settings())
+    weight = rng.standard_normal((3, 2, 3, 3))
+    grad_u = rng.standard_normal((16, 2, 3))
+    back = np.empty_like(weight)
+    compiled.winograd_weight_grad(grad_u, back)
+    forward = winograd.transform_weight(weight, fast.current_settings())
+    np.testing.assert_allclose(np.vdot(forward, grad_u), np.vdot(weight, back), rtol=1e-12)
+
+    tiles, channels = (2, 3), 4
+    m = rng.standard_normal((16, 2 * 6, channels))  # 2 images of 2x3 tiles
+    grad = rng.standard_normal((2, 4, 6, channels))  # their 4x6 outputs
+    out = np.empty_like(grad)
+    rows = np.empty((8, tiles[1], channels))
+    compiled.winograd_output(m, np.zeros(channels), *tiles, rows, out)
+    grad_m = np.empty_like(m)
+    compiled.winograd_output_grad(grad, *tiles, grad_m)
+    np.testing.assert_allclose(np.vdot(out, grad), np.vdot(m, grad_m), rtol=1e-12)
+
+
+def test_weight_gradient_runs_on_winograd_from_enough_channels(monkeypatch):
+    """The fast backward sends a Winograd layer's weight gradient to Winograd's adjoint from
+    ``winograd_weight_grad_min_channels`` input channels, and to im2col below."""
+    calls = []
+    weight_grad = winograd.conv2d_weight_grad
+
+    def spy(x_nhwc, grad_nhwc, padding, settings):
+        calls.append(x_nhwc.shape[3])
+        return weight_grad(x_nhwc, grad_nhwc, padding, settings)
+
+    monkeypatch.setattr(winograd, "conv2d_weight_grad", spy)
+    geometry = ConvGeometry((3, 3), (1, 1), SAME)
+    for channels, minimum, expected in [(9, 8, [9]), (9, 10, []), (12, 12, [12])]:
+        calls.clear()
+        x, weight, _ = sample((2, channels, 6, 6), 3, np.float64, 18)
+        grad_out = np.random.default_rng(19).standard_normal((2, 3, 6, 6))
+        saved = conv.ConvSaved(to_nhwc(x), None, weight, geometry)
+        with fast.settings(winograd_weight_grad_min_channels=minimum) as settings:
+            assert winograd.weight_grad_applies(
+                to_nhwc(x).shape, weight.shape, geometry, settings
+            ) == bool(expected)
+            for need_input_grad in (True, False):
+                _, grad_w, _ = conv.conv2d_backward(
+                    saved, grad_out, need_input_grad, True, settings
+                )
+                want = ref.conv2d_backward(grad_out, x, weight, (1, 1), SAME, (1, 1))[1]
+                np.testing.assert_allclose(grad_w, want, rtol=1e-10)
+        assert calls == expected * 2, (channels, minimum)
+    with fast.settings(winograd=False) as off:  # never without Winograd's forward
+        assert not winograd.weight_grad_applies((2, 6, 6, 64), (3, 64, 3, 3), geometry, off)
 
 
 def test_input_gradient_runs_on_winograd_as_the_flipped_convolution(monkeypatch):
@@ -206,10 +321,17 @@ def test_disabled_or_without_numba_it_is_never_used():
             assert not winograd.applies(shape, weight_shape, geometry_3x3(), settings), off
 
 
+@pytest.mark.parametrize(
+    "weight_grad_from", list(WEIGHT_GRAD_PATHS.values()), ids=list(WEIGHT_GRAD_PATHS)
+)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("padding", [SAME, ((0, 0), (0, 0)), ((3, 0), (1, 2))])
-def test_fast_backend_convolution_on_winograd_matches_naive_loops(chunking, dtype, padding):
-    """Forward and all three gradients through ``fast`` for a layer Winograd takes (C >= 8)."""
+def test_fast_backend_convolution_on_winograd_matches_naive_loops(
+    chunking, weight_grad_from, dtype, padding
+):
+    """Forward and all three gradients through ``fast`` for a layer Winograd takes (C >= 8),
+    with its weight gradient on either path; the padding of 3 is wider than the kernel's reach,
+    so that layer's input gradient goes through col2im."""
     x, weight, bias = sample((3, 9, 8, 9), 5, dtype, 6)  # outputs of at least 5x5
     geometry = ConvGeometry((3, 3), (1, 1), padding)
     assert winograd.applies(to_nhwc(x).shape, weight.shape, geometry, chunking)
@@ -217,7 +339,8 @@ def test_fast_backend_convolution_on_winograd_matches_naive_loops(chunking, dtyp
     want = ref.conv2d(x.astype(np.float64), weight, bias, (1, 1), padding, (1, 1))
     np.testing.assert_allclose(out, want, **tolerance(dtype))
     grad_out = np.random.default_rng(7).standard_normal(out.shape).astype(dtype)
-    got = conv.conv2d_backward(saved, grad_out, True, True, chunking)
+    with fast.settings(winograd_weight_grad_min_channels=weight_grad_from) as settings:
+        got = conv.conv2d_backward(saved, grad_out, True, True, settings)
     wants = ref.conv2d_backward(grad_out, x, weight, (1, 1), padding, (1, 1))
     for name, g, w in zip(("input", "weight", "bias"), got, wants, strict=True):
         assert g.shape == w.shape and g.dtype == dtype, name
@@ -260,18 +383,25 @@ def test_seed_model_gives_the_same_results_with_and_without_winograd():
         np.testing.assert_allclose(grads[name], grads0[name], rtol=1e-3, atol=1e-6, err_msg=name)
 
 
+@pytest.mark.parametrize(
+    "weight_grad_from", list(WEIGHT_GRAD_PATHS.values()), ids=list(WEIGHT_GRAD_PATHS)
+)
 @pytest.mark.parametrize("padding", ["same", 0, 2])
-def test_winograd_layer_passes_gradient_checks(padding):
+def test_winograd_layer_passes_gradient_checks(padding, weight_grad_from):
     """A Conv2d that runs on Winograd (8 input channels, 3x3, stride 1, outputs of 5x5 or more),
-    and so does its input gradient (9 channels of output gradient): float64 gradients against
-    central differences, as for every other layer."""
+    and so do its input gradient (9 channels of output gradient) and, on one path, its weight
+    gradient: float64 gradients against central differences, as for every other layer."""
     rng = np.random.default_rng(12)
     layer = sc.Conv2d(8, 9, 3, padding=padding, rng=rng)
     input_shape = (2, 8, 7, 8)
-    settings = fast.current_settings()
-    assert winograd.applies((2, 7, 8, 8), layer.weight.shape, layer.geometry, settings)
-    with use_backend("fast"):
-        errors = check_layer(layer, input_shape, rng)
+    with fast.settings(winograd_weight_grad_min_channels=weight_grad_from) as settings:
+        assert winograd.applies((2, 7, 8, 8), layer.weight.shape, layer.geometry, settings)
+        on_winograd = winograd.weight_grad_applies(
+            (2, 7, 8, 8), layer.weight.shape, layer.geometry, settings
+        )
+        assert on_winograd == (weight_grad_from == 1)
+        with use_backend("fast"):
+            errors = check_layer(layer, input_shape, rng)
     assert max(errors.values()) < 1e-6, errors
 
 

@@ -30,12 +30,13 @@ from scratchcnn.fast.runtime import (
     scratch,
     storage_dtype,
     stored,
+    sum_over_chunks,
 )
 from scratchcnn.fast.settings import Settings
 from scratchcnn.functional.conv import Pad2d, kernel_offset_slices
 
 # Scratch slots of this module (``runtime.scratch``); Winograd uses its own.
-_COLS, _GRAD_COLS, _PADDED, _CONV_OUT = 0, 1, 2, 3
+_COLS, _GRAD_COLS, _PADDED, _CONV_OUT, _WEIGHT_GRAD = 0, 1, 2, 3, 4
 
 
 def im2col_nhwc(
@@ -258,25 +259,37 @@ def conv2d_backward(
     """Gradients of :func:`conv2d_forward`, a few images at a time.
 
     For a stride-1 convolution the input gradient is itself a forward convolution of the output
-    gradient (:func:`transposed_geometry`), which runs on Winograd where that applies; the weight
-    gradient then comes from im2col rows on their own. Otherwise both come from one im2col pass,
-    the input gradient folded back by col2im (:func:`im2col_backward`). (Winograd's own
-    backward, through its transforms' adjoints, measured slower here for both gradients: 1.2-2x
-    for the input gradient, 1.2-1.8x for the weight gradient, on the seed model's and airbench's
-    layers; benchmarks/README.md.)
+    gradient (:func:`transposed_geometry`), which runs on Winograd where that applies. The
+    weight gradient runs on Winograd's adjoint transforms where
+    :func:`.winograd.weight_grad_applies` (3x3 stride-1 layers with many input channels), and
+    on im2col rows otherwise. Everything else comes from one im2col pass, the input gradient
+    folded back by col2im (:func:`im2col_backward`). (Winograd's adjoint for the input gradient
+    measured 1.2-2x slower than the flipped-kernel convolution; benchmarks/README.md.)
 
     Shape: ``grad_out (N, OC, OH, OW)`` -> ``grad_x (N, C, H, W)`` (channels-last memory),
     ``grad_w (OC, C, KH, KW)``, ``grad_b (OC,)``; ``None`` for those not needed.
     """
     if not (need_input_grad or need_weight_grad):
         return None, None, None
-    transposed = transposed_geometry(saved.geometry) if need_input_grad else None
-    if transposed is None:
-        return im2col_backward(saved, grad_out, need_input_grad, need_weight_grad, settings)
-    grad_x, _ = conv2d_forward(
-        grad_out, flipped_weight(saved.weight), None, transposed, False, settings
+    winograd_weight = need_weight_grad and winograd.weight_grad_applies(
+        saved.x_nhwc.shape, saved.weight.shape, saved.geometry, settings
     )
-    _, grad_w, grad_b = im2col_backward(saved, grad_out, False, need_weight_grad, settings)
+    transposed = transposed_geometry(saved.geometry) if need_input_grad else None
+    if transposed is None and not winograd_weight:
+        return im2col_backward(saved, grad_out, need_input_grad, need_weight_grad, settings)
+    grad_x = grad_w = grad_b = None
+    if transposed is not None:
+        flipped = flipped_weight(saved.weight)
+        grad_x, _ = conv2d_forward(grad_out, flipped, None, transposed, False, settings)
+    elif need_input_grad:
+        grad_x, _, _ = im2col_backward(saved, grad_out, True, False, settings)
+    if winograd_weight:
+        grad_nhwc = np.ascontiguousarray(to_nhwc(grad_out))  # free if channels-last memory
+        grad_w, grad_b = winograd.conv2d_weight_grad(
+            saved.x_nhwc, grad_nhwc, saved.geometry.padding, settings
+        )
+    elif need_weight_grad:
+        _, grad_w, grad_b = im2col_backward(saved, grad_out, False, True, settings)
     return grad_x, grad_w, grad_b
 
 
@@ -304,12 +317,18 @@ def im2col_backward(
     width = w_rows.shape[1]
     grad_x = np.empty((n, h, w, c), dtype=grad_out.dtype) if need_input_grad else None
     chunks = im2col_chunks(n, x_nhwc.shape, size, kernel_size, x_nhwc.itemsize, settings)
-    largest = max(images.stop - images.start for images in chunks)
+    largest = max((images.stop - images.start for images in chunks), default=0)
     ones = np.ones(largest * size[0] * size[1], dtype=grad_nhwc.dtype)
     kernels(settings)  # load once here, not racing in the worker threads
 
-    def backward_chunk(images: slice) -> tuple[np.ndarray, np.ndarray] | None:
-        """Fill this chunk's input gradient; return its shares of the weight and bias gradients."""
+    def zeros() -> tuple[np.ndarray, np.ndarray]:
+        """A thread's running sums: ``cols^T grad_rows`` (KH*KW*C, OC) and the bias gradient."""
+        return np.zeros((width, out_channels), grad_nhwc.dtype), np.zeros(
+            out_channels, grad_nhwc.dtype
+        )
+
+    def backward_chunk(images: slice, sums: tuple[np.ndarray, np.ndarray] | None) -> None:
+        """Fill this chunk's input gradient; add its shares of the weight and bias gradients."""
         grad_rows = grad_nhwc[images].reshape(-1, out_channels)  # (b*OH*OW, OC)
         count = images.stop - images.start
         if grad_x is not None:
@@ -319,8 +338,8 @@ def im2col_backward(
                 grad_cols, grad_x[images].shape, kernel_size, g.stride, g.padding, g.dilation,
                 settings, out=grad_x[images],
             )  # fmt: skip
-        if not need_weight_grad:
-            return None
+        if sums is None:
+            return
         if saved.cols is not None:
             cols = restored(saved.cols[images], grad_rows.dtype)
         else:
@@ -329,21 +348,24 @@ def im2col_backward(
             cols = im2col_nhwc(
                 x_chunk, kernel_size, g.stride, g.padding, g.dilation, settings, buffer
             )
+        grad_w_cols, grad_b = sums
         # The bias gradient as a BLAS product with ones: grad_rows.sum(axis=0) reduces a tall,
         # narrow array one short row at a time and measured ~10x slower.
-        grad_b = ones[: grad_rows.shape[0]] @ grad_rows
-        # (cols^T g)^T, not g^T cols: the same (OC, KH*KW*C) product, which OpenBLAS makes up
-        # to 1.4x faster this way round for thin rows (conv1's 27 columns; never slower).
-        return (cols.reshape(-1, width).T @ grad_rows).T, grad_b
+        grad_b += ones[: grad_rows.shape[0]] @ grad_rows
+        # cols^T g, not (g^T cols)^T: the same (KH*KW*C, OC) product, which OpenBLAS makes up to
+        # 1.4x faster this way round for thin rows (conv1's 27 columns; never slower).
+        product = scratch(_WEIGHT_GRAD, grad_w_cols.shape, grad_rows.dtype)
+        np.matmul(cols.reshape(-1, width).T, grad_rows, out=product)
+        grad_w_cols += product
 
-    with blas_limit(settings.blas_threads):
-        partial_grads = map_chunks(backward_chunk, chunks, settings.workers)
     grad_w = grad_b = None
-    if need_weight_grad:
-        grad_w_rows = np.sum([weight_part for weight_part, _ in partial_grads], axis=0)
-        grad_b = np.sum([bias_part for _, bias_part in partial_grads], axis=0)
-        grad_w = grad_w_rows.reshape(out_channels, kernel_h, kernel_w, in_channels)
-        grad_w = grad_w.transpose(0, 3, 1, 2)  # (OC, C, KH, KW)
+    with blas_limit(settings.blas_threads):
+        if need_weight_grad:  # one set of running sums per thread, not one per chunk
+            grad_w_cols, grad_b = sum_over_chunks(backward_chunk, chunks, settings.workers, zeros)
+            grad_w = grad_w_cols.T.reshape(out_channels, kernel_h, kernel_w, in_channels)
+            grad_w = grad_w.transpose(0, 3, 1, 2)  # (OC, C, KH, KW)
+        else:
+            map_chunks(lambda images: backward_chunk(images, None), chunks, settings.workers)
     return (None if grad_x is None else to_nchw(grad_x)), grad_w, grad_b
 
 

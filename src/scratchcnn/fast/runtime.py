@@ -4,6 +4,8 @@
 - :func:`map_chunks` runs independent chunks of a batch on ``workers`` threads: the calling
   thread and ``workers - 1`` pool threads take the next chunk from a shared counter until none is
   left, so no core waits for a hand-off and a thread the OS pauses delays only its own chunk.
+- :func:`sum_over_chunks` adds up what the chunks contribute (weight gradients), one set of
+  running sums per thread.
 - :func:`scratch` hands each thread reused buffers for data that lives only inside one chunk.
 - :func:`blas_limit` keeps NumPy's BLAS to one thread while the workers run (their products are
   tall and thin; OpenBLAS's own threads would spin-wait against the workers).
@@ -98,6 +100,37 @@ def map_chunks(work: Callable[[T], R], chunks: list[T], workers: int) -> list[R]
     return results
 
 
+def sum_over_chunks(
+    work: Callable[[T, tuple[np.ndarray, ...]], None],
+    chunks: list[T],
+    workers: int,
+    zeros: Callable[[], tuple[np.ndarray, ...]],
+) -> tuple[np.ndarray, ...]:
+    """The sums of every chunk's contributions (weight gradients: sums over the whole batch).
+
+    ``work(chunk, sums)`` adds its chunk's share into ``sums``: the running sums of the thread
+    that runs it, made by ``zeros()`` on the thread's first chunk. So each thread keeps one set
+    of sums, not one per chunk, and they are added together once at the end (``zeros()`` when
+    there are no chunks).
+    """
+    per_thread: dict[int, tuple[np.ndarray, ...]] = {}
+
+    def add(chunk: T) -> None:
+        sums = per_thread.get(threading.get_ident())
+        if sums is None:
+            sums = per_thread[threading.get_ident()] = zeros()
+        work(chunk, sums)
+
+    map_chunks(add, chunks, workers)
+    parts = list(per_thread.values())
+    if not parts:
+        return zeros()
+    for other in parts[1:]:
+        for total, part in zip(parts[0], other, strict=True):
+            total += part
+    return parts[0]
+
+
 def even_slices(n: int, parts: int) -> list[slice]:
     """``range(n)`` cut into ``parts`` consecutive slices whose lengths differ by at most one."""
     bounds = [n * i // parts for i in range(parts + 1)]
@@ -108,8 +141,11 @@ def batch_chunks(n: int, most: int, workers: int) -> list[slice]:
     """A batch of ``n`` images cut into chunks of at most ``most`` images, for the workers.
 
     The chunks are as even as possible and, when there are enough images, their number is a
-    multiple of ``workers``, so that no worker is left alone with a last, lopsided chunk.
+    multiple of ``workers``, so that no worker is left alone with a last, lopsided chunk. An
+    empty batch has no chunks.
     """
+    if n == 0:
+        return []
     count = -(-n // max(1, most))  # ceil
     workers = max(1, workers)
     if n >= workers:

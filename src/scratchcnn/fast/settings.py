@@ -53,10 +53,17 @@ class Settings:
     # Outputs smaller than this a side stay on im2col: a 3x3 output's 2x2 tiles compute 16 values
     # for 9 (measured 1.8x slower than im2col on airbench's 128-channel 3x3 layer).
     winograd_min_size: int = 5
+    # Weight gradients of convolutions that run forward on Winograd go through it too from this
+    # many input channels; with fewer, its 16 products (C, tiles) @ (tiles, OC) are too thin and
+    # im2col is faster (both measured in benchmarks/README.md).
+    winograd_weight_grad_min_channels: int = 64
     # Bytes of im2col rows per chunk of the im2col convolution.
     im2col_chunk_bytes: int = 1 << 21
     # Bytes of transformed tiles (inputs and products) per chunk of a Winograd convolution.
     winograd_chunk_bytes: int = 1 << 21
+    # The same for a Winograd weight gradient: larger, as its products reduce over the tiles and
+    # run faster the more tiles they have.
+    winograd_weight_grad_chunk_bytes: int = 1 << 23
     # Images per chunk of a few-channel (RGB) Winograd conv + ReLU + pool: small chunks keep both
     # workers busy to the end, as no tiles are stored.
     few_channels_chunk_images: int = 4

@@ -34,8 +34,15 @@ values for 9), and in inference for any number of channels when a ReLU and a 2x2
 max-pool follow (the output tiles are the pool windows; RGB inputs then run as one Numba loop
 per tile, see :func:`conv_relu_pool_chain`). The backward pass of a stride-1 convolution
 computes its input gradient as a forward convolution of the output gradient (see
-``fast.conv.transposed_geometry``), so that runs here too. Every other convolution, and every
-weight gradient, stays on im2col.
+``fast.conv.transposed_geometry``), so that runs here too.
+
+The weight gradient runs here for the same convolutions when they have
+``winograd_weight_grad_min_channels`` or more input channels. With ``V`` the transformed input
+tiles and ``dM = A g A^T`` the gradient of the products (``g`` each tile's 2x2 output gradient),
+the gradient of each transformed filter is ``dU[p] = V[p]^T @ dM[p]``, 16 products that sum over
+the tiles, and the weight gradient is ``G^T dU G``: the forward's transforms run backwards (their
+adjoints), with the same 2.25x fewer multiplications. Every other convolution and weight
+gradient stays on im2col.
 """
 
 from __future__ import annotations
@@ -45,13 +52,20 @@ from typing import NamedTuple
 import numpy as np
 
 from scratchcnn.backend import ConvGeometry
-from scratchcnn.fast.runtime import batch_chunks, blas_limit, kernels, map_chunks, scratch
+from scratchcnn.fast.runtime import (
+    batch_chunks,
+    blas_limit,
+    kernels,
+    map_chunks,
+    scratch,
+    sum_over_chunks,
+)
 from scratchcnn.fast.settings import Settings
 from scratchcnn.functional.conv import Pad2d
 
 # Scratch slots (``runtime.scratch``), clear of those of ``fast.conv``; a chain's block outputs
 # take ``_CHAIN + index``.
-_PADDED, _V, _M, _ROWS, _CHAIN = 10, 11, 12, 13, 20
+_PADDED, _V, _M, _ROWS, _GRAD, _GRAD_M, _GRAD_U, _CHAIN = 10, 11, 12, 13, 14, 15, 16, 20
 
 
 def applies(
@@ -79,6 +93,21 @@ def applies(
     out_size = geometry.output_size(tuple(x_shape_nhwc[1:3]))
     return x_shape_nhwc[3] >= settings.winograd_min_channels and min(out_size) >= (
         settings.winograd_min_size
+    )
+
+
+def weight_grad_applies(
+    x_shape_nhwc: tuple[int, ...],
+    weight_shape: tuple[int, ...],
+    geometry: ConvGeometry,
+    settings: Settings,
+) -> bool:
+    """Whether the weight gradient of a convolution runs on Winograd: its forward does (see
+    :func:`applies`) and it has ``settings.winograd_weight_grad_min_channels`` or more input
+    channels."""
+    return (
+        applies(x_shape_nhwc, weight_shape, geometry, settings)
+        and x_shape_nhwc[3] >= settings.winograd_weight_grad_min_channels
     )
 
 
@@ -190,6 +219,62 @@ def conv2d_forward(
     with blas_limit(settings.blas_threads):
         map_chunks(chunk_work, chunks, settings.workers)
     return out
+
+
+def conv2d_weight_grad(
+    x_nhwc: np.ndarray,
+    grad_nhwc: np.ndarray,
+    padding: Pad2d,
+    settings: Settings,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The weight and bias gradients of :func:`conv2d_forward`, given its input and the
+    gradient of its output.
+
+    Each chunk of images (1) transforms its input tiles again, ``V = B^T d B``, (2) spreads each
+    tile's 2x2 output gradient over the 16 products, ``dM = A g A^T``, and (3) adds ``V[p]^T @
+    dM[p]`` to its thread's running ``dU``; at the end the threads' sums are added and (4)
+    transformed back, ``grad_w = G^T dU G``. ``x_nhwc`` may be kept in float16 (mixed
+    precision): the padded copy of step 1 converts it.
+
+    Shape: ``x_nhwc (N, H, W, C)``, ``grad_nhwc (N, OH, OW, OC)`` -> ``grad_w (OC, C, 3, 3)``,
+    ``grad_b (OC,)``.
+    """
+    compiled = kernels(settings)
+    n, out_h, out_w, out_channels = grad_nhwc.shape
+    channels = x_nhwc.shape[3]
+    dtype = grad_nhwc.dtype
+    tiles = _tiles((out_h, out_w))
+    per_image = tiles[0] * tiles[1] * 16 * (channels + out_channels) * np.dtype(dtype).itemsize
+    most = settings.winograd_weight_grad_chunk_bytes // per_image
+    chunks = batch_chunks(n, most, settings.workers)
+    ones = np.ones(max((c.stop - c.start for c in chunks), default=0) * out_h * out_w, dtype)
+
+    def zeros() -> tuple[np.ndarray, np.ndarray]:
+        return np.zeros((16, channels, out_channels), dtype), np.zeros(out_channels, dtype)
+
+    def chunk_work(images: slice, sums: tuple[np.ndarray, np.ndarray]) -> None:
+        grad_u, grad_b = sums
+        v = _transformed_input(x_nhwc[images], padding, tiles, dtype, compiled)  # step 1
+        grad = grad_nhwc[images]
+        count = grad.shape[0]
+        if out_h % 2 or out_w % 2:  # tiles hanging over the edge see a zero gradient there
+            padded = scratch(_GRAD, (count, 2 * tiles[0], 2 * tiles[1], out_channels), dtype)
+            padded.fill(0)
+            padded[:, :out_h, :out_w] = grad
+            grad = padded
+        grad_m = scratch(_GRAD_M, (16, v.shape[1], out_channels), dtype)
+        compiled.winograd_output_grad(grad, *tiles, grad_m)  # step 2
+        product = scratch(_GRAD_U, grad_u.shape, dtype)
+        np.matmul(v.transpose(0, 2, 1), grad_m, out=product)  # step 3
+        grad_u += product
+        # The bias gradient as a BLAS product with ones (see fast.conv.im2col_backward).
+        grad_b += ones[: count * out_h * out_w] @ grad_nhwc[images].reshape(-1, out_channels)
+
+    with blas_limit(settings.blas_threads):
+        grad_u, grad_b = sum_over_chunks(chunk_work, chunks, settings.workers, zeros)
+    grad_w = np.empty((out_channels, channels, 3, 3), dtype)
+    compiled.winograd_weight_grad(grad_u, grad_w)  # step 4
+    return grad_w, grad_b
 
 
 class _PoolBlock(NamedTuple):

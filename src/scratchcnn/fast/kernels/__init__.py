@@ -31,8 +31,10 @@ from scratchcnn.fast.kernels.winograd import (
     winograd_few_channels_relu_pool,
     winograd_input,
     winograd_output,
+    winograd_output_grad,
     winograd_output_relu_pool,
     winograd_weight,
+    winograd_weight_grad,
 )
 
 __all__ = [
@@ -55,6 +57,8 @@ __all__ = [
     "winograd_few_channels_relu_pool",
     "winograd_input",
     "winograd_output",
+    "winograd_output_grad",
     "winograd_output_relu_pool",
     "winograd_weight",
+    "winograd_weight_grad",
 ]

@@ -221,6 +221,73 @@ def winograd_weight(weight, out):
                 out[4 * i + 3, c, o] = g2
 
 
+# A's two entries per row i (A is 4x2; A^T is above): the output transform's adjoint spreads a
+# tile's 2x2 output gradient g over the 4x4 products as A g A^T, every coefficient 0 or +-1.
+_A_COL0 = (1.0, 1.0, 1.0, 0.0)
+_A_COL1 = (0.0, 1.0, -1.0, -1.0)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
+def winograd_output_grad(grad, tiles_h, tiles_w, out):
+    """``out[p, t, o] = (A g A^T)[p]`` for the 2x2 output gradient ``g`` of every tile: the
+    gradient of the 16 products ``M`` (the adjoint of :func:`winograd_output`'s transform).
+
+    Plane ``p = 4 i + j`` is ``A[i, 0] (A[j, 0] g00 + A[j, 1] g01) + A[i, 1] (A[j, 0] g10 +
+    A[j, 1] g11)``; one plane per loop, so that LLVM vectorises the channel loop.
+
+    Shape: ``grad (N, >= 2 * tiles_h, >= 2 * tiles_w, OC)`` (zeros past the output's edge) ->
+    ``out (16, T, OC)``.
+    """
+    n, oc = grad.shape[0], grad.shape[3]
+    for b in range(n):
+        for ty in range(tiles_h):
+            t0 = (b * tiles_h + ty) * tiles_w
+            y = 2 * ty
+            for i in range(4):
+                row0, row1 = _A_COL0[i], _A_COL1[i]
+                for j in range(4):
+                    col0, col1 = _A_COL0[j], _A_COL1[j]
+                    plane = out[4 * i + j]
+                    for tx in range(tiles_w):
+                        x = 2 * tx
+                        g00, g01 = grad[b, y, x], grad[b, y, x + 1]
+                        g10, g11 = grad[b, y + 1, x], grad[b, y + 1, x + 1]
+                        o = plane[t0 + tx]
+                        for ch in range(oc):
+                            o[ch] = row0 * (col0 * g00[ch] + col1 * g01[ch]) + row1 * (
+                                col0 * g10[ch] + col1 * g11[ch]
+                            )
+
+
+@njit(cache=True, nogil=True)
+def winograd_weight_grad(grad_u, out):
+    """``out[o, c] = G^T dU G`` for the gradient ``dU = grad_u[:, c, o]`` (4x4) of each
+    transformed filter: the weight gradient (the adjoint of :func:`winograd_weight`), in float64
+    inside.
+
+    ``G^T h = (h0 + (h1 + h2) / 2, (h1 - h2) / 2, (h1 + h2) / 2 + h3)`` for a 4-vector ``h``.
+
+    Shape: ``grad_u (16, C, OC)`` -> ``out (OC, C, 3, 3)``.
+    """
+    channels, out_channels = grad_u.shape[1], grad_u.shape[2]
+    rows = np.empty((3, 4))  # G^T dU
+    for c in range(channels):
+        for o in range(out_channels):
+            for j in range(4):
+                h0 = float(grad_u[j, c, o])
+                h1 = float(grad_u[4 + j, c, o])
+                h2 = float(grad_u[8 + j, c, o])
+                h3 = float(grad_u[12 + j, c, o])
+                rows[0, j] = h0 + (h1 + h2) / 2
+                rows[1, j] = (h1 - h2) / 2
+                rows[2, j] = (h1 + h2) / 2 + h3
+            for i in range(3):
+                h0, h1, h2, h3 = rows[i, 0], rows[i, 1], rows[i, 2], rows[i, 3]
+                out[o, c, i, 0] = h0 + (h1 + h2) / 2
+                out[o, c, i, 1] = (h1 - h2) / 2
+                out[o, c, i, 2] = (h1 + h2) / 2 + h3
+
+
 @njit(cache=True, nogil=True)
 def winograd_few_channels_relu_pool(padded, u, bias, out):
     """Conv + bias + ReLU + 2x2 max-pool for inputs with few channels, tile by tile in cache.
