@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -131,10 +132,13 @@ def test_chunked_im2col_convolution_matches_naive_loops(
 
 
 @pytest.mark.parametrize("workers", [1, 2, 3])
-@pytest.mark.parametrize(("n", "most"), [(1, 1), (5, 1), (64, 9), (7, 1 << 30)])
+@pytest.mark.parametrize(("n", "most"), [(0, 1), (1, 1), (5, 1), (64, 9), (7, 1 << 30)])
 def test_batch_chunks_cover_the_batch_evenly(workers, n, most):
     chunks = runtime.batch_chunks(n, most, workers)
     assert [i for images in chunks for i in range(images.start, images.stop)] == list(range(n))
+    if n == 0:
+        assert chunks == []
+        return
     sizes = [images.stop - images.start for images in chunks]
     assert max(sizes) - min(sizes) <= 1 and max(sizes) <= max(most, 1)
     if n >= workers:
@@ -255,6 +259,45 @@ def test_map_chunks_keeps_order_and_raises(workers):
 
     with pytest.raises(ValueError, match="chunk 5"):
         runtime.map_chunks(fails_on_five, chunks, workers)
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_sum_over_chunks_adds_every_chunk_once_in_a_fixed_order(workers):
+    """One set of running sums per worker; every chunk added once; and the same floating-point
+    result however the threads are scheduled: the chunks are summed in consecutive runs, in
+    order, and the runs' sums added in order (the weight gradients, and so an exact resume,
+    depend on it)."""
+    rng = np.random.default_rng(20)
+    values = rng.standard_normal((40, 3)).astype(np.float32) * 10.0 ** rng.integers(-4, 5, (40, 1))
+    delays = np.random.default_rng(21)
+    made = []
+
+    def zeros():
+        made.append(1)
+        return np.zeros(3, np.float32), np.zeros((2, 2))
+
+    def add(chunk, sums):
+        time.sleep(delays.uniform(0, 0.002))  # shuffle which thread gets ahead
+        vector, matrix = sums
+        vector += values[chunk]
+        matrix += chunk * np.eye(2)
+
+    chunks = list(range(40))
+    runs = runtime.even_slices(40, workers)
+    want = np.zeros(3, np.float32)
+    for run in runs:  # each run in order, then the runs in order
+        part = np.zeros(3, np.float32)
+        for chunk in chunks[run]:
+            part += values[chunk]
+        want = part if run.start == 0 else want + part
+    for _ in range(5):
+        made.clear()
+        vector, matrix = runtime.sum_over_chunks(add, chunks, workers, zeros)
+        assert vector.tobytes() == want.tobytes()  # bit for bit
+        np.testing.assert_array_equal(matrix, sum(chunks) * np.eye(2))
+        assert len(made) == workers  # one set of sums per run, one run per worker
+    vector, matrix = runtime.sum_over_chunks(add, [], workers, zeros)  # no chunks: zeros
+    assert not vector.any() and not matrix.any()
 
 
 def test_blas_limit_nests_across_threads_and_restores_the_limit():

@@ -322,7 +322,7 @@ def im2col_backward(
     kernels(settings)  # load once here, not racing in the worker threads
 
     def zeros() -> tuple[np.ndarray, np.ndarray]:
-        """A thread's running sums: ``cols^T grad_rows`` (KH*KW*C, OC) and the bias gradient."""
+        """A worker's running sums: ``cols^T grad_rows`` (KH*KW*C, OC) and the bias gradient."""
         return np.zeros((width, out_channels), grad_nhwc.dtype), np.zeros(
             out_channels, grad_nhwc.dtype
         )
@@ -360,7 +360,7 @@ def im2col_backward(
 
     grad_w = grad_b = None
     with blas_limit(settings.blas_threads):
-        if need_weight_grad:  # one set of running sums per thread, not one per chunk
+        if need_weight_grad:  # one set of running sums per worker, not one per chunk
             grad_w_cols, grad_b = sum_over_chunks(backward_chunk, chunks, settings.workers, zeros)
             grad_w = grad_w_cols.T.reshape(out_channels, kernel_h, kernel_w, in_channels)
             grad_w = grad_w.transpose(0, 3, 1, 2)  # (OC, C, KH, KW)

@@ -5,7 +5,7 @@
   thread and ``workers - 1`` pool threads take the next chunk from a shared counter until none is
   left, so no core waits for a hand-off and a thread the OS pauses delays only its own chunk.
 - :func:`sum_over_chunks` adds up what the chunks contribute (weight gradients), one set of
-  running sums per thread.
+  running sums per worker, in a fixed order.
 - :func:`scratch` hands each thread reused buffers for data that lives only inside one chunk.
 - :func:`blas_limit` keeps NumPy's BLAS to one thread while the workers run (their products are
   tall and thin; OpenBLAS's own threads would spin-wait against the workers).
@@ -108,23 +108,22 @@ def sum_over_chunks(
 ) -> tuple[np.ndarray, ...]:
     """The sums of every chunk's contributions (weight gradients: sums over the whole batch).
 
-    ``work(chunk, sums)`` adds its chunk's share into ``sums``: the running sums of the thread
-    that runs it, made by ``zeros()`` on the thread's first chunk. So each thread keeps one set
-    of sums, not one per chunk, and they are added together once at the end (``zeros()`` when
-    there are no chunks).
+    ``work(chunk, sums)`` adds its chunk's share into ``sums``. The chunks are cut into
+    ``workers`` runs of consecutive chunks; each run is summed in order into its own running
+    sums (made by ``zeros()``) by whichever thread takes it, and the runs' sums are added in
+    order at the end. So there is one set of sums per worker, not one per chunk, and the result
+    is the same floating-point number every time, whichever thread ran when (a trained model
+    resumes exactly).
     """
-    per_thread: dict[int, tuple[np.ndarray, ...]] = {}
+    runs = even_slices(len(chunks), max(1, min(workers, len(chunks))))
 
-    def add(chunk: T) -> None:
-        sums = per_thread.get(threading.get_ident())
-        if sums is None:
-            sums = per_thread[threading.get_ident()] = zeros()
-        work(chunk, sums)
+    def run_sums(run: slice) -> tuple[np.ndarray, ...]:
+        sums = zeros()
+        for chunk in chunks[run]:
+            work(chunk, sums)
+        return sums
 
-    map_chunks(add, chunks, workers)
-    parts = list(per_thread.values())
-    if not parts:
-        return zeros()
+    parts = map_chunks(run_sums, runs, workers)
     for other in parts[1:]:
         for total, part in zip(parts[0], other, strict=True):
             total += part

@@ -232,7 +232,7 @@ def conv2d_weight_grad(
 
     Each chunk of images (1) transforms its input tiles again, ``V = B^T d B``, (2) spreads each
     tile's 2x2 output gradient over the 16 products, ``dM = A g A^T``, and (3) adds ``V[p]^T @
-    dM[p]`` to its thread's running ``dU``; at the end the threads' sums are added and (4)
+    dM[p]`` to its worker's running ``dU``; at the end the workers' sums are added and (4)
     transformed back, ``grad_w = G^T dU G``. ``x_nhwc`` may be kept in float16 (mixed
     precision): the padded copy of step 1 converts it.
 
