@@ -168,6 +168,29 @@ def test_winograd_ablation_script_reports_both_settings(tmp_path, capsys):
     assert fast.current_settings() == before and before.winograd
 
 
+def test_weight_grad_layers_script_times_both_paths(tmp_path, capsys):
+    """``benchmarks/weight_grad_layers.py`` times each layer's weight gradient on im2col and on
+    Winograd, says when the forward is not on Winograd (then both are im2col), and rejects a
+    malformed layer."""
+    from scratchcnn import fast
+
+    before = fast.current_settings()
+    script = benchmark_script("weight_grad_layers")
+    report = tmp_path / "layers.txt"
+    argv = ["--batch", "2", "--rounds", "1", "--layers", "8,4,6", "3,4,6", "--output", str(report)]
+    assert script.main(argv) == 0
+    text = report.read_text()
+    assert text == capsys.readouterr().out
+    rows = text.splitlines()[2:]
+    assert [row.split()[:2] for row in rows] == [["8->4", "@6x6"], ["3->4", "@6x6"]]
+    assert "not on Winograd" not in rows[0] and "not on Winograd" in rows[1]
+    assert all(float(value) > 0 for row in rows for value in row.split()[2:4])
+    assert fast.current_settings() == before
+    with pytest.raises(SystemExit):
+        script.main(["--layers", "8,4"])
+    assert "a layer is C,OC,SIDE" in capsys.readouterr().err
+
+
 def test_benchmark_script_writes_the_cli_report(tmp_path, capsys):
     """``benchmarks/bench_seed_cnn.py`` runs ``scratchcnn bench`` and saves what it prints."""
     report = tmp_path / "results" / "seed.txt"  # the folder does not exist yet
