@@ -168,29 +168,6 @@ def test_winograd_ablation_script_reports_both_settings(tmp_path, capsys):
     assert fast.current_settings() == before and before.winograd
 
 
-def test_weight_grad_layers_script_times_both_paths(tmp_path, capsys):
-    """``benchmarks/weight_grad_layers.py`` times each layer's weight gradient on im2col and on
-    Winograd, says when the forward is not on Winograd (then both are im2col), and rejects a
-    malformed layer."""
-    from scratchcnn import fast
-
-    before = fast.current_settings()
-    script = benchmark_script("weight_grad_layers")
-    report = tmp_path / "layers.txt"
-    argv = ["--batch", "2", "--rounds", "1", "--layers", "8,4,6", "3,4,6", "--output", str(report)]
-    assert script.main(argv) == 0
-    text = report.read_text()
-    assert text == capsys.readouterr().out
-    rows = text.splitlines()[2:]
-    assert [row.split()[:2] for row in rows] == [["8->4", "@6x6"], ["3->4", "@6x6"]]
-    assert "not on Winograd" not in rows[0] and "not on Winograd" in rows[1]
-    assert all(float(value) > 0 for row in rows for value in row.split()[2:4])
-    assert fast.current_settings() == before
-    with pytest.raises(SystemExit):
-        script.main(["--layers", "8,4"])
-    assert "a layer is C,OC,SIDE" in capsys.readouterr().err
-
-
 def test_benchmark_script_writes_the_cli_report(tmp_path, capsys):
     """``benchmarks/bench_seed_cnn.py`` runs ``scratchcnn bench`` and saves what it prints."""
     report = tmp_path / "results" / "seed.txt"  # the folder does not exist yet
@@ -212,13 +189,20 @@ def test_layer_profile_opens_nested_blocks():
 
 
 def test_conv_algorithms_script_times_every_product(tmp_path, capsys):
-    """``benchmarks/conv_algorithms.py`` times forward, input and weight gradients per layer."""
+    """``benchmarks/conv_algorithms.py`` times forward, input and weight gradients per layer,
+    the weight gradient on im2col and on Winograd."""
     report = tmp_path / "algorithms.txt"
     argv = ["--batch", "2", "--reps", "1", "--output", str(report)]
     assert benchmark_script("conv_algorithms").main(argv) == 0
     text = report.read_text()
     assert text == capsys.readouterr().out
-    assert "dx col2im" in text and len(text.splitlines()) == 2 + 6  # header + six layers
+    lines = text.splitlines()
+    columns = "layer fwd wino fwd i2c dx wino dx i2c dx col2im dw i2c dw wino".split()
+    assert lines[1].split() == columns
+    assert len(lines) == 2 + 8  # header + eight layers
+    for row in lines[2:]:
+        values = row.split()[-7:]  # fwd x2, dx x3, dw x2
+        assert len(values) == 7 and all(float(value) > 0 for value in values), row
 
 
 TIME_REPORT = """\
