@@ -1,8 +1,9 @@
 """What Winograd buys: a zoo model on the fast backend with and without it, in one process.
 
-Three settings alternate over rounds (so machine noise hits both alike): Winograd wherever it
-applies (the default), Winograd for the forward passes and input gradients but every weight
-gradient on im2col, and im2col only. The medians are printed as milliseconds per batch, for a
+Four settings alternate over rounds (so machine noise hits all alike): Winograd wherever it
+applies (the default: F(4x4, 3x3) for forward passes and input gradients), the same with
+F(2x2, 3x3) tiles, Winograd for the forward passes and input gradients but every weight gradient
+on im2col, and im2col only. The medians are printed as milliseconds per batch, for a
 training step and for inference, with the speed-ups over im2col only::
 
     python benchmarks/ablate_winograd.py                 # seed CNN, batch 64, 10 steps x 9 rounds
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     train_step, infer_step, _, _ = _scratch_steps(model, x, y, lr=0.01)
     settings = {
         "Winograd": {},
+        "2x2 tiles": {"winograd_tile": 2},
         "im2col weight grads": {"winograd_weight_grad_min_channels": 1 << 30},
         "im2col only": {"winograd": False},
     }

@@ -356,6 +356,8 @@ def test_settings_do_not_leak_into_other_threads():
         ({"workers": 0}, "workers must be an int >= 1, got 0"),
         ({"im2col_chunk_bytes": 2.5}, "im2col_chunk_bytes must be an int >= 1, got 2.5"),
         ({"winograd": "no"}, "winograd must be a bool, got 'no'"),
+        ({"winograd_tile": 3}, "winograd_tile must be 2 or 4, got 3"),
+        ({"winograd_tile": 4.0}, "winograd_tile must be 2 or 4, got 4.0"),
         ({"wrokers": 2}, r"unknown fast setting\(s\) \['wrokers'\]; known settings: \["),
     ],
 )

@@ -1,4 +1,4 @@
-"""Winograd F(2x2, 3x3) convolutions against the naive loops in ``reference``.
+"""Winograd F(2x2, 3x3) and F(4x4, 3x3) convolutions against the naive loops in ``reference``.
 
 The kernels are called directly (any channel count) and through the fast backend, which uses
 them for 3x3, stride-1 layers with at least ``winograd_min_channels`` input channels (a
@@ -69,32 +69,85 @@ def chunking(request):
         yield settings
 
 
-def test_weight_transform_is_g_g_g_transposed():
-    g_matrix = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+@pytest.fixture(params=[2, 4], ids=["F2x2", "F4x4"])
+def side(request, monkeypatch):
+    """Every Winograd forward pass (and input gradient) on one tile size, whatever its output
+    size (``tile_side`` picks the size in the library; its choices are tested on their own)."""
+    monkeypatch.setattr(winograd, "tile_side", lambda out_hw, settings: request.param)
+    return request.param
+
+
+# The textbook matrices (Lavin & Gray, 2015) of F(2x2, 3x3) and F(4x4, 3x3): B^T, G, A^T.
+MATRICES = {
+    2: (
+        [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
+        [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]],
+        [[1, 1, 1, 0], [0, 1, -1, -1]],
+    ),
+    4: (
+        [
+            [4, 0, -5, 0, 1, 0],
+            [0, -4, -4, 1, 1, 0],
+            [0, 4, -4, -1, 1, 0],
+            [0, -2, -1, 2, 1, 0],
+            [0, 2, -1, -2, 1, 0],
+            [0, 4, 0, -5, 0, 1],
+        ],
+        [
+            [1 / 4, 0, 0],
+            [-1 / 6, -1 / 6, -1 / 6],
+            [-1 / 6, 1 / 6, -1 / 6],
+            [1 / 24, 1 / 12, 1 / 6],
+            [1 / 24, -1 / 12, 1 / 6],
+            [0, 0, 1],
+        ],
+        [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
+    ),
+}
+
+
+@pytest.mark.parametrize("tile", [2, 4])
+def test_weight_transform_is_g_g_g_transposed(tile):
+    g_matrix = np.array(MATRICES[tile][1])
     _, weight, _ = sample((1, 3, 4, 4), 2, np.float64, 0)
-    u = winograd.transform_weight(weight, fast.current_settings())
+    u = winograd.transform_weight(weight, fast.current_settings(), tile)
+    assert u.shape == ((tile + 2) ** 2, 3, 2)
     for o, c in itertools.product(range(2), range(3)):
-        want = g_matrix @ weight[o, c] @ g_matrix.T  # (4, 4)
-        np.testing.assert_allclose(u[:, c, o].reshape(4, 4), want, rtol=1e-15)
+        want = g_matrix @ weight[o, c] @ g_matrix.T  # (tile + 2, tile + 2)
+        np.testing.assert_allclose(u[:, c, o].reshape(tile + 2, tile + 2), want, rtol=1e-14)
 
 
-def test_one_tile_by_the_textbook_formula():
-    """One 4x4 input tile: ``Y = A^T [(G g G^T) * (B^T d B)] A`` gives the 2x2 correlation."""
-    b_t = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=float)
-    a_t = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=float)
-    d, g, _ = sample((1, 1, 4, 4), 1, np.float64, 1)
-    settings = fast.current_settings()
-    u = winograd.transform_weight(g, settings)[:, 0, 0].reshape(4, 4)
-    textbook = a_t @ (u * (b_t @ d[0, 0] @ b_t.T)) @ a_t.T
+def test_one_tile_by_the_textbook_formula(side):
+    """One input tile of ``side + 2`` pixels a side: ``Y = A^T [(G g G^T) * (B^T d B)] A`` gives
+    the ``side x side`` correlation, and so do the kernels."""
+    b_t, g_matrix, a_t = (np.array(m, dtype=float) for m in MATRICES[side])
+    d, g, _ = sample((1, 1, side + 2, side + 2), 1, np.float64, 1)
+    textbook = a_t @ ((g_matrix @ g[0, 0] @ g_matrix.T) * (b_t @ d[0, 0] @ b_t.T)) @ a_t.T
     direct = ref.conv2d(d, g, None, (1, 1), ((0, 0), (0, 0)), (1, 1))[0, 0]
     np.testing.assert_allclose(textbook, direct, rtol=1e-12)
-    got = winograd.conv2d_forward(to_nhwc(d), g, None, ((0, 0), (0, 0)), settings)
+    got = winograd.conv2d_forward(to_nhwc(d), g, None, ((0, 0), (0, 0)), fast.current_settings())
     np.testing.assert_allclose(got[0, :, :, 0], direct, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("out_hw", "want"),
+    [((31, 31), 4), ((15, 15), 4), ((7, 7), 4), ((8, 8), 4), ((4, 4), 4), ((9, 40), 4),
+     ((5, 5), 2), ((6, 6), 2), ((5, 6), 2), ((1, 1), 2), ((2, 3), 2), ((2, 30), 2)],
+)  # fmt: skip
+def test_tile_side_takes_4x4_tiles_where_they_need_fewer_products(out_hw, want):
+    """36 products per 4x4 tile against 16 per 2x2 tile: on a 15x15 output 16 x 36 = 576 against
+    64 x 16 = 1024; on a 5x5 one 4 x 36 = 144 against 9 x 16 = 144, a tie that 2x2 tiles take."""
+    with fast.settings() as settings:
+        assert winograd.tile_side(out_hw, settings) == want
+        large, small = winograd._tiles(out_hw, 4), winograd._tiles(out_hw, 2)
+        assert (want == 4) == (36 * large[0] * large[1] < 16 * small[0] * small[1])
+    with fast.settings(winograd_tile=2) as settings:
+        assert winograd.tile_side(out_hw, settings) == 2
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(("shape", "padding"), list(cases()))
-def test_forward_matches_naive_loops(chunking, dtype, shape, padding):
+def test_forward_matches_naive_loops(chunking, side, dtype, shape, padding):
     x, weight, bias = sample(shape, 5, dtype, 2)
     got = winograd.conv2d_forward(to_nhwc(x), weight, bias, padding, chunking)
     want = ref.conv2d(x.astype(np.float64), weight, bias, (1, 1), padding, (1, 1))
@@ -128,12 +181,13 @@ WEIGHT_GRAD_PATHS = {"winograd-weight-grad": 1, "im2col-weight-grad": 1 << 30}
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(("shape", "padding"), list(cases()))
 def test_gradients_match_naive_loops(
-    chunking, weight_grad_from, need_input_grad, need_weight_grad, dtype, shape, padding
+    chunking, side, weight_grad_from, need_input_grad, need_weight_grad, dtype, shape, padding
 ):
     """The backward pass of a layer that runs on Winograd (its minimum channels and size set to
     1, so that every case does): its input gradient is a Winograd convolution of the output
-    gradient with the flipped kernel (stride 1); its weight gradient runs on Winograd's adjoint
-    transforms or comes from im2col rows, and both are held to the loops."""
+    gradient with the flipped kernel (stride 1, on either tile size); its weight gradient runs
+    on Winograd's adjoint transforms or comes from im2col rows, and both are held to the
+    loops."""
     x, weight, _ = sample(shape, 3, dtype, 4)
     grad_out = np.random.default_rng(5).standard_normal((shape[0], 3, *output_hw(shape, padding)))
     grad_out = grad_out.astype(dtype)
@@ -347,9 +401,15 @@ def test_fast_backend_convolution_on_winograd_matches_naive_loops(
         np.testing.assert_allclose(g, w, **tolerance(dtype), err_msg=name)
 
 
-def test_float32_error_is_as_small_as_im2col_on_the_seed_model_layer():
-    """The transforms add a few terms per output; float32 results stay as close to the float64
-    truth as im2col's (both measured against the same float64 convolution)."""
+# How much larger Winograd's largest float32 error may be than im2col's on the same layer: the
+# 2x2 tiles' transforms add a few terms per output (within 4x); the 4x4 tiles' scale by up to 8
+# and add more (measured about 5x on this layer, as the literature reports for F(4x4, 3x3)).
+ERROR_FACTOR = {2: 4, 4: 10}
+
+
+def test_float32_error_is_close_to_im2col_on_the_seed_model_layer(side):
+    """Float32 results stay close to the float64 truth, measured against im2col's error on the
+    same float64 convolution."""
     x, weight, bias = sample((4, 32, 16, 16), 64, np.float64, 8)
     truth = ref.conv2d(x, weight, bias, (1, 1), SAME, (1, 1))
     x32, w32, b32 = x.astype(np.float32), weight.astype(np.float32), bias.astype(np.float32)
@@ -358,7 +418,7 @@ def test_float32_error_is_as_small_as_im2col_on_the_seed_model_layer():
     with fast.settings(winograd=False) as off:
         im2col, _ = conv.conv2d_forward(x32, w32, b32, geometry_3x3(), False, off)
     wino_error, im2col_error = np.abs(wino - truth).max(), np.abs(im2col - truth).max()
-    assert wino_error < 4 * im2col_error + 1e-6, (wino_error, im2col_error)
+    assert wino_error < ERROR_FACTOR[side] * im2col_error + 1e-6, (wino_error, im2col_error)
     assert wino_error / np.abs(truth).max() < 1e-5
 
 

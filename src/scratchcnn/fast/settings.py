@@ -48,6 +48,12 @@ class Settings:
     storage: str = "float32"
     # Run 3x3 stride-1 convolutions on Winograd F(2x2, 3x3) (needs Numba).
     winograd: bool = True
+    # The largest output tile of a Winograd forward pass (and of an input gradient, computed as
+    # one): 4 allows F(4x4, 3x3), 36 products per 16 outputs (4x fewer multiplications than
+    # im2col), wherever it needs fewer products than F(2x2, 3x3), 16 per 4 (2.25x fewer);
+    # 2 keeps F(2x2, 3x3) throughout. Inference's conv + ReLU + pool chains keep 2x2 tiles
+    # (they are the pool windows), and weight gradients keep F(2x2, 3x3).
+    winograd_tile: int = 4
     # Winograd's 16 products get too thin for BLAS below this many input channels.
     winograd_min_channels: int = 8
     # Outputs smaller than this a side stay on im2col: a 3x3 output's 2x2 tiles compute 16 values
@@ -86,6 +92,9 @@ class Settings:
                     raise ValueError(
                         f"fast setting storage must be one of {STORAGE_DTYPES}, got {value!r}"
                     )
+            elif field.name == "winograd_tile":
+                if isinstance(value, bool) or not isinstance(value, int) or value not in (2, 4):
+                    raise ValueError(f"fast setting winograd_tile must be 2 or 4, got {value!r}")
             elif field.name == "blas_threads" and value is None:
                 continue
             elif isinstance(value, bool) or not isinstance(value, int) or value < 1:

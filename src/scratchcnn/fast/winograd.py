@@ -1,4 +1,5 @@
-"""Winograd F(2x2, 3x3): the fast backend's 3x3, stride-1 convolutions with fewer multiplications.
+"""Winograd F(2x2, 3x3) and F(4x4, 3x3): the fast backend's 3x3, stride-1 convolutions with fewer
+multiplications.
 
 im2col turns a 3x3 convolution into one matrix product with ``9 * C``-long rows: 36
 multiply-adds per input channel, output channel and 2x2 block of output pixels. Winograd's
@@ -21,6 +22,15 @@ and over channels the elementwise products become 16 matrix products, one per po
 only: every entry of ``B`` and ``A`` is 0 or +-1) are Numba kernels in
 :mod:`scratchcnn.fast.kernels.winograd`.
 
+F(4x4, 3x3) nests a 1-D algorithm with six inputs and four outputs the same way: a 4x4 block of
+outputs from the 6x6 input block under it with 36 multiplications instead of 144, 4x fewer
+(:mod:`scratchcnn.fast.kernels.winograd4` has its matrices). Its transforms scale by up to 8 and
+add more terms, so they cost more per value and round a few times more in float32, but they
+touch fewer values per output (36 per 16 outputs against 16 per 4). Forward passes take it
+wherever its 36 products per tile add up to fewer than the 2x2 tiles' 16 per tile: outputs of 7
+pixels a side or more, and 4 (:func:`tile_side`; ``settings(winograd_tile=2)`` keeps 2x2 tiles).
+On airbench's layers it measured 1.1-1.7x faster than F(2x2, 3x3) (benchmarks/README.md).
+
 Each chunk of images is (1) copied into a zero-padded buffer, (2) transformed tile by tile, (3)
 multiplied, (4) transformed back, all in per-thread buffers that stay in cache. The result equals
 the im2col convolution up to float rounding (the transforms add and subtract a few extra terms);
@@ -28,7 +38,7 @@ the tests hold both to the naive loops.
 
 Used for kernels of 3x3 with stride 1 and no dilation, when Numba is present and the settings
 allow (``scratchcnn.fast.settings(winograd=False)`` turns it off), for forward passes with
-``winograd_min_channels`` or more input channels (fewer make the 16 products too thin for BLAS)
+``winograd_min_channels`` or more input channels (fewer make the products too thin for BLAS)
 and outputs of at least ``winograd_min_size`` pixels a side (on a 3x3 output the tiles compute 16
 values for 9), and in inference for any number of channels when a ReLU and a 2x2 / stride-2
 max-pool follow (the output tiles are the pool windows; RGB inputs then run as one Numba loop
@@ -36,7 +46,7 @@ per tile, see :func:`conv_relu_pool_chain`). The backward pass of a stride-1 con
 computes its input gradient as a forward convolution of the output gradient (see
 ``fast.conv.transposed_geometry``), so that runs here too.
 
-The weight gradient runs here for the same convolutions when they have
+The weight gradient (on 2x2 tiles) runs here for the same convolutions when they have
 ``winograd_weight_grad_min_channels`` or more input channels. With ``V`` the transformed input
 tiles and ``dM = A g A^T`` the gradient of the products (``g`` each tile's 2x2 output gradient),
 the gradient of each transformed filter is ``dU[p] = V[p]^T @ dM[p]``, 16 products that sum over
@@ -65,7 +75,8 @@ from scratchcnn.functional.conv import Pad2d
 
 # Scratch slots (``runtime.scratch``), clear of those of ``fast.conv``; a chain's block outputs
 # take ``_CHAIN + index``.
-_PADDED, _V, _M, _ROWS, _GRAD, _GRAD_M, _GRAD_U, _CHAIN = 10, 11, 12, 13, 14, 15, 16, 20
+_PADDED, _V, _M, _ROWS, _GRAD, _GRAD_M, _GRAD_U, _INPUT_ROWS = 10, 11, 12, 13, 14, 15, 16, 17
+_CHAIN = 20
 
 
 def applies(
@@ -111,57 +122,86 @@ def weight_grad_applies(
     )
 
 
-def transform_weight(weight: np.ndarray, settings: Settings) -> np.ndarray:
-    """``U = G g G^T`` for every filter, laid out for the 16 products (C-contiguous, as BLAS
-    needs each ``U[p]``).
+def transform_weight(weight: np.ndarray, settings: Settings, side: int = 2) -> np.ndarray:
+    """``U = G g G^T`` for every filter, laid out for the products of F(side x side, 3x3)
+    (C-contiguous, as BLAS needs each ``U[p]``).
 
-    Shape: ``(OC, C, 3, 3) -> (16, C, OC)``, in the weight's dtype.
+    Shape: ``(OC, C, 3, 3) -> ((side + 2) ** 2, C, OC)``, in the weight's dtype.
     """
-    u = np.empty((16, weight.shape[1], weight.shape[0]), dtype=weight.dtype)
-    kernels(settings).winograd_weight(weight, u)
+    u = np.empty(((side + 2) ** 2, weight.shape[1], weight.shape[0]), dtype=weight.dtype)
+    compiled = kernels(settings)
+    (compiled.winograd4_weight if side == 4 else compiled.winograd_weight)(weight, u)
     return u
 
 
-def _tiles(out_hw: tuple[int, int]) -> tuple[int, int]:
-    """Tiles down and across: each covers a 2x2 block of the output (the last may hang over)."""
-    return -(-out_hw[0] // 2), -(-out_hw[1] // 2)
+def _tiles(out_hw: tuple[int, int], side: int = 2) -> tuple[int, int]:
+    """Tiles down and across: each covers a ``side x side`` block of the output (the last may
+    hang over)."""
+    return -(-out_hw[0] // side), -(-out_hw[1] // side)
 
 
-def _padded(x_nhwc: np.ndarray, padding: Pad2d, tiles: tuple[int, int], dtype) -> np.ndarray:
-    """Step 1: a per-thread copy of the chunk, tall and wide enough for every tile's 4x4 window
-    (the padding, then zeros)."""
+def tile_side(out_hw: tuple[int, int], settings: Settings) -> int:
+    """The output tile of a Winograd forward pass with an ``out_hw`` output: 4, F(4x4, 3x3),
+    where ``settings.winograd_tile`` allows it and its 36 products per tile add up to fewer
+    than F(2x2, 3x3)'s 16 per tile (outputs of 7 pixels a side or more, and 4), else 2. On a 5x5
+    or 6x6 output both need as many, and the 2x2 tiles' cheaper transforms win."""
+    if settings.winograd_tile == 4:
+        large, small = _tiles(out_hw, 4), _tiles(out_hw, 2)
+        if 36 * large[0] * large[1] < 16 * small[0] * small[1]:
+            return 4
+    return 2
+
+
+def _padded(
+    x_nhwc: np.ndarray, padding: Pad2d, tiles: tuple[int, int], dtype, side: int = 2
+) -> np.ndarray:
+    """Step 1: a per-thread copy of the chunk, tall and wide enough for every tile's
+    ``(side + 2) x (side + 2)`` window (the padding, then zeros)."""
     n, h, w, c = x_nhwc.shape
     top, left = padding[0][0], padding[1][0]
-    padded = scratch(_PADDED, (n, 2 * tiles[0] + 2, 2 * tiles[1] + 2, c), dtype)
+    shape = (n, side * tiles[0] + 2, side * tiles[1] + 2, c)
+    padded = scratch(_PADDED, shape, dtype)
     padded.fill(0)
     padded[:, top : top + h, left : left + w] = x_nhwc
     return padded
 
 
 def _transformed_input(
-    x_nhwc: np.ndarray, padding: Pad2d, tiles: tuple[int, int], dtype, compiled
+    x_nhwc: np.ndarray, padding: Pad2d, tiles: tuple[int, int], dtype, compiled, side: int = 2
 ) -> np.ndarray:
-    """Steps 1-2 for one chunk: ``V = B^T d B`` of every tile, ``(16, T, C)`` in a per-thread
-    buffer."""
-    padded = _padded(x_nhwc, padding, tiles, dtype)
+    """Steps 1-2 for one chunk: ``V = B^T d B`` of every tile, ``((side + 2) ** 2, T, C)`` in a
+    per-thread buffer."""
+    padded = _padded(x_nhwc, padding, tiles, dtype, side)
     count = x_nhwc.shape[0] * tiles[0] * tiles[1]
-    v = scratch(_V, (16, count, x_nhwc.shape[3]), dtype)
-    compiled.winograd_input(padded, *tiles, v)
+    v = scratch(_V, ((side + 2) ** 2, count, x_nhwc.shape[3]), dtype)
+    if side == 4:
+        rows = scratch(_INPUT_ROWS, (6, 4 * tiles[1] + 2, x_nhwc.shape[3]), dtype)
+        compiled.winograd4_input(padded, *tiles, rows, v)
+    else:
+        compiled.winograd_input(padded, *tiles, v)
     return v
 
 
-def _products(x_nhwc: np.ndarray, padding: Pad2d, tiles: tuple[int, int], u: np.ndarray, compiled):
-    """Steps 1-3 for one chunk: the 16 products ``M[p] = V[p] @ U[p]``, ``(16, T, OC)`` in a
-    per-thread buffer."""
-    v = _transformed_input(x_nhwc, padding, tiles, u.dtype, compiled)
-    m = scratch(_M, (16, v.shape[1], u.shape[2]), u.dtype)
+def _products(
+    x_nhwc: np.ndarray,
+    padding: Pad2d,
+    tiles: tuple[int, int],
+    u: np.ndarray,
+    compiled,
+    side: int = 2,
+) -> np.ndarray:
+    """Steps 1-3 for one chunk: the products ``M[p] = V[p] @ U[p]``, ``((side + 2) ** 2, T,
+    OC)`` in a per-thread buffer."""
+    v = _transformed_input(x_nhwc, padding, tiles, u.dtype, compiled, side)
+    m = scratch(_M, (u.shape[0], v.shape[1], u.shape[2]), u.dtype)
     np.matmul(v, u, out=m)
     return m
 
 
-def _rows(tiles: tuple[int, int], out_channels: int, dtype) -> np.ndarray:
-    """The output transform's per-thread scratch for one row of tiles, ``(8, tiles_w, OC)``."""
-    return scratch(_ROWS, (8, tiles[1], out_channels), dtype)
+def _rows(tiles: tuple[int, int], out_channels: int, dtype, side: int = 2) -> np.ndarray:
+    """The output transform's per-thread scratch for one row of tiles: ``(8, tiles_w, OC)`` for
+    F(2x2, 3x3), ``(24, tiles_w, OC)`` for F(4x4, 3x3)."""
+    return scratch(_ROWS, (8 if side == 2 else 24, tiles[1], out_channels), dtype)
 
 
 def _plan(
@@ -170,14 +210,15 @@ def _plan(
     out_hw: tuple[int, int],
     per_position: int,
     settings: Settings,
+    side: int,
 ):
     """The transformed weight, the tiles down and across, and the chunks of images: as many
     images as fit ``settings.winograd_chunk_bytes`` of transformed tiles, ``per_position``
-    values at each of a tile's 16 positions."""
+    values at each of a tile's ``(side + 2) ** 2`` positions."""
     dtype = np.result_type(x_nhwc, weight)
-    u = transform_weight(weight.astype(dtype, copy=False), settings)
-    tiles = _tiles(out_hw)
-    per_image = tiles[0] * tiles[1] * 16 * per_position * np.dtype(dtype).itemsize
+    u = transform_weight(weight.astype(dtype, copy=False), settings, side)
+    tiles = _tiles(out_hw, side)
+    per_image = tiles[0] * tiles[1] * u.shape[0] * per_position * np.dtype(dtype).itemsize
     most = settings.winograd_chunk_bytes // per_image
     return u, tiles, batch_chunks(x_nhwc.shape[0], most, settings.workers)
 
@@ -198,23 +239,26 @@ def conv2d_forward(
     padding: Pad2d,
     settings: Settings,
 ) -> np.ndarray:
-    """The 3x3, stride-1 cross-correlation of a channels-last batch.
+    """The 3x3, stride-1 cross-correlation of a channels-last batch, on F(4x4, 3x3) or F(2x2,
+    3x3) as :func:`tile_side` picks.
 
     Shape: ``x_nhwc (N, H, W, C)``, ``weight (OC, C, 3, 3)``, ``bias (OC,)`` ->
     ``(N, OH, OW, OC)``, C-contiguous.
     """
     compiled = kernels(settings)
     out_hw = _out_hw(x_nhwc, padding)
+    side = tile_side(out_hw, settings)
     dtype = np.result_type(x_nhwc, weight)
     out = np.empty((x_nhwc.shape[0], *out_hw, weight.shape[0]), dtype=dtype)
     bias = _bias(bias, weight.shape[0], dtype)
     per_position = x_nhwc.shape[3] + weight.shape[0]
-    u, tiles, chunks = _plan(x_nhwc, weight, out_hw, per_position, settings)
+    u, tiles, chunks = _plan(x_nhwc, weight, out_hw, per_position, settings, side)
+    output_transform = compiled.winograd4_output if side == 4 else compiled.winograd_output
 
     def chunk_work(images: slice) -> None:
-        m = _products(x_nhwc[images], padding, tiles, u, compiled)  # steps 1-3
-        rows = _rows(tiles, u.shape[2], dtype)
-        compiled.winograd_output(m, bias, *tiles, rows, out[images])  # step 4
+        m = _products(x_nhwc[images], padding, tiles, u, compiled, side)  # steps 1-3
+        rows = _rows(tiles, u.shape[2], dtype, side)
+        output_transform(m, bias, *tiles, rows, out[images])  # step 4
 
     with blas_limit(settings.blas_threads):
         map_chunks(chunk_work, chunks, settings.workers)

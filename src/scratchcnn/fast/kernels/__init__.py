@@ -36,6 +36,11 @@ from scratchcnn.fast.kernels.winograd import (
     winograd_weight,
     winograd_weight_grad,
 )
+from scratchcnn.fast.kernels.winograd4 import (
+    winograd4_input,
+    winograd4_output,
+    winograd4_weight,
+)
 
 __all__ = [
     "activated_grad_input",
@@ -54,6 +59,9 @@ __all__ = [
     "relu",
     "relu_backward",
     "scale_shift_activate",
+    "winograd4_input",
+    "winograd4_output",
+    "winograd4_weight",
     "winograd_few_channels_relu_pool",
     "winograd_input",
     "winograd_output",

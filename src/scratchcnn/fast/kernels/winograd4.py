@@ -1,0 +1,186 @@
+"""Numba kernels of Winograd F(4x4, 3x3): the transforms around the 36 products (see
+:mod:`scratchcnn.fast.winograd` for the algorithm and :mod:`.winograd` for F(2x2, 3x3)).
+
+Tile ``t = (n * tiles_h + i) * tiles_w + j`` covers output rows ``4i..4i+3`` and columns
+``4j..4j+3`` and reads the 6x6 input window at rows ``4i..4i+5``, columns ``4j..4j+5`` of a
+zero-padded image; neighbouring windows overlap by two rows or columns. Transformed tiles are
+stored by position, ``(36, T, C)``, plane ``p = 6 * row + column`` of the 6x6 transform, as for
+F(2x2, 3x3). The matrices (Lavin & Gray, 2015; interpolation points 0, 1, -1, 2, -2 and
+infinity) are
+
+    B^T = [[4,  0, -5,  0, 1, 0],      G = [[ 1/4,     0,    0],     A^T = [[1, 1,  1, 1,  1, 0],
+           [0, -4, -4,  1, 1, 0],           [-1/6,  -1/6, -1/6],            [0, 1, -1, 2, -2, 0],
+           [0,  4, -4, -1, 1, 0],           [-1/6,   1/6, -1/6],            [0, 1,  1, 4,  4, 0],
+           [0, -2, -1,  2, 1, 0],           [1/24,  1/12,  1/6],            [0, 1, -1, 8, -8, 1]]
+           [0,  2, -1, -2, 1, 0],           [1/24, -1/12,  1/6],
+           [0,  4,  0, -5, 0, 1]]           [   0,     0,    1]]
+
+Unlike F(2x2, 3x3), whose coefficients are 0 and +-1, these scale by up to 8 and add more terms,
+so float32 results carry a few times more rounding error (measured in ``tests/test_winograd.py``).
+Each kernel applies a transform in two passes, rows then columns, through a small per-thread
+buffer; every inner loop runs along a row of channels reading at most six rows and writing one,
+so that LLVM vectorises it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from scratchcnn.fast.kernels.winograd import FASTMATH
+
+# B^T's non-zero entries, four per row (rows 0 and 5 have three; their fourth has coefficient 0):
+# row i of B^T d is sum_k _BT_COEFS[4 i + k] * d[_BT_ROWS[4 i + k]].
+_BT_ROWS = (0, 2, 4, 0, 1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3, 4, 1, 3, 5, 0)
+_BT_COEFS = (
+    4.0, -5.0, 1.0, 0.0,
+    -4.0, -4.0, 1.0, 1.0,
+    4.0, -4.0, -1.0, 1.0,
+    -2.0, -1.0, 2.0, 1.0,
+    2.0, -1.0, -2.0, 1.0,
+    4.0, -5.0, 1.0, 0.0,
+)  # fmt: skip
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
+def winograd4_input(padded, tiles_h, tiles_w, rows, out):
+    """``out[p, t, c] = (B^T d B)[p]`` for the 6x6 window ``d`` of every tile.
+
+    Pass 1 applies ``B^T`` down the columns of a whole row of tiles at once (the windows share
+    their overlapping columns): ``rows[i, x] = (B^T d)[i]`` at padded column ``x``. Pass 2
+    applies ``B`` along each tile's six columns of ``rows``.
+
+    Shape: ``padded (N, >= 4 * tiles_h + 2, >= 4 * tiles_w + 2, C)``, ``rows (6, >= 4 *
+    tiles_w + 2, C)`` (scratch) -> ``out (36, T, C)``.
+    """
+    n, c = padded.shape[0], padded.shape[3]
+    coefs = np.empty(24, dtype=out.dtype)  # in the data's dtype, so the arithmetic stays in it
+    for k in range(24):
+        coefs[k] = _BT_COEFS[k]
+    width = 4 * tiles_w + 2
+    for b in range(n):
+        for ty in range(tiles_h):
+            t0 = (b * tiles_h + ty) * tiles_w
+            y = 4 * ty
+            for i in range(6):  # pass 1: B^T down the columns
+                k = 4 * i
+                c0, c1, c2, c3 = coefs[k], coefs[k + 1], coefs[k + 2], coefs[k + 3]
+                y0, y1 = y + _BT_ROWS[k], y + _BT_ROWS[k + 1]
+                y2, y3 = y + _BT_ROWS[k + 2], y + _BT_ROWS[k + 3]
+                for x in range(width):
+                    d0, d1 = padded[b, y0, x], padded[b, y1, x]
+                    d2, d3 = padded[b, y2, x], padded[b, y3, x]
+                    o = rows[i, x]
+                    for ch in range(c):
+                        o[ch] = c0 * d0[ch] + c1 * d1[ch] + c2 * d2[ch] + c3 * d3[ch]
+            for i in range(6):  # pass 2: B along each tile's columns
+                for j in range(6):
+                    plane = out[6 * i + j]
+                    k = 4 * j
+                    c0, c1, c2, c3 = coefs[k], coefs[k + 1], coefs[k + 2], coefs[k + 3]
+                    x0, x1, x2, x3 = _BT_ROWS[k], _BT_ROWS[k + 1], _BT_ROWS[k + 2], _BT_ROWS[k + 3]
+                    for tx in range(tiles_w):
+                        x = 4 * tx
+                        a0, a1 = rows[i, x + x0], rows[i, x + x1]
+                        a2, a3 = rows[i, x + x2], rows[i, x + x3]
+                        o = plane[t0 + tx]
+                        for ch in range(c):
+                            o[ch] = c0 * a0[ch] + c1 * a1[ch] + c2 * a2[ch] + c3 * a3[ch]
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
+def winograd4_output(m, bias, tiles_h, tiles_w, rows, out):
+    """``out = A^T m A + bias`` for every tile: the convolution's output, channels-last.
+
+    Pass 1, per row of tiles: ``rows[6 i + j, tx] = (A^T m)[i, j]``, each of ``A^T``'s rows
+    through the shared sums ``m1 +- m2`` and ``m3 +- m4``. Pass 2 applies ``A`` along each of
+    those rows and adds the bias; a hanging tile's rows and columns past the output are dropped.
+
+    Shape: ``m (36, T, OC)``, ``bias (OC,)``, ``rows (24, >= tiles_w, OC)`` (scratch) -> ``out
+    (N, OH, OW, OC)`` with ``OH <= 4 * tiles_h``, ``OW <= 4 * tiles_w``.
+    """
+    n, out_h, out_w, oc = out.shape
+    scale = np.empty(3, dtype=out.dtype)  # 2, 4 and 8 in the data's dtype
+    scale[0], scale[1], scale[2] = 2, 4, 8
+    two, four, eight = scale[0], scale[1], scale[2]
+    for b in range(n):
+        for ty in range(tiles_h):
+            t0 = (b * tiles_h + ty) * tiles_w
+            for j in range(6):  # pass 1: A^T down each column j of the 6x6 products
+                for tx in range(tiles_w):
+                    t = t0 + tx
+                    m0, m1, m2 = m[j, t], m[6 + j, t], m[12 + j, t]
+                    m3, m4, m5 = m[18 + j, t], m[24 + j, t], m[30 + j, t]
+                    r0, r1, r2, r3 = (
+                        rows[j, tx],
+                        rows[6 + j, tx],
+                        rows[12 + j, tx],
+                        rows[18 + j, tx],
+                    )
+                    for ch in range(oc):
+                        plus, minus = m1[ch] + m2[ch], m1[ch] - m2[ch]
+                        plus2, minus2 = m3[ch] + m4[ch], m3[ch] - m4[ch]
+                        r0[ch] = m0[ch] + plus + plus2
+                        r1[ch] = minus + two * minus2
+                        r2[ch] = plus + four * plus2
+                        r3[ch] = minus + eight * minus2 + m5[ch]
+            for i in range(4):  # pass 2: A along each row i
+                y = 4 * ty + i
+                if y >= out_h:
+                    break
+                for tx in range(tiles_w):
+                    a0, a1, a2 = rows[6 * i, tx], rows[6 * i + 1, tx], rows[6 * i + 2, tx]
+                    a3, a4, a5 = rows[6 * i + 3, tx], rows[6 * i + 4, tx], rows[6 * i + 5, tx]
+                    x = 4 * tx
+                    o = out[b, y, x]
+                    for ch in range(oc):
+                        o[ch] = a0[ch] + a1[ch] + a2[ch] + a3[ch] + a4[ch] + bias[ch]
+                    if x + 1 < out_w:
+                        o = out[b, y, x + 1]
+                        for ch in range(oc):
+                            o[ch] = a1[ch] - a2[ch] + two * (a3[ch] - a4[ch]) + bias[ch]
+                    if x + 2 < out_w:
+                        o = out[b, y, x + 2]
+                        for ch in range(oc):
+                            o[ch] = a1[ch] + a2[ch] + four * (a3[ch] + a4[ch]) + bias[ch]
+                    if x + 3 < out_w:
+                        o = out[b, y, x + 3]
+                        for ch in range(oc):
+                            o[ch] = a1[ch] - a2[ch] + eight * (a3[ch] - a4[ch]) + a5[ch] + bias[ch]
+
+
+# G, the weight transform, row by row: (G g)[i] = sum_k _G[3 i + k] g[k].
+_G = (
+    1 / 4, 0.0, 0.0,
+    -1 / 6, -1 / 6, -1 / 6,
+    -1 / 6, 1 / 6, -1 / 6,
+    1 / 24, 1 / 12, 1 / 6,
+    1 / 24, -1 / 12, 1 / 6,
+    0.0, 0.0, 1.0,
+)  # fmt: skip
+
+
+@njit(cache=True, nogil=True)
+def winograd4_weight(weight, out):
+    """``out[:, c, o] = G g G^T`` for each 3x3 filter ``g = weight[o, c]``, in float64 inside.
+
+    Shape: ``weight (OC, C, 3, 3)`` -> ``out (36, C, OC)``.
+    """
+    out_channels, channels = weight.shape[0], weight.shape[1]
+    rows = np.empty((6, 3))  # G g
+    for c in range(channels):
+        for o in range(out_channels):
+            for i in range(6):
+                for k in range(3):
+                    rows[i, k] = (
+                        _G[3 * i] * float(weight[o, c, 0, k])
+                        + _G[3 * i + 1] * float(weight[o, c, 1, k])
+                        + _G[3 * i + 2] * float(weight[o, c, 2, k])
+                    )
+            for i in range(6):
+                for j in range(6):
+                    out[6 * i + j, c, o] = (
+                        rows[i, 0] * _G[3 * j]
+                        + rows[i, 1] * _G[3 * j + 1]
+                        + rows[i, 2] * _G[3 * j + 2]
+                    )
