@@ -216,7 +216,7 @@ def test_gradients_match_naive_loops(
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(("shape", "padding"), list(cases()))
-def test_weight_gradient_matches_naive_loops(chunking, dtype, shape, padding):
+def test_weight_gradient_matches_naive_loops(chunking, side, dtype, shape, padding):
     """The Winograd weight and bias gradients, called directly (any channel count), odd sizes
     and hanging tiles included."""
     x, weight, _ = sample(shape, 4, dtype, 13)
@@ -257,27 +257,32 @@ def test_weight_gradient_reads_a_float16_kept_input():
     np.testing.assert_allclose(grad_b, want_b, rtol=1e-4, atol=1e-4)
 
 
-def test_backward_transforms_are_the_adjoints_of_the_forward_ones():
+@pytest.mark.parametrize("tile", [2, 4])
+def test_backward_transforms_are_the_adjoints_of_the_forward_ones(tile):
     """``<T a, b> = <a, T* b>`` for the weight transform against the weight gradient's, and for
     the output transform against the products' gradient: the backward kernels are exactly the
     transposes of the forward ones."""
     rng = np.random.default_rng(17)
     compiled = kernels(fast.current_settings())
+    positions = (tile + 2) ** 2
     weight = rng.standard_normal((3, 2, 3, 3))
-    grad_u = rng.standard_normal((16, 2, 3))
+    grad_u = rng.standard_normal((positions, 2, 3))
     back = np.empty_like(weight)
-    compiled.winograd_weight_grad(grad_u, back)
-    forward = winograd.transform_weight(weight, fast.current_settings())
+    (compiled.winograd4_weight_grad if tile == 4 else compiled.winograd_weight_grad)(grad_u, back)
+    forward = winograd.transform_weight(weight, fast.current_settings(), tile)
     np.testing.assert_allclose(np.vdot(forward, grad_u), np.vdot(weight, back), rtol=1e-12)
 
     tiles, channels = (2, 3), 4
-    m = rng.standard_normal((16, 2 * 6, channels))  # 2 images of 2x3 tiles
-    grad = rng.standard_normal((2, 4, 6, channels))  # their 4x6 outputs
+    m = rng.standard_normal((positions, 2 * 6, channels))  # 2 images of 2x3 tiles
+    grad = rng.standard_normal((2, 2 * tile, 3 * tile, channels))  # their outputs
     out = np.empty_like(grad)
-    rows = np.empty((8, tiles[1], channels))
-    compiled.winograd_output(m, np.zeros(channels), *tiles, rows, out)
     grad_m = np.empty_like(m)
-    compiled.winograd_output_grad(grad, *tiles, grad_m)
+    if tile == 4:
+        compiled.winograd4_output(m, np.zeros(channels), *tiles, np.empty((24, 3, channels)), out)
+        compiled.winograd4_output_grad(grad, *tiles, np.empty((24, 3, channels)), grad_m)
+    else:
+        compiled.winograd_output(m, np.zeros(channels), *tiles, np.empty((8, 3, channels)), out)
+        compiled.winograd_output_grad(grad, *tiles, grad_m)
     np.testing.assert_allclose(np.vdot(out, grad), np.vdot(m, grad_m), rtol=1e-12)
 
 
@@ -420,6 +425,23 @@ def test_float32_error_is_close_to_im2col_on_the_seed_model_layer(side):
     wino_error, im2col_error = np.abs(wino - truth).max(), np.abs(im2col - truth).max()
     assert wino_error < ERROR_FACTOR[side] * im2col_error + 1e-6, (wino_error, im2col_error)
     assert wino_error / np.abs(truth).max() < 1e-5
+
+
+def test_float32_weight_gradient_error_is_close_to_im2col(side):
+    """The same for the weight gradient, a sum over every tile of the batch: a 64-channel layer
+    at 15x15 (airbench's second), float32 against the float64 truth, beside im2col's error."""
+    x, weight, _ = sample((4, 64, 15, 15), 32, np.float64, 18)
+    grad_out = np.random.default_rng(19).standard_normal((4, 32, 15, 15))
+    _, truth, _ = ref.conv2d_backward(grad_out, x, weight, (1, 1), SAME, (1, 1))
+    x32, grad32 = x.astype(np.float32), grad_out.astype(np.float32)
+    wino, _ = winograd.conv2d_weight_grad(
+        to_nhwc(x32), np.ascontiguousarray(to_nhwc(grad32)), SAME, fast.current_settings()
+    )
+    saved = conv.ConvSaved(to_nhwc(x32), None, weight.astype(np.float32), geometry_3x3())
+    _, im2col, _ = conv.im2col_backward(saved, grad32, False, True, fast.current_settings())
+    wino_error, im2col_error = np.abs(wino - truth).max(), np.abs(im2col - truth).max()
+    assert wino_error < ERROR_FACTOR[side] * im2col_error + 1e-6, (wino_error, im2col_error)
+    assert wino_error / np.abs(truth).max() < 2e-5
 
 
 def test_seed_model_gives_the_same_results_with_and_without_winograd():

@@ -272,13 +272,13 @@ def conv2d_weight_grad(
     settings: Settings,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The weight and bias gradients of :func:`conv2d_forward`, given its input and the
-    gradient of its output.
+    gradient of its output, on the tiles :func:`tile_side` picks for the output.
 
     Each chunk of images (1) transforms its input tiles again, ``V = B^T d B``, (2) spreads each
-    tile's 2x2 output gradient over the 16 products, ``dM = A g A^T``, and (3) adds ``V[p]^T @
-    dM[p]`` to its worker's running ``dU``; at the end the workers' sums are added and (4)
-    transformed back, ``grad_w = G^T dU G``. ``x_nhwc`` may be kept in float16 (mixed
-    precision): the padded copy of step 1 converts it.
+    tile's output gradient over the products, ``dM = A g A^T``, and (3) adds ``V[p]^T @ dM[p]``
+    to its worker's running ``dU``; at the end the workers' sums are added and (4) transformed
+    back, ``grad_w = G^T dU G``. ``x_nhwc`` may be kept in float16 (mixed precision): the padded
+    copy of step 1 converts it.
 
     Shape: ``x_nhwc (N, H, W, C)``, ``grad_nhwc (N, OH, OW, OC)`` -> ``grad_w (OC, C, 3, 3)``,
     ``grad_b (OC,)``.
@@ -287,27 +287,34 @@ def conv2d_weight_grad(
     n, out_h, out_w, out_channels = grad_nhwc.shape
     channels = x_nhwc.shape[3]
     dtype = grad_nhwc.dtype
-    tiles = _tiles((out_h, out_w))
-    per_image = tiles[0] * tiles[1] * 16 * (channels + out_channels) * np.dtype(dtype).itemsize
-    most = settings.winograd_weight_grad_chunk_bytes // per_image
+    side = tile_side((out_h, out_w), settings)
+    positions = (side + 2) ** 2
+    tiles = _tiles((out_h, out_w), side)
+    per_image = tiles[0] * tiles[1] * positions * (channels + out_channels)
+    most = settings.winograd_weight_grad_chunk_bytes // (per_image * np.dtype(dtype).itemsize)
     chunks = batch_chunks(n, most, settings.workers)
     ones = np.ones(max((c.stop - c.start for c in chunks), default=0) * out_h * out_w, dtype)
 
     def zeros() -> tuple[np.ndarray, np.ndarray]:
-        return np.zeros((16, channels, out_channels), dtype), np.zeros(out_channels, dtype)
+        return np.zeros((positions, channels, out_channels), dtype), np.zeros(out_channels, dtype)
 
     def chunk_work(images: slice, sums: tuple[np.ndarray, np.ndarray]) -> None:
         grad_u, grad_b = sums
-        v = _transformed_input(x_nhwc[images], padding, tiles, dtype, compiled)  # step 1
+        v = _transformed_input(x_nhwc[images], padding, tiles, dtype, compiled, side)  # step 1
         grad = grad_nhwc[images]
         count = grad.shape[0]
-        if out_h % 2 or out_w % 2:  # tiles hanging over the edge see a zero gradient there
-            padded = scratch(_GRAD, (count, 2 * tiles[0], 2 * tiles[1], out_channels), dtype)
+        if out_h % side or out_w % side:  # tiles hanging over the edge see a zero gradient there
+            shape = (count, side * tiles[0], side * tiles[1], out_channels)
+            padded = scratch(_GRAD, shape, dtype)
             padded.fill(0)
             padded[:, :out_h, :out_w] = grad
             grad = padded
-        grad_m = scratch(_GRAD_M, (16, v.shape[1], out_channels), dtype)
-        compiled.winograd_output_grad(grad, *tiles, grad_m)  # step 2
+        grad_m = scratch(_GRAD_M, (positions, v.shape[1], out_channels), dtype)
+        if side == 4:  # step 2
+            rows = scratch(_ROWS, (24, tiles[1], out_channels), dtype)
+            compiled.winograd4_output_grad(grad, *tiles, rows, grad_m)
+        else:
+            compiled.winograd_output_grad(grad, *tiles, grad_m)
         product = scratch(_GRAD_U, grad_u.shape, dtype)
         np.matmul(v.transpose(0, 2, 1), grad_m, out=product)  # step 3
         grad_u += product
@@ -317,7 +324,10 @@ def conv2d_weight_grad(
     with blas_limit(settings.blas_threads):
         grad_u, grad_b = sum_over_chunks(chunk_work, chunks, settings.workers, zeros)
     grad_w = np.empty((out_channels, channels, 3, 3), dtype)
-    compiled.winograd_weight_grad(grad_u, grad_w)  # step 4
+    if side == 4:  # step 4
+        compiled.winograd4_weight_grad(grad_u, grad_w)
+    else:
+        compiled.winograd_weight_grad(grad_u, grad_w)
     return grad_w, grad_b
 
 

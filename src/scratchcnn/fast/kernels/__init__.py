@@ -39,7 +39,9 @@ from scratchcnn.fast.kernels.winograd import (
 from scratchcnn.fast.kernels.winograd4 import (
     winograd4_input,
     winograd4_output,
+    winograd4_output_grad,
     winograd4_weight,
+    winograd4_weight_grad,
 )
 
 __all__ = [
@@ -61,7 +63,9 @@ __all__ = [
     "scale_shift_activate",
     "winograd4_input",
     "winograd4_output",
+    "winograd4_output_grad",
     "winograd4_weight",
+    "winograd4_weight_grad",
     "winograd_few_channels_relu_pool",
     "winograd_input",
     "winograd_output",

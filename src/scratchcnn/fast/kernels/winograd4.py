@@ -184,3 +184,80 @@ def winograd4_weight(weight, out):
                         + rows[i, 1] * _G[3 * j + 1]
                         + rows[i, 2] * _G[3 * j + 2]
                     )
+
+
+# A^T, the output transform, row by row: (A^T m)[i] = sum_j _AT[6 i + j] m[j].
+_AT = (
+    1.0, 1.0, 1.0, 1.0, 1.0, 0.0,
+    0.0, 1.0, -1.0, 2.0, -2.0, 0.0,
+    0.0, 1.0, 1.0, 4.0, 4.0, 0.0,
+    0.0, 1.0, -1.0, 8.0, -8.0, 1.0,
+)  # fmt: skip
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
+def winograd4_output_grad(grad, tiles_h, tiles_w, rows, out):
+    """``out[p, t, o] = (A g A^T)[p]`` for the 4x4 output gradient ``g`` of every tile: the
+    gradient of the 36 products (the adjoint of :func:`winograd4_output`'s transform).
+
+    Pass 1: ``rows[6 k + j, tx] = (g A^T)[k, j]``, along each of a tile's four rows; pass 2:
+    ``out[6 i + j] = sum_k A^T[k, i] rows[6 k + j]``. Each loop reads four rows and writes one.
+
+    Shape: ``grad (N, >= 4 * tiles_h, >= 4 * tiles_w, OC)`` (zeros past the output's edge),
+    ``rows (24, >= tiles_w, OC)`` (scratch) -> ``out (36, T, OC)``.
+    """
+    n, oc = grad.shape[0], grad.shape[3]
+    at = np.empty(24, dtype=out.dtype)  # in the data's dtype, so the arithmetic stays in it
+    for k in range(24):
+        at[k] = _AT[k]
+    for b in range(n):
+        for ty in range(tiles_h):
+            t0 = (b * tiles_h + ty) * tiles_w
+            for k in range(4):  # pass 1: A^T's columns along each row k of the tile
+                y = 4 * ty + k
+                for j in range(6):
+                    c0, c1, c2, c3 = at[j], at[6 + j], at[12 + j], at[18 + j]
+                    r = rows[6 * k + j]
+                    for tx in range(tiles_w):
+                        x = 4 * tx
+                        g0, g1 = grad[b, y, x], grad[b, y, x + 1]
+                        g2, g3 = grad[b, y, x + 2], grad[b, y, x + 3]
+                        o = r[tx]
+                        for ch in range(oc):
+                            o[ch] = c0 * g0[ch] + c1 * g1[ch] + c2 * g2[ch] + c3 * g3[ch]
+            for i in range(6):  # pass 2: A down the columns
+                c0, c1, c2, c3 = at[i], at[6 + i], at[12 + i], at[18 + i]
+                for j in range(6):
+                    plane = out[6 * i + j]
+                    for tx in range(tiles_w):
+                        h0, h1 = rows[j, tx], rows[6 + j, tx]
+                        h2, h3 = rows[12 + j, tx], rows[18 + j, tx]
+                        o = plane[t0 + tx]
+                        for ch in range(oc):
+                            o[ch] = c0 * h0[ch] + c1 * h1[ch] + c2 * h2[ch] + c3 * h3[ch]
+
+
+@njit(cache=True, nogil=True)
+def winograd4_weight_grad(grad_u, out):
+    """``out[o, c] = G^T dU G`` for the gradient ``dU = grad_u[:, c, o]`` (6x6) of each
+    transformed filter: the weight gradient (the adjoint of :func:`winograd4_weight`), in
+    float64 inside.
+
+    Shape: ``grad_u (36, C, OC)`` -> ``out (OC, C, 3, 3)``.
+    """
+    channels, out_channels = grad_u.shape[1], grad_u.shape[2]
+    rows = np.empty((3, 6))  # G^T dU
+    for c in range(channels):
+        for o in range(out_channels):
+            for a in range(3):
+                for j in range(6):
+                    total = 0.0
+                    for i in range(6):
+                        total += _G[3 * i + a] * float(grad_u[6 * i + j, c, o])
+                    rows[a, j] = total
+            for a in range(3):
+                for k in range(3):
+                    total = 0.0
+                    for j in range(6):
+                        total += rows[a, j] * _G[3 * j + k]
+                    out[o, c, a, k] = total
