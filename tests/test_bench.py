@@ -145,8 +145,8 @@ def test_cli_bench_writes_its_report(tmp_path, capsys):
 
 
 def test_winograd_ablation_script_reports_both_settings(tmp_path, capsys):
-    """``benchmarks/ablate_winograd.py`` times a zoo model with Winograd, with its weight
-    gradients on im2col and without it, and leaves the settings as they were."""
+    """``benchmarks/ablate_winograd.py`` times a zoo model with Winograd, with 2x2 tiles only,
+    with its weight gradients on im2col and without it, and leaves the settings as they were."""
     from scratchcnn import fast
 
     before = fast.current_settings()
@@ -160,10 +160,11 @@ def test_winograd_ablation_script_reports_both_settings(tmp_path, capsys):
     rows = [line.split() for line in text.splitlines()[2:]]
     assert [row[:-4] for row in rows] == [
         ["Winograd"],
+        ["2x2", "tiles"],
         ["im2col", "weight", "grads"],
         ["im2col", "only"],
     ]
-    assert rows[2][-2:] == ["1.00x", "1.00x"]  # im2col only against itself
+    assert rows[3][-2:] == ["1.00x", "1.00x"]  # im2col only against itself
     assert all(float(value) > 0 for row in rows for value in row[-4:-2])
     assert fast.current_settings() == before and before.winograd
 

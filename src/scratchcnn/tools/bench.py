@@ -403,8 +403,11 @@ def format_report(result: BenchResult) -> str:
         lines.append(
             f"  fast   {kernels}, {settings.workers} workers, BLAS threads inside the model: {blas}"
         )
-        on = settings.winograd and numba
-        lines.append(f"         Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions: {on}")
+        if settings.winograd and numba:
+            tiles = "F(4x4, 3x3) and F(2x2, 3x3)" if settings.winograd_tile == 4 else "F(2x2, 3x3)"
+            lines.append(f"         Winograd {tiles} for 3x3 stride-1 convolutions")
+        else:
+            lines.append("         Winograd off: 3x3 convolutions on im2col")
     if cfg.torch_threads is not None:
         lines.append(f"  torch threads set to {cfg.torch_threads} for this run")
     lines += [

@@ -7,7 +7,9 @@ threads of :mod:`scratchcnn.fast.runtime` run them in parallel on separate chunk
 The kernels themselves are serial: the threads already use every core.
 
 Index conventions: an image is ``x[n, ih, iw, c]``; a Winograd tile ``t = (n * tiles_h + i) *
-tiles_w + j`` covers output rows ``2i, 2i + 1`` and columns ``2j, 2j + 1``.
+tiles_w + j`` covers output rows ``2i, 2i + 1`` and columns ``2j, 2j + 1`` (F(2x2, 3x3),
+:mod:`.winograd`), or rows ``4i..4i + 3`` and columns ``4j..4j + 3`` (F(4x4, 3x3),
+:mod:`.winograd4`).
 """
 
 from scratchcnn.fast.kernels.activations import (

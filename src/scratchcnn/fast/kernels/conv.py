@@ -64,12 +64,3 @@ def add_bias(rows, bias):
     for r in range(rows.shape[0]):
         for ch in range(rows.shape[1]):
             rows[r, ch] += bias[ch]
-
-
-# --- Winograd F(2x2, 3x3) ------------------------------------------------------------------------
-# Tile t = (n * tiles_h + i) * tiles_w + j covers output rows 2i, 2i+1 and columns 2j, 2j+1, and
-# reads the 4x4 input window at rows 2i..2i+3, columns 2j..2j+3 of a zero-padded image. Transformed
-# tiles are ``(T, 16, C)`` arrays, position ``p = 4 * row + column`` of the 4x4 transform.
-# The transforms (Lavin & Gray, 2015) are B^T d B for the input and A^T m A for the output, with
-#   B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],  A^T = [[1, 1, 1, 0],
-#   [0, 1, -1, -1]]; every coefficient is 0 or +-1, so the transforms are additions only.
