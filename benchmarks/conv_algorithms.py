@@ -1,15 +1,17 @@
 """Which algorithm each part of a 3x3 convolution should run on: Winograd or im2col.
 
-For each layer shape of the seed model and airbench, times the three products of a training
-step separately, on the fast backend's own functions:
+For each layer shape of the seed model, airbench and resnet9, times the three products of a
+training step separately, on the fast backend's own functions:
 
-- ``forward``: the convolution (``winograd`` or ``im2col``);
-- ``input grad``: the input gradient as a forward convolution of the output gradient with the
-  flipped kernel (stride 1), again on Winograd or im2col; and, for comparison, the route
-  strided convolutions take, im2col + col2im;
-- ``weight grad``: im2col rows times the output gradient, and Winograd's adjoint transforms
-  (``dU = V^T dM``, then ``G^T dU G``), the route the fast backend takes from
-  ``winograd_weight_grad_min_channels`` input channels.
+- ``fwd``: the convolution on Winograd (``w4``: the default, 4x4 tiles wherever
+  ``fast.winograd.tile_side`` takes them; ``w2``: 2x2 tiles only, ``winograd_tile=2``) or on
+  im2col (``i2c``);
+- ``dx``: the input gradient as a forward convolution of the output gradient with the flipped
+  kernel (stride 1), on the same three; and, for comparison, the route strided convolutions
+  take, im2col + col2im;
+- ``dw``: the weight gradient, im2col rows times the output gradient, or Winograd's adjoint
+  transforms (``dU = V^T dM``, then ``G^T dU G``) on either tile size, the route the fast
+  backend takes from ``winograd_weight_grad_min_channels`` input channels.
 
 Each timing is the minimum over ``--reps`` runs, the variants interleaved so that machine noise
 hits them alike. Speed is reported here, never asserted in tests::
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -54,19 +57,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     fast.keep_freed_memory()
     rng = np.random.default_rng(0)
-    winograd = fast.Settings(workers=args.workers)
-    im2col = fast.Settings(workers=args.workers, winograd=False)
+    settings = {
+        "w4": fast.Settings(workers=args.workers),
+        "w2": fast.Settings(workers=args.workers, winograd_tile=2),
+        "i2c": fast.Settings(workers=args.workers, winograd=False),
+    }
+    columns = ["fwd w4", "fwd w2", "fwd i2c", "dx w4", "dx w2", "dx i2c", "dx col2im"]
+    columns += ["dw i2c", "dw w4", "dw w2"]
     lines = [
         f"batch {args.batch}, {args.workers} worker(s), float32, min ms over {args.reps} "
-        "interleaved runs",
-        f"{'layer':16}{'fwd wino':>10}{'fwd i2c':>10}{'dx wino':>10}{'dx i2c':>10}"
-        f"{'dx col2im':>11}{'dw i2c':>10}{'dw wino':>10}",
+        "interleaved runs (w4: Winograd, 4x4 tiles where they apply; w2: 2x2 tiles only)",
+        f"{'layer':16}" + "".join(f"{name:>10}" for name in columns),
     ]
     sys.stdout.write("\n".join(lines) + "\n")
     for channels, out_channels, size in SHAPES:
-        best = time_layer(channels, out_channels, size, args, rng, winograd, im2col)
+        best = time_layer(channels, out_channels, size, args, rng, settings)
         line = f"{channels:>4}->{out_channels:<4}@{size:<3}  " + "".join(
-            f"{value:>{11 if name == 'dx col2im' else 10}.2f}" for name, value in best.items()
+            f"{best[name]:>10.2f}" for name in columns
         )
         lines.append(line)
         sys.stdout.write(line + "\n")
@@ -76,22 +83,30 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def time_layer(channels, out_channels, size, args, rng, winograd, im2col) -> dict[str, float]:
+def time_layer(channels, out_channels, size, args, rng, settings) -> dict[str, float]:
     """Minimum milliseconds of each product for one layer shape, the variants interleaved."""
     x = to_nchw(rng.standard_normal((args.batch, size, size, channels)).astype(np.float32))
     grad = to_nchw(rng.standard_normal((args.batch, size, size, out_channels)).astype(np.float32))
     weight = rng.standard_normal((out_channels, channels, 3, 3)).astype(np.float32)
     flipped = conv.flipped_weight(weight)
     saved = conv.ConvSaved(to_nhwc(x), None, weight, SAME)
-    operations = {
-        "fwd wino": lambda: conv.conv2d_forward(x, weight, None, SAME, False, winograd),
-        "fwd i2c": lambda: conv.conv2d_forward(x, weight, None, SAME, False, im2col),
-        "dx wino": lambda: conv.conv2d_forward(grad, flipped, None, SAME, False, winograd),
-        "dx i2c": lambda: conv.conv2d_forward(grad, flipped, None, SAME, False, im2col),
-        "dx col2im": lambda: conv.im2col_backward(saved, grad, True, False, im2col),
-        "dw i2c": lambda: conv.im2col_backward(saved, grad, False, True, im2col),
-        "dw wino": lambda: conv2d_weight_grad(saved.x_nhwc, to_nhwc(grad), SAME.padding, winograd),
-    }
+    grad_nhwc = to_nhwc(grad)
+    operations = {}
+    for name, setting in settings.items():
+        operations[f"fwd {name}"] = partial(
+            conv.conv2d_forward, x, weight, None, SAME, False, setting
+        )
+        operations[f"dx {name}"] = partial(
+            conv.conv2d_forward, grad, flipped, None, SAME, False, setting
+        )
+    operations["dx col2im"] = partial(
+        conv.im2col_backward, saved, grad, True, False, settings["i2c"]
+    )
+    operations["dw i2c"] = partial(conv.im2col_backward, saved, grad, False, True, settings["i2c"])
+    for name in ("w4", "w2"):
+        operations[f"dw {name}"] = partial(
+            conv2d_weight_grad, saved.x_nhwc, grad_nhwc, SAME.padding, settings[name]
+        )
     best = dict.fromkeys(operations, float("inf"))
     for run in range(args.reps + 1):  # run 0 warms up (Numba, allocator)
         for name, operation in operations.items():

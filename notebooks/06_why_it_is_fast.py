@@ -19,7 +19,8 @@
 # 2. **chunking**, so that the im2col matrix of a few images stays in cache between being
 #    written and being multiplied, and each worker thread takes its own chunks;
 # 3. **Numba kernels** for the loops NumPy cannot express without temporary arrays;
-# 4. **Winograd F(2x2, 3x3)**: 16 multiplications per 2x2 output block instead of 36;
+# 4. **Winograd F(2x2, 3x3) and F(4x4, 3x3)**: 16 multiplications per 2x2 output block instead
+#    of 36, or 36 per 4x4 block instead of 144;
 # 5. **fusion**: Conv2d -> ReLU -> MaxPool2d as one pass over memory.
 #
 # Every switch is scoped, `with scratchcnn.fast.settings(...)`, and every variant computes the
@@ -212,6 +213,22 @@ print(f"im2col {times[False]:8.2f} ms;  Winograd {times[True]:8.2f} ms")
 # The transforms add and subtract a few extra terms: equal up to float32 rounding.
 np.testing.assert_allclose(outputs[True][0], outputs[False][0], rtol=1e-4, atol=1e-4)
 np.testing.assert_allclose(outputs[True][1], outputs[False][1], rtol=1e-4, atol=1e-4)
+
+# %% [markdown]
+# Larger tiles save more: F(4x4, 3x3) gets a 4x4 output block from a 6x6 input tile with 36
+# multiplications instead of 144, 4x fewer, at the price of transforms whose coefficients reach 8
+# (a little more float32 rounding; the matrices are on the theory page). The fast backend takes
+# 4x4 tiles wherever they need fewer products than 2x2 tiles, as on this 16x16 layer;
+# `winograd_tile=2` keeps the 2x2 tiles:
+
+# %%
+for tile in (2, 4):
+    with fast.settings(winograd_tile=tile):
+        times[tile] = median_ms(lambda: train_step(conv, x, grad))
+        outputs[tile] = train_step(conv, x, grad)
+print(f"2x2 tiles {times[2]:8.2f} ms;  4x4 tiles {times[4]:8.2f} ms")
+np.testing.assert_allclose(outputs[4][0], outputs[2][0], rtol=1e-4, atol=1e-4)
+np.testing.assert_allclose(outputs[4][1], outputs[2][1], rtol=1e-4, atol=1e-4)
 
 # %% [markdown]
 # ## 5. Fusion

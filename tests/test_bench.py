@@ -191,19 +191,19 @@ def test_layer_profile_opens_nested_blocks():
 
 def test_conv_algorithms_script_times_every_product(tmp_path, capsys):
     """``benchmarks/conv_algorithms.py`` times forward, input and weight gradients per layer,
-    the weight gradient on im2col and on Winograd."""
+    each on Winograd with either tile size and on im2col."""
     report = tmp_path / "algorithms.txt"
     argv = ["--batch", "2", "--reps", "1", "--output", str(report)]
     assert benchmark_script("conv_algorithms").main(argv) == 0
     text = report.read_text()
     assert text == capsys.readouterr().out
     lines = text.splitlines()
-    columns = "layer fwd wino fwd i2c dx wino dx i2c dx col2im dw i2c dw wino".split()
-    assert lines[1].split() == columns
+    columns = "fwd w4 fwd w2 fwd i2c dx w4 dx w2 dx i2c dx col2im dw i2c dw w4 dw w2"
+    assert lines[1].split() == ["layer", *columns.split()]
     assert len(lines) == 2 + 8  # header + eight layers
     for row in lines[2:]:
-        values = row.split()[-7:]  # fwd x2, dx x3, dw x2
-        assert len(values) == 7 and all(float(value) > 0 for value in values), row
+        values = row.split()[-10:]  # fwd x3, dx x4, dw x3
+        assert len(values) == 10 and all(float(value) > 0 for value in values), row
 
 
 TIME_REPORT = """\

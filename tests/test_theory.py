@@ -953,6 +953,45 @@ def test_winograd_2d_tile_equals_direct_correlation():
     np.testing.assert_allclose(y, direct, **TOL)
 
 
+def test_winograd_4x4_tile_equals_direct_correlation():
+    """winograd.md, larger tiles: the same formula with F(4x4, 3x3)'s matrices on 6x6 tiles gives
+    the 4x4 correlation, 36 multiplications per tile instead of 144."""
+    b_t = np.array(
+        [
+            [4, 0, -5, 0, 1, 0],
+            [0, -4, -4, 1, 1, 0],
+            [0, 4, -4, -1, 1, 0],
+            [0, -2, -1, 2, 1, 0],
+            [0, 2, -1, -2, 1, 0],
+            [0, 4, 0, -5, 0, 1],
+        ],
+        dtype=float,
+    )
+    g_matrix = np.array(
+        [
+            [1 / 4, 0, 0],
+            [-1 / 6, -1 / 6, -1 / 6],
+            [-1 / 6, 1 / 6, -1 / 6],
+            [1 / 24, 1 / 12, 1 / 6],
+            [1 / 24, -1 / 12, 1 / 6],
+            [0, 0, 1],
+        ]
+    )
+    a_t = np.array(
+        [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
+        dtype=float,
+    )
+    rng = np.random.default_rng(26)
+    d = rng.standard_normal((200, 6, 6))
+    g = rng.standard_normal((200, 3, 3))
+    y = a_t @ ((g_matrix @ g @ g_matrix.T) * (b_t @ d @ b_t.T)) @ a_t.T  # (200, 4, 4)
+    direct = np.empty((200, 4, 4))
+    for i in range(4):
+        for j in range(4):
+            direct[:, i, j] = np.einsum("tuv,tuv->t", d[:, i : i + 3, j : j + 3], g)
+    np.testing.assert_allclose(y, direct, **TOL)
+
+
 def test_winograd_transform_adjoints():
     """winograd.md (W.6): for T(X) = P X Q, <T(X), Y> = <X, P^T Y Q^T>, for the input (B^T . B),
     filter (G . G^T) and output (A^T . A) transforms; the transforms are not their own adjoints."""

@@ -46,13 +46,13 @@ class Settings:
     # The dtype of the activations a training forward pass keeps for backward: "float16" halves
     # their memory (mixed precision); arithmetic stays in the model's dtype either way.
     storage: str = "float32"
-    # Run 3x3 stride-1 convolutions on Winograd F(2x2, 3x3) (needs Numba).
+    # Run 3x3 stride-1 convolutions on Winograd (needs Numba).
     winograd: bool = True
-    # The largest output tile of a Winograd forward pass (and of an input gradient, computed as
-    # one): 4 allows F(4x4, 3x3), 36 products per 16 outputs (4x fewer multiplications than
-    # im2col), wherever it needs fewer products than F(2x2, 3x3), 16 per 4 (2.25x fewer);
-    # 2 keeps F(2x2, 3x3) throughout. Inference's conv + ReLU + pool chains keep 2x2 tiles
-    # (they are the pool windows), and weight gradients keep F(2x2, 3x3).
+    # The largest output tile of Winograd's forward passes, input gradients and weight
+    # gradients: 4 allows F(4x4, 3x3), 36 products per 16 outputs (4x fewer multiplications
+    # than im2col), wherever it needs fewer products than F(2x2, 3x3), 16 per 4 (2.25x fewer);
+    # 2 keeps F(2x2, 3x3) throughout (the engine before 4x4 tiles). Inference's conv + ReLU +
+    # pool chains keep 2x2 tiles either way (they are the pool windows).
     winograd_tile: int = 4
     # Winograd's 16 products get too thin for BLAS below this many input channels.
     winograd_min_channels: int = 8

@@ -26,10 +26,11 @@ F(4x4, 3x3) nests a 1-D algorithm with six inputs and four outputs the same way:
 outputs from the 6x6 input block under it with 36 multiplications instead of 144, 4x fewer
 (:mod:`scratchcnn.fast.kernels.winograd4` has its matrices). Its transforms scale by up to 8 and
 add more terms, so they cost more per value and round a few times more in float32, but they
-touch fewer values per output (36 per 16 outputs against 16 per 4). Forward passes take it
-wherever its 36 products per tile add up to fewer than the 2x2 tiles' 16 per tile: outputs of 7
-pixels a side or more, and 4 (:func:`tile_side`; ``settings(winograd_tile=2)`` keeps 2x2 tiles).
-On airbench's layers it measured 1.1-1.7x faster than F(2x2, 3x3) (benchmarks/README.md).
+touch fewer values per output (36 per 16 outputs against 16 per 4). Forward passes, input
+gradients and weight gradients take it wherever its 36 products per tile add up to fewer than
+the 2x2 tiles' 16 per tile: outputs of 7 pixels a side or more, and 4 (:func:`tile_side`;
+``settings(winograd_tile=2)`` keeps 2x2 tiles). On airbench's layers it measured 1.1-1.7x
+faster than F(2x2, 3x3) (benchmarks/README.md).
 
 Each chunk of images is (1) copied into a zero-padded buffer, (2) transformed tile by tile, (3)
 multiplied, (4) transformed back, all in per-thread buffers that stay in cache. The result equals
@@ -46,13 +47,13 @@ per tile, see :func:`conv_relu_pool_chain`). The backward pass of a stride-1 con
 computes its input gradient as a forward convolution of the output gradient (see
 ``fast.conv.transposed_geometry``), so that runs here too.
 
-The weight gradient (on 2x2 tiles) runs here for the same convolutions when they have
+The weight gradient runs here for the same convolutions when they have
 ``winograd_weight_grad_min_channels`` or more input channels. With ``V`` the transformed input
-tiles and ``dM = A g A^T`` the gradient of the products (``g`` each tile's 2x2 output gradient),
-the gradient of each transformed filter is ``dU[p] = V[p]^T @ dM[p]``, 16 products that sum over
-the tiles, and the weight gradient is ``G^T dU G``: the forward's transforms run backwards (their
-adjoints), with the same 2.25x fewer multiplications. Every other convolution and weight
-gradient stays on im2col.
+tiles and ``dM = A g A^T`` the gradient of the products (``g`` each tile's output gradient),
+the gradient of each transformed filter is ``dU[p] = V[p]^T @ dM[p]``, 16 (or 36) products that
+sum over the tiles, and the weight gradient is ``G^T dU G``: the forward's transforms run
+backwards (their adjoints), with the same savings in multiplications. Every other convolution
+and weight gradient stays on im2col.
 """
 
 from __future__ import annotations
@@ -141,7 +142,8 @@ def _tiles(out_hw: tuple[int, int], side: int = 2) -> tuple[int, int]:
 
 
 def tile_side(out_hw: tuple[int, int], settings: Settings) -> int:
-    """The output tile of a Winograd forward pass with an ``out_hw`` output: 4, F(4x4, 3x3),
+    """The output tile of a Winograd convolution (or weight gradient) with an ``out_hw`` output:
+    4, F(4x4, 3x3),
     where ``settings.winograd_tile`` allows it and its 36 products per tile add up to fewer
     than F(2x2, 3x3)'s 16 per tile (outputs of 7 pixels a side or more, and 4), else 2. On a 5x5
     or 6x6 output both need as many, and the 2x2 tiles' cheaper transforms win."""

@@ -111,12 +111,8 @@ def winograd4_output(m, bias, tiles_h, tiles_w, rows, out):
                     t = t0 + tx
                     m0, m1, m2 = m[j, t], m[6 + j, t], m[12 + j, t]
                     m3, m4, m5 = m[18 + j, t], m[24 + j, t], m[30 + j, t]
-                    r0, r1, r2, r3 = (
-                        rows[j, tx],
-                        rows[6 + j, tx],
-                        rows[12 + j, tx],
-                        rows[18 + j, tx],
-                    )
+                    r0, r1 = rows[j, tx], rows[6 + j, tx]
+                    r2, r3 = rows[12 + j, tx], rows[18 + j, tx]
                     for ch in range(oc):
                         plus, minus = m1[ch] + m2[ch], m1[ch] - m2[ch]
                         plus2, minus2 = m3[ch] + m4[ch], m3[ch] - m4[ch]
