@@ -41,7 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = {
         "Winograd": {},
         "2x2 tiles": {"winograd_tile": 2},
-        "im2col weight grads": {"winograd_weight_grad_min_channels": 1 << 30},
+        "im2col weight grads": {
+            "winograd_weight_grad_min_channels": 1 << 30,
+            "winograd4_weight_grad_min_channels": 1 << 30,
+        },
         "im2col only": {"winograd": False},
     }
     times: dict[tuple[str, str], list[float]] = {}

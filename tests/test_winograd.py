@@ -171,7 +171,16 @@ def test_fused_relu_pool_matches_naive_loops(chunking, dtype, shape, padding):
 
 # The smallest input channel count whose weight gradient runs on Winograd: 1 puts every one
 # there, a huge one none (im2col).
-WEIGHT_GRAD_PATHS = {"winograd-weight-grad": 1, "im2col-weight-grad": 1 << 30}
+WEIGHT_GRAD_PATHS = {
+    "winograd-weight-grad": {
+        "winograd_weight_grad_min_channels": 1,
+        "winograd4_weight_grad_min_channels": 1,
+    },
+    "im2col-weight-grad": {
+        "winograd_weight_grad_min_channels": 1 << 30,
+        "winograd4_weight_grad_min_channels": 1 << 30,
+    },
+}
 
 
 @pytest.mark.parametrize(
@@ -194,8 +203,7 @@ def test_gradients_match_naive_loops(
     geometry = ConvGeometry((3, 3), (1, 1), padding)
     saved = conv.ConvSaved(to_nhwc(x), None, weight, geometry)
     with fast.settings(
-        winograd_min_channels=1, winograd_min_size=1,
-        winograd_weight_grad_min_channels=weight_grad_from,
+        winograd_min_channels=1, winograd_min_size=1, **weight_grad_from
     ) as settings:  # fmt: skip
         grad_x, grad_w, grad_b = conv.conv2d_backward(
             saved, grad_out, bool(need_input_grad), bool(need_weight_grad), settings
@@ -286,9 +294,15 @@ def test_backward_transforms_are_the_adjoints_of_the_forward_ones(tile):
     np.testing.assert_allclose(np.vdot(out, grad), np.vdot(m, grad_m), rtol=1e-12)
 
 
-def test_weight_gradient_runs_on_winograd_from_enough_channels(monkeypatch):
+@pytest.mark.parametrize(
+    ("size", "setting"),
+    [(6, "winograd_weight_grad_min_channels"), (8, "winograd4_weight_grad_min_channels")],
+    ids=["2x2-tiles", "4x4-tiles"],
+)
+def test_weight_gradient_runs_on_winograd_from_enough_channels(monkeypatch, size, setting):
     """The fast backward sends a Winograd layer's weight gradient to Winograd's adjoint from
-    ``winograd_weight_grad_min_channels`` input channels, and to im2col below."""
+    the minimum number of input channels of its tiles (a 6x6 output takes 2x2 tiles, an 8x8
+    one 4x4 tiles), and to im2col below."""
     calls = []
     weight_grad = winograd.conv2d_weight_grad
 
@@ -300,10 +314,11 @@ def test_weight_gradient_runs_on_winograd_from_enough_channels(monkeypatch):
     geometry = ConvGeometry((3, 3), (1, 1), SAME)
     for channels, minimum, expected in [(9, 8, [9]), (9, 10, []), (12, 12, [12])]:
         calls.clear()
-        x, weight, _ = sample((2, channels, 6, 6), 3, np.float64, 18)
-        grad_out = np.random.default_rng(19).standard_normal((2, 3, 6, 6))
+        x, weight, _ = sample((2, channels, size, size), 3, np.float64, 18)
+        grad_out = np.random.default_rng(19).standard_normal((2, 3, size, size))
         saved = conv.ConvSaved(to_nhwc(x), None, weight, geometry)
-        with fast.settings(winograd_weight_grad_min_channels=minimum) as settings:
+        with fast.settings(**{setting: minimum}) as settings:
+            assert winograd.tile_side((size, size), settings) == (2 if size == 6 else 4)
             assert winograd.weight_grad_applies(
                 to_nhwc(x).shape, weight.shape, geometry, settings
             ) == bool(expected)
@@ -315,7 +330,7 @@ def test_weight_gradient_runs_on_winograd_from_enough_channels(monkeypatch):
                 np.testing.assert_allclose(grad_w, want, rtol=1e-10)
         assert calls == expected * 2, (channels, minimum)
     with fast.settings(winograd=False) as off:  # never without Winograd's forward
-        assert not winograd.weight_grad_applies((2, 6, 6, 64), (3, 64, 3, 3), geometry, off)
+        assert not winograd.weight_grad_applies((2, size, size, 64), (3, 64, 3, 3), geometry, off)
 
 
 def test_input_gradient_runs_on_winograd_as_the_flipped_convolution(monkeypatch):
@@ -398,7 +413,7 @@ def test_fast_backend_convolution_on_winograd_matches_naive_loops(
     want = ref.conv2d(x.astype(np.float64), weight, bias, (1, 1), padding, (1, 1))
     np.testing.assert_allclose(out, want, **tolerance(dtype))
     grad_out = np.random.default_rng(7).standard_normal(out.shape).astype(dtype)
-    with fast.settings(winograd_weight_grad_min_channels=weight_grad_from) as settings:
+    with fast.settings(**weight_grad_from) as settings:
         got = conv.conv2d_backward(saved, grad_out, True, True, settings)
     wants = ref.conv2d_backward(grad_out, x, weight, (1, 1), padding, (1, 1))
     for name, g, w in zip(("input", "weight", "bias"), got, wants, strict=True):
@@ -476,12 +491,12 @@ def test_winograd_layer_passes_gradient_checks(padding, weight_grad_from):
     rng = np.random.default_rng(12)
     layer = sc.Conv2d(8, 9, 3, padding=padding, rng=rng)
     input_shape = (2, 8, 7, 8)
-    with fast.settings(winograd_weight_grad_min_channels=weight_grad_from) as settings:
+    with fast.settings(**weight_grad_from) as settings:
         assert winograd.applies((2, 7, 8, 8), layer.weight.shape, layer.geometry, settings)
         on_winograd = winograd.weight_grad_applies(
             (2, 7, 8, 8), layer.weight.shape, layer.geometry, settings
         )
-        assert on_winograd == (weight_grad_from == 1)
+        assert on_winograd == (weight_grad_from == WEIGHT_GRAD_PATHS["winograd-weight-grad"])
         with use_backend("fast"):
             errors = check_layer(layer, input_shape, rng)
     assert max(errors.values()) < 1e-6, errors

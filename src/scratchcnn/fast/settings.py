@@ -60,9 +60,12 @@ class Settings:
     # for 9 (measured 1.8x slower than im2col on airbench's 128-channel 3x3 layer).
     winograd_min_size: int = 5
     # Weight gradients of convolutions that run forward on Winograd go through it too from this
-    # many input channels; with fewer, its 16 products (C, tiles) @ (tiles, OC) are too thin and
-    # im2col is faster (both measured in benchmarks/README.md).
+    # many input channels, on 2x2 tiles; with fewer, its 16 products (C, tiles) @ (tiles, OC)
+    # are too thin and im2col is faster (both measured in benchmarks/README.md).
     winograd_weight_grad_min_channels: int = 64
+    # The same on 4x4 tiles, whose weight gradient measured faster than im2col's from 8 input
+    # channels (1.1-1.6x on 8-64 channels at 8x8-32x32 outputs).
+    winograd4_weight_grad_min_channels: int = 8
     # Bytes of im2col rows per chunk of the im2col convolution.
     im2col_chunk_bytes: int = 1 << 21
     # Bytes of transformed tiles (inputs and products) per chunk of a Winograd convolution.

@@ -29,7 +29,7 @@ add more terms, so they cost more per value and round a few times more in float3
 touch fewer values per output (36 per 16 outputs against 16 per 4). Forward passes, input
 gradients and weight gradients take it wherever its 36 products per tile add up to fewer than
 the 2x2 tiles' 16 per tile: outputs of 7 pixels a side or more, and 4 (:func:`tile_side`;
-``settings(winograd_tile=2)`` keeps 2x2 tiles). On airbench's layers it measured 1.1-1.7x
+``settings(winograd_tile=2)`` keeps 2x2 tiles). On airbench's layers it measured 1.2-1.8x
 faster than F(2x2, 3x3) (benchmarks/README.md).
 
 Each chunk of images is (1) copied into a zero-padded buffer, (2) transformed tile by tile, (3)
@@ -47,13 +47,14 @@ per tile, see :func:`conv_relu_pool_chain`). The backward pass of a stride-1 con
 computes its input gradient as a forward convolution of the output gradient (see
 ``fast.conv.transposed_geometry``), so that runs here too.
 
-The weight gradient runs here for the same convolutions when they have
-``winograd_weight_grad_min_channels`` or more input channels. With ``V`` the transformed input
-tiles and ``dM = A g A^T`` the gradient of the products (``g`` each tile's output gradient),
-the gradient of each transformed filter is ``dU[p] = V[p]^T @ dM[p]``, 16 (or 36) products that
-sum over the tiles, and the weight gradient is ``G^T dU G``: the forward's transforms run
-backwards (their adjoints), with the same savings in multiplications. Every other convolution
-and weight gradient stays on im2col.
+The weight gradient runs here for the same convolutions when they have enough input channels
+for their tiles: ``winograd4_weight_grad_min_channels`` (8) on 4x4 tiles,
+``winograd_weight_grad_min_channels`` (64) on 2x2 tiles, whose products are too thin below that.
+With ``V`` the transformed input tiles and ``dM = A g A^T`` the gradient of the products (``g``
+each tile's output gradient), the gradient of each transformed filter is ``dU[p] = V[p]^T @
+dM[p]``, 16 (or 36) products that sum over the tiles, and the weight gradient is ``G^T dU G``: the
+forward's transforms run backwards (their adjoints), with the same savings in multiplications.
+Every other convolution and weight gradient stays on im2col.
 """
 
 from __future__ import annotations
@@ -115,12 +116,15 @@ def weight_grad_applies(
     settings: Settings,
 ) -> bool:
     """Whether the weight gradient of a convolution runs on Winograd: its forward does (see
-    :func:`applies`) and it has ``settings.winograd_weight_grad_min_channels`` or more input
-    channels."""
-    return (
-        applies(x_shape_nhwc, weight_shape, geometry, settings)
-        and x_shape_nhwc[3] >= settings.winograd_weight_grad_min_channels
-    )
+    :func:`applies`) and it has enough input channels for its tiles (:func:`tile_side`):
+    ``settings.winograd4_weight_grad_min_channels`` on 4x4 tiles,
+    ``settings.winograd_weight_grad_min_channels`` on 2x2 tiles."""
+    if not applies(x_shape_nhwc, weight_shape, geometry, settings):
+        return False
+    out_hw = geometry.output_size(tuple(x_shape_nhwc[1:3]))
+    if tile_side(out_hw, settings) == 4:
+        return x_shape_nhwc[3] >= settings.winograd4_weight_grad_min_channels
+    return x_shape_nhwc[3] >= settings.winograd_weight_grad_min_channels
 
 
 def transform_weight(weight: np.ndarray, settings: Settings, side: int = 2) -> np.ndarray:
