@@ -39,11 +39,11 @@ from scratchcnn.fast.layout import to_nchw, to_nhwc
 from scratchcnn.fast.winograd import conv2d_weight_grad
 from scratchcnn.serialization import atomic_write_text
 
-# (in channels, out channels, output size): the seed model's conv2, airbench's 3x3 layers, then
-# resnet9's wide ones (vgg has the 256->256 at 8x8 too).
+# (in channels, out channels, output size): the seed model's conv2, airbench's 3x3 layers,
+# resnet9's wide ones (vgg has the 256->256 at 8x8 too), then the CIFAR ResNets' three stages.
 SHAPES = [
     (32, 64, 16), (24, 64, 31), (64, 64, 15), (64, 128, 15), (128, 128, 7), (128, 128, 3),
-    (128, 256, 16), (256, 256, 8),
+    (128, 256, 16), (256, 256, 8), (16, 16, 32), (32, 32, 16), (64, 64, 8),
 ]  # fmt: skip
 SAME = ConvGeometry((3, 3), (1, 1), ((1, 1), (1, 1)))
 

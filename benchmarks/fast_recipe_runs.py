@@ -13,6 +13,10 @@ JSON table and a figure of test accuracy (with and without TTA) against wall tim
 
     python benchmarks/fast_recipe_runs.py runs/fast-seed0 runs/fast-seed1 runs/fast-e4 \\
         --output benchmarks/results/fast_recipe_runs.json --figure docs/images/fast_recipe.png
+
+Runs made with a different engine than the rest (a run folder does not record the engine) are
+named with ``--engine RUN=LABEL`` and drawn with their own markers; a run of the airbench model
+at other widths (``--model-option widths=[...]``) is labelled with them.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ def parse_time_report(text: str) -> tuple[float, int]:
     return seconds, int(rss.group(1))
 
 
-def read_run(folder: Path) -> dict:
+def read_run(folder: Path, engine: str | None = None) -> dict:
     """One row of the table: the run's settings, accuracies, wall time and memory."""
     config = json.loads((folder / "config.json").read_text())
     results = json.loads((folder / "results.json").read_text())
@@ -55,6 +59,8 @@ def read_run(folder: Path) -> dict:
         "seed": config["seed"],
         "epochs": config["epochs"],
         "precision": config.get("precision", "float32"),
+        "widths": (config.get("model_options") or {}).get("widths"),
+        "engine": engine,
         "batch_size": config["batch_size"],
         "test_accuracy_tta": results["test_accuracy"],
         "test_accuracy": results["test_accuracy_without_tta"],
@@ -75,34 +81,47 @@ def plot(rows: list[dict], path: Path, references: list[dict]) -> None:
             ax.axhline(100 * ref[key], color=color, linestyle=":", linewidth=1)
         if i == 0:
             ax.plot([], [], color="grey", linestyle=":", label="PyTorch, same recipe and data")
-    for key, label, marker in (
-        ("test_accuracy_tta", "with TTA (level 2)", "o"),
-        ("test_accuracy", "without TTA", "s"),
+    engines = list(dict.fromkeys(r["engine"] for r in rows))  # None (the rest) first
+    engines.sort(key=lambda engine: engine is not None)
+    markers = {"test_accuracy_tta": "o^v", "test_accuracy": "sDP"}
+    for key, label in (
+        ("test_accuracy_tta", "with TTA (level 2)"),
+        ("test_accuracy", "without TTA"),
     ):
-        for precision, fill in (("float32", None), ("mixed", "none")):
-            points = [r for r in rows if r["precision"] == precision]
-            if not points:
-                continue
-            ax.scatter(
-                [r["wall_seconds"] / 60 for r in points],
-                [100 * r[key] for r in points],
-                marker=marker,
-                facecolors=fill,
-                edgecolors="C0" if key == "test_accuracy_tta" else "C1",
-                color="C0" if key == "test_accuracy_tta" else "C1",
-                label=f"{label}, {precision}",
-            )
+        for index, engine in enumerate(engines):
+            for precision, fill in (("float32", None), ("mixed", "none")):
+                points = [r for r in rows if r["precision"] == precision and r["engine"] == engine]
+                if not points:
+                    continue
+                ax.scatter(
+                    [r["wall_seconds"] / 60 for r in points],
+                    [100 * r[key] for r in points],
+                    marker=markers[key][index % 3],
+                    facecolors=fill,
+                    edgecolors="C0" if key == "test_accuracy_tta" else "C1",
+                    color="C0" if key == "test_accuracy_tta" else "C1",
+                    label=f"{label}, {precision}" + (f", {engine}" if engine else ""),
+                )
     for r in rows:
+        widths = "" if r["widths"] is None else ", " + "/".join(str(w) for w in r["widths"])
+        x, y = r["wall_seconds"] / 60, 100 * r["test_accuracy_tta"]
+        # A label goes to the left of its point when another point sits just to its right.
+        crowded = any(
+            0 < other["wall_seconds"] / 60 - x < 3
+            and abs(100 * other["test_accuracy_tta"] - y) < 0.5
+            for other in rows
+        )
         ax.annotate(
-            f"{r['epochs']:g} ep",
-            (r["wall_seconds"] / 60, 100 * r["test_accuracy_tta"]),
+            f"{r['epochs']:g} ep{widths}",
+            (x, y),
             textcoords="offset points",
-            xytext=(4, 4),
+            xytext=(-4, 4) if crowded else (4, 4),
+            horizontalalignment="right" if crowded else "left",
             fontsize=7,
         )
     ax.axhline(100 * GOAL_ACCURACY, color="grey", linestyle="--", linewidth=1)
     ax.axvline(GOAL_MINUTES, color="grey", linestyle=":", linewidth=1)
-    ax.set_xlim(left=0)
+    ax.set_xlim(0, max(r["wall_seconds"] / 60 for r in rows) + 6)
     ax.set_xlabel("wall time, minutes (2 cores; data loading and test included)")
     ax.set_ylabel("CIFAR-10 test accuracy, % (JPEG copy)")
     ax.set_title("scratchcnn train --recipe fast: accuracy against time")
@@ -123,8 +142,27 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="a JSON result of benchmarks/airbench_torch.py to mark on the figure (repeatable)",
     )
+    parser.add_argument(
+        "--engine",
+        action="append",
+        default=[],
+        metavar="RUN=LABEL",
+        help="the run folder named RUN ran on the engine LABEL (repeatable); drawn apart",
+    )
     args = parser.parse_args(argv)
-    rows = sorted((read_run(folder) for folder in args.runs), key=lambda r: r["wall_seconds"])
+    engines = {}
+    for item in args.engine:
+        run, sep, label = item.partition("=")
+        if not sep or not run or not label:
+            parser.error(f"--engine takes RUN=LABEL, got {item!r}")
+        engines[run] = label
+    unknown = sorted(set(engines) - {folder.name for folder in args.runs})
+    if unknown:
+        parser.error(f"--engine names runs that are not given: {', '.join(unknown)}")
+    rows = sorted(
+        (read_run(folder, engines.get(folder.name)) for folder in args.runs),
+        key=lambda r: r["wall_seconds"],
+    )
     header = ("run", "epochs", "precision", "wall", "peak MB", "TTA", "no TTA")
     print("{:<20} {:>6} {:>9} {:>8} {:>8} {:>7} {:>7}".format(*header))
     for r in rows:

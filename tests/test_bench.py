@@ -200,7 +200,7 @@ def test_conv_algorithms_script_times_every_product(tmp_path, capsys):
     lines = text.splitlines()
     columns = "fwd w4 fwd w2 fwd i2c dx w4 dx w2 dx i2c dx col2im dw i2c dw w4 dw w2"
     assert lines[1].split() == ["layer", *columns.split()]
-    assert len(lines) == 2 + 8  # header + eight layers
+    assert len(lines) == 2 + 11  # header + eleven layers
     for row in lines[2:]:
         values = row.split()[-10:]  # fwd x3, dx x4, dw x3
         assert len(values) == 10 and all(float(value) > 0 for value in values), row
@@ -239,6 +239,13 @@ def test_fast_recipe_runs_script_tables_and_plots_real_runs(tmp_path, capsys):
     assert len(row["epoch_seconds"]) == 2
     assert figure.read_bytes().startswith(b"\x89PNG")
     assert "fast-tiny" in capsys.readouterr().out
+    assert row["engine"] is None and row["widths"] == list(config.model_options["widths"])
+    assert script.main([*argv, "--engine", "fast-tiny=4x4 tiles"]) == 0
+    (row,) = json.loads(table.read_text())
+    assert row["engine"] == "4x4 tiles"
+    for bad in ("fast-other=4x4 tiles", "fast-tiny"):  # an unknown run, no label
+        with pytest.raises(SystemExit):
+            script.main([*argv, "--engine", bad])
     (tmp_path / "runs" / "fast-tiny.log").write_text("no report\n")
     with pytest.raises(ValueError, match="time -v"):
         script.read_run(tmp_path / "runs" / "fast-tiny")
