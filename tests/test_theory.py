@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers_winograd import MATRICES
 
 import scratchcnn
 from scratchcnn.layers import (
@@ -918,9 +919,7 @@ def test_dilated_receptive_field_has_holes(backend):
 # winograd.md
 # ================================================================================================
 
-B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=F64)
-G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=F64)
-A_T = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=F64)
+B_T, G, A_T = MATRICES[2]  # F(2x2, 3x3), as winograd.md prints them
 
 
 def test_winograd_1d_f23_four_multiplications():
@@ -956,31 +955,7 @@ def test_winograd_2d_tile_equals_direct_correlation():
 def test_winograd_4x4_tile_equals_direct_correlation():
     """winograd.md, larger tiles: the same formula with F(4x4, 3x3)'s matrices on 6x6 tiles gives
     the 4x4 correlation, 36 multiplications per tile instead of 144."""
-    b_t = np.array(
-        [
-            [4, 0, -5, 0, 1, 0],
-            [0, -4, -4, 1, 1, 0],
-            [0, 4, -4, -1, 1, 0],
-            [0, -2, -1, 2, 1, 0],
-            [0, 2, -1, -2, 1, 0],
-            [0, 4, 0, -5, 0, 1],
-        ],
-        dtype=float,
-    )
-    g_matrix = np.array(
-        [
-            [1 / 4, 0, 0],
-            [-1 / 6, -1 / 6, -1 / 6],
-            [-1 / 6, 1 / 6, -1 / 6],
-            [1 / 24, 1 / 12, 1 / 6],
-            [1 / 24, -1 / 12, 1 / 6],
-            [0, 0, 1],
-        ]
-    )
-    a_t = np.array(
-        [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
-        dtype=float,
-    )
+    b_t, g_matrix, a_t = MATRICES[4]
     rng = np.random.default_rng(26)
     d = rng.standard_normal((200, 6, 6))
     g = rng.standard_normal((200, 3, 3))

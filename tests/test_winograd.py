@@ -13,6 +13,7 @@ import itertools
 import numpy as np
 import pytest
 import reference as ref
+from helpers_winograd import MATRICES
 
 import scratchcnn as sc
 from scratchcnn import fast
@@ -77,38 +78,9 @@ def side(request, monkeypatch):
     return request.param
 
 
-# The textbook matrices (Lavin & Gray, 2015) of F(2x2, 3x3) and F(4x4, 3x3): B^T, G, A^T.
-MATRICES = {
-    2: (
-        [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
-        [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]],
-        [[1, 1, 1, 0], [0, 1, -1, -1]],
-    ),
-    4: (
-        [
-            [4, 0, -5, 0, 1, 0],
-            [0, -4, -4, 1, 1, 0],
-            [0, 4, -4, -1, 1, 0],
-            [0, -2, -1, 2, 1, 0],
-            [0, 2, -1, -2, 1, 0],
-            [0, 4, 0, -5, 0, 1],
-        ],
-        [
-            [1 / 4, 0, 0],
-            [-1 / 6, -1 / 6, -1 / 6],
-            [-1 / 6, 1 / 6, -1 / 6],
-            [1 / 24, 1 / 12, 1 / 6],
-            [1 / 24, -1 / 12, 1 / 6],
-            [0, 0, 1],
-        ],
-        [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
-    ),
-}
-
-
 @pytest.mark.parametrize("tile", [2, 4])
 def test_weight_transform_is_g_g_g_transposed(tile):
-    g_matrix = np.array(MATRICES[tile][1])
+    g_matrix = MATRICES[tile][1]
     _, weight, _ = sample((1, 3, 4, 4), 2, np.float64, 0)
     u = winograd.transform_weight(weight, fast.current_settings(), tile)
     assert u.shape == ((tile + 2) ** 2, 3, 2)
@@ -120,7 +92,7 @@ def test_weight_transform_is_g_g_g_transposed(tile):
 def test_one_tile_by_the_textbook_formula(side):
     """One input tile of ``side + 2`` pixels a side: ``Y = A^T [(G g G^T) * (B^T d B)] A`` gives
     the ``side x side`` correlation, and so do the kernels."""
-    b_t, g_matrix, a_t = (np.array(m, dtype=float) for m in MATRICES[side])
+    b_t, g_matrix, a_t = MATRICES[side]
     d, g, _ = sample((1, 1, side + 2, side + 2), 1, np.float64, 1)
     textbook = a_t @ ((g_matrix @ g[0, 0] @ g_matrix.T) * (b_t @ d[0, 0] @ b_t.T)) @ a_t.T
     direct = ref.conv2d(d, g, None, (1, 1), ((0, 0), (0, 0)), (1, 1))[0, 0]
