@@ -63,8 +63,8 @@ class Settings:
     # many input channels, on 2x2 tiles; with fewer, its 16 products (C, tiles) @ (tiles, OC)
     # are too thin and im2col is faster (both measured in benchmarks/README.md).
     winograd_weight_grad_min_channels: int = 64
-    # The same on 4x4 tiles, whose weight gradient measured faster than im2col's from 8 input
-    # channels (1.1-1.6x on 8-64 channels at 8x8-32x32 outputs).
+    # The same on 4x4 tiles, whose weight gradient measured 1.2-1.7x faster than im2col's on
+    # every layer with 16-64 input channels (8x8-32x32 outputs); 8 is the fewest Winograd takes.
     winograd4_weight_grad_min_channels: int = 8
     # Bytes of im2col rows per chunk of the im2col convolution.
     im2col_chunk_bytes: int = 1 << 21

@@ -147,10 +147,9 @@ def _tiles(out_hw: tuple[int, int], side: int = 2) -> tuple[int, int]:
 
 def tile_side(out_hw: tuple[int, int], settings: Settings) -> int:
     """The output tile of a Winograd convolution (or weight gradient) with an ``out_hw`` output:
-    4, F(4x4, 3x3),
-    where ``settings.winograd_tile`` allows it and its 36 products per tile add up to fewer
-    than F(2x2, 3x3)'s 16 per tile (outputs of 7 pixels a side or more, and 4), else 2. On a 5x5
-    or 6x6 output both need as many, and the 2x2 tiles' cheaper transforms win."""
+    4, F(4x4, 3x3), where ``settings.winograd_tile`` allows it and its 36 products per tile add
+    up to fewer than F(2x2, 3x3)'s 16 per tile (outputs of 7 pixels a side or more, and 4), else
+    2. On a 5x5 or 6x6 output both need as many, and the 2x2 tiles' cheaper transforms win."""
     if settings.winograd_tile == 4:
         large, small = _tiles(out_hw, 4), _tiles(out_hw, 2)
         if 36 * large[0] * large[1] < 16 * small[0] * small[1]:
@@ -205,8 +204,9 @@ def _products(
 
 
 def _rows(tiles: tuple[int, int], out_channels: int, dtype, side: int = 2) -> np.ndarray:
-    """The output transform's per-thread scratch for one row of tiles: ``(8, tiles_w, OC)`` for
-    F(2x2, 3x3), ``(24, tiles_w, OC)`` for F(4x4, 3x3)."""
+    """The per-thread scratch of the output transform (and of F(4x4, 3x3)'s output-gradient
+    transform) for one row of tiles: ``(8, tiles_w, OC)`` for F(2x2, 3x3), ``(24, tiles_w, OC)``
+    for F(4x4, 3x3)."""
     return scratch(_ROWS, (8 if side == 2 else 24, tiles[1], out_channels), dtype)
 
 
@@ -317,7 +317,7 @@ def conv2d_weight_grad(
             grad = padded
         grad_m = scratch(_GRAD_M, (positions, v.shape[1], out_channels), dtype)
         if side == 4:  # step 2
-            rows = scratch(_ROWS, (24, tiles[1], out_channels), dtype)
+            rows = _rows(tiles, out_channels, dtype, side)
             compiled.winograd4_output_grad(grad, *tiles, rows, grad_m)
         else:
             compiled.winograd_output_grad(grad, *tiles, grad_m)
