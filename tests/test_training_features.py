@@ -620,12 +620,12 @@ def test_the_progress_bar_shows_images_per_second_and_when_the_run_ends(
     train(tiny_config(tiny_data, tmp_path, epochs=1, progress=True))
     err = capsys.readouterr().err
     assert "img_s=" in err and "run_ends=" in err
-    from datetime import datetime, timedelta
+    from datetime import datetime
 
-    before = datetime.now()
-    text = trainer._projected_finish(steps_left=120, seconds_per_step=0.5)  # a minute from now
-    after = datetime.now()
-    assert text in {(t + timedelta(seconds=60)).strftime("%H:%M") for t in (before, after)}
+    afternoon, late = datetime(2026, 12, 1, 14, 0, 10), datetime(2026, 12, 1, 23, 59, 30)
+    # 120 steps at 0.5 s: a minute on; the date appears only when the run ends on another day
+    assert trainer._projected_finish(120, 0.5, now=afternoon) == "14:01"
+    assert trainer._projected_finish(120, 0.5, now=late) == "Dec 02 00:00"
 
 
 def test_compare_refuses_what_pytorchs_side_does_not_mirror(tiny_data, tmp_path):

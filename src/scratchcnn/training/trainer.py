@@ -508,11 +508,12 @@ def _record_activations(
         atomic_write_text(folder.path / ACTIVATIONS, lines)
 
 
-def _projected_finish(steps_left: int, seconds_per_step: float) -> str:
+def _projected_finish(steps_left: int, seconds_per_step: float, now: datetime | None = None) -> str:
     """The wall-clock time the whole run should end at this step rate (``14:32``; with the
-    date when that is not today)."""
-    finish = datetime.now() + timedelta(seconds=steps_left * seconds_per_step)
-    return finish.strftime("%H:%M" if finish.date() == datetime.now().date() else "%b %d %H:%M")
+    date when that is not today). ``now`` defaults to the clock; tests pass a fixed one."""
+    now = datetime.now() if now is None else now
+    finish = now + timedelta(seconds=steps_left * seconds_per_step)
+    return finish.strftime("%H:%M" if finish.date() == now.date() else "%b %d %H:%M")
 
 
 def _diverged(what: str, epoch: int, batch: int, lr: float, folder: _RunFolder) -> None:
