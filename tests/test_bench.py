@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 from helpers_training import benchmark_script
 
@@ -16,18 +15,11 @@ from scratchcnn.tools.bench import (
     build_model,
     format_report,
     layer_profile,
-    machine_info,
     matmul_peak_gflops,
     run_benchmark,
 )
 
 TINY = {"batch": 2, "steps": 1, "rounds": 1, "warmup": 1, "peak_size": 64}
-
-
-def test_machine_info_names_cpu_numpy_and_blas():
-    info = machine_info()
-    assert {"cpu", "cores", "numpy", "blas", "numba", "torch"} <= set(info)
-    assert info["numpy"] == np.__version__
 
 
 def test_matmul_peak_is_a_positive_number():

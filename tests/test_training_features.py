@@ -462,6 +462,10 @@ def test_fast_recipe_resumes_mid_epoch_exactly(images32, tmp_path, monkeypatch):
     assert without_timing(resumed.history) == without_timing(whole.history)
     for name in ("activations.jsonl", "results.json"):
         assert (tmp_path / "split" / name).read_text() == (tmp_path / "whole" / name).read_text()
+    environment = json.loads((tmp_path / "split" / "environment.json").read_text())
+    assert environment["started"]["backend"] == "fast"
+    assert [(r["epoch"], r["batch"]) for r in environment["resumed"]] == [(2, 2)]
+    assert json.loads((tmp_path / "whole" / "environment.json").read_text())["resumed"] == []
 
 
 def test_fast_recipe_parts_do_what_they_say(images32, tmp_path):

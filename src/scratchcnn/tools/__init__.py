@@ -1,1 +1,2 @@
-"""Tools around the engine: gradient checking and speed measurement."""
+"""Tools around the engine: gradient checking, speed measurement, and what a result was made
+with (machine, versions, commit, settings)."""

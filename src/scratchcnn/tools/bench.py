@@ -14,8 +14,6 @@ The engine never imports PyTorch; only this measuring code does, and only when a
 from __future__ import annotations
 
 import contextlib
-import os
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +25,7 @@ from scratchcnn.layers import Sequential, fuse, skip_untrained_input_gradient
 from scratchcnn.layers.base import Layer
 from scratchcnn.losses import CrossEntropyLoss
 from scratchcnn.models import MODELS
+from scratchcnn.tools.environment import machine_info
 
 
 @dataclass
@@ -85,62 +84,6 @@ class BenchResult:
     def train_flops(self) -> int:
         """Training counted as 3x forward (forward, input gradient, weight gradient)."""
         return 3 * self.forward_flops
-
-
-def machine_info() -> dict[str, str]:
-    """CPU model and cores, Python, NumPy and its BLAS, Numba and PyTorch versions."""
-    info = {
-        "cpu": _cpu_model(),
-        "cores": str(os.cpu_count()),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "blas": _blas_description(),
-    }
-    try:
-        import numba
-
-        info["numba"] = numba.__version__
-    except ImportError:
-        info["numba"] = "not installed (fast backend uses its NumPy path)"
-    try:
-        import torch
-
-        info["torch"] = f"{torch.__version__} ({torch.get_num_threads()} threads)"
-    except ImportError:
-        info["torch"] = "not installed"
-    return info
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _blas_description() -> str:
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        config = (
-            np.show_config(mode="dicts") if np.lib.NumpyVersion(np.__version__) >= "1.26.0" else {}
-        )
-        blas = config.get("Build Dependencies", {}).get("blas", {}) if config else {}
-        return f"{blas.get('name', 'unknown')} {blas.get('version', '')}".strip()
-    pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
-    if not pools:
-        return "unknown"
-    # SciPy and PyTorch may bring their own BLAS; NumPy's is the one scratchcnn uses.
-    numpy_pools = [p for p in pools if "numpy" in p["filepath"]]
-    pool = (numpy_pools or pools)[0]
-    return (
-        f"{pool.get('internal_api')} {pool.get('version')} "
-        f"({pool.get('architecture')}, {pool.get('num_threads')} threads)"
-    )
 
 
 def matmul_peak_gflops(size: int = 2048, dtype: str = "float32", repeats: int = 3) -> float:

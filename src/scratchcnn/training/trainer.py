@@ -36,6 +36,7 @@ from scratchcnn.serialization import (
     save_model,
     save_training_checkpoint,
 )
+from scratchcnn.tools.environment import run_environment
 from scratchcnn.training.config import TrainConfig
 from scratchcnn.training.evaluate import evaluate
 from scratchcnn.training.setup import (
@@ -65,6 +66,7 @@ LR_FINDER = "lr_finder.json"  # the range test of --find-lr (also shown by the r
 SUMMARY = "summary.txt"  # the model's layer table, as printed at the start
 TRANSFER = "transfer.json"  # init_from / freeze: tensors loaded, skipped, new; frozen parameters
 ACTIVATIONS = "activations.jsonl"  # record_activations: layer statistics per epoch
+ENVIRONMENT = "environment.json"  # the code (commit), backend settings and machine of each start
 
 
 class TrainingDiverged(ScratchCNNError, RuntimeError):
@@ -136,13 +138,15 @@ def train(
     it returns True the run stops there (status ``"stopped"``) and its best model is tested as
     usual.
 
-    Writes to the run folder: ``config.json``, ``summary.txt`` (the model's layer table),
-    ``metrics.jsonl``, ``metrics.csv``, ``grad_norms.jsonl``, ``last.safetensors`` (resumable,
-    every epoch), ``best.safetensors`` (the best validation model; with ``val_size=0``, the
-    last epoch's) and ``results.json`` (test metrics of that model, at the end, with
-    test-time augmentation ``tta``); with ``find_lr``, ``lr_finder.json``; with ``init_from``
-    or ``freeze``, ``transfer.json`` (tensors loaded, skipped and new; parameters frozen);
-    with ``record_activations``, ``activations.jsonl``.
+    Writes to the run folder: ``config.json``, ``environment.json`` (the code's version and
+    commit, the backend's settings and the machine, at the start and at each resume; see
+    :func:`scratchcnn.tools.environment.run_environment`), ``summary.txt`` (the model's layer
+    table), ``metrics.jsonl``, ``metrics.csv``, ``grad_norms.jsonl``, ``last.safetensors``
+    (resumable, every epoch), ``best.safetensors`` (the best validation model; with
+    ``val_size=0``, the last epoch's) and ``results.json`` (test metrics of that model, at the
+    end, with test-time augmentation ``tta``); with ``find_lr``, ``lr_finder.json``; with
+    ``init_from`` or ``freeze``, ``transfer.json`` (tensors loaded, skipped and new; parameters
+    frozen); with ``record_activations``, ``activations.jsonl``.
 
     Everything is checked before anything is written: the config, the model against the data,
     the checkpoint to resume (it must be a training checkpoint that fits the data), the run
@@ -197,6 +201,7 @@ def train(
         if checkpoint is None:
             folder.create()
             folder.write_text("config.json", json.dumps(config.to_dict(), indent=2) + "\n")
+            folder.record_environment(run_environment())
             folder.write_text(SUMMARY, summary + "\n")
             _log(summary, config)
             if config.init_from is not None or config.freeze:
@@ -210,6 +215,7 @@ def train(
         else:
             _log(summary, config)
             _log(f"resumed {run_dir} at epoch {state.epoch + 1}, batch {state.batch}", config)
+            folder.record_environment(run_environment(), resumed_at=(state.epoch, state.batch))
         result = _train_loop(config, data, run, state, folder, on_epoch)
     except BaseException:
         folder.clean_up_if_untrained()
@@ -711,6 +717,26 @@ class _RunFolder:
     def write_text(self, name: str, text: str) -> None:
         atomic_write_text(self.path / name, text)
 
+    def record_environment(
+        self, environment: dict[str, Any], resumed_at: tuple[int, int] | None = None
+    ) -> None:
+        """Write ``environment.json``: ``{"started": environment, "resumed": []}`` for a new
+        run; a resumed one appends ``environment`` with the ``epoch`` and ``batch`` it resumed
+        at (1-based epoch), so that a run continued on other code or another machine says so."""
+        path = self.path / ENVIRONMENT
+        if resumed_at is None:
+            record: dict[str, Any] = {"started": environment, "resumed": []}
+        else:
+            try:
+                record = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                record = None
+            if not (isinstance(record, dict) and isinstance(record.get("resumed"), list)):
+                record = {"started": None, "resumed": []}  # a run from before this file
+            epoch, batch = resumed_at
+            record["resumed"].append({"epoch": epoch + 1, "batch": batch, **environment})
+        self.write_text(ENVIRONMENT, json.dumps(record, indent=2) + "\n")
+
     @contextmanager
     def saving(self, path: Path) -> Iterator[None]:
         """Around a write of ``path``: an OSError (a full disk, say) names the file and says
@@ -732,7 +758,7 @@ class _RunFolder:
             return
         outputs = (CHECKPOINT, BEST_MODEL, LR_FINDER, "config.json", "results.json")
         outputs += ("metrics.jsonl", "metrics.csv", "grad_norms.jsonl")
-        outputs += (SUMMARY, TRANSFER, ACTIVATIONS)
+        outputs += (SUMMARY, TRANSFER, ACTIVATIONS, ENVIRONMENT)
         for name in outputs:
             for stale in self.path.glob(f".{name}.*.tmp"):
                 stale.unlink(missing_ok=True)
