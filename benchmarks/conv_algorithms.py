@@ -1,7 +1,8 @@
 """Which algorithm each part of a 3x3 convolution should run on: Winograd or im2col.
 
-For each layer shape of the seed model, airbench and resnet9, times the three products of a
-training step separately, on the fast backend's own functions:
+For each layer shape of the seed model, airbench, resnet9 and the CIFAR ResNets, and two
+8-channel inputs, times the three products of a training step separately, on the fast
+backend's own functions:
 
 - ``fwd``: the convolution on Winograd (``w4``: the default, 4x4 tiles wherever
   ``fast.winograd.tile_side`` takes them; ``w2``: 2x2 tiles only, ``winograd_tile=2``) or on
@@ -40,10 +41,13 @@ from scratchcnn.fast.winograd import conv2d_weight_grad
 from scratchcnn.serialization import atomic_write_text
 
 # (in channels, out channels, output size): the seed model's conv2, airbench's 3x3 layers,
-# resnet9's wide ones (vgg has the 256->256 at 8x8 too), then the CIFAR ResNets' three stages.
+# resnet9's wide ones (vgg has the 256->256 at 8x8 too), the CIFAR ResNets' three stages, then
+# two 8-channel inputs, the fewest from which the 4x4 tiles' weight gradient runs on Winograd
+# (winograd4_weight_grad_min_channels).
 SHAPES = [
     (32, 64, 16), (24, 64, 31), (64, 64, 15), (64, 128, 15), (128, 128, 7), (128, 128, 3),
     (128, 256, 16), (256, 256, 8), (16, 16, 32), (32, 32, 16), (64, 64, 8),
+    (8, 16, 32), (8, 32, 16),
 ]  # fmt: skip
 SAME = ConvGeometry((3, 3), (1, 1), ((1, 1), (1, 1)))
 

@@ -192,7 +192,7 @@ def test_conv_algorithms_script_times_every_product(tmp_path, capsys):
     lines = text.splitlines()
     columns = "fwd w4 fwd w2 fwd i2c dx w4 dx w2 dx i2c dx col2im dw i2c dw w4 dw w2"
     assert lines[1].split() == ["layer", *columns.split()]
-    assert len(lines) == 2 + 11  # header + eleven layers
+    assert len(lines) == 2 + 13  # header + thirteen layers
     for row in lines[2:]:
         values = row.split()[-10:]  # fwd x3, dx x4, dw x3
         assert len(values) == 10 and all(float(value) > 0 for value in values), row

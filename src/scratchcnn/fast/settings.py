@@ -63,9 +63,9 @@ class Settings:
     # many input channels, on 2x2 tiles; with fewer, its 16 products (C, tiles) @ (tiles, OC)
     # are too thin and im2col is faster (both measured in benchmarks/README.md).
     winograd_weight_grad_min_channels: int = 64
-    # The same on 4x4 tiles, whose weight gradient measured 1.2-1.7x faster than im2col's on
-    # every layer with 16-64 input channels (8x8-32x32 outputs); 8 is the fewest Winograd takes.
-    winograd4_weight_grad_min_channels: int = 8
+    # The same on 4x4 tiles, whose weight gradient measured 1.2-1.6x faster than im2col's on
+    # every layer with 16-64 input channels (8x8-32x32 outputs), and no faster with 8.
+    winograd4_weight_grad_min_channels: int = 16
     # Bytes of im2col rows per chunk of the im2col convolution.
     im2col_chunk_bytes: int = 1 << 21
     # Bytes of transformed tiles (inputs and products) per chunk of a Winograd convolution.

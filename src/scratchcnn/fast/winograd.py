@@ -48,7 +48,7 @@ computes its input gradient as a forward convolution of the output gradient (see
 ``fast.conv.transposed_geometry``), so that runs here too.
 
 The weight gradient runs here for the same convolutions when they have enough input channels
-for their tiles: ``winograd4_weight_grad_min_channels`` (8) on 4x4 tiles,
+for their tiles: ``winograd4_weight_grad_min_channels`` (16) on 4x4 tiles,
 ``winograd_weight_grad_min_channels`` (64) on 2x2 tiles, whose products are too thin below that.
 With ``V`` the transformed input tiles and ``dM = A g A^T`` the gradient of the products (``g``
 each tile's output gradient), the gradient of each transformed filter is ``dU[p] = V[p]^T @
