@@ -14,9 +14,10 @@ JSON table and a figure of test accuracy (with and without TTA) against wall tim
     python benchmarks/fast_recipe_runs.py runs/fast-seed0 runs/fast-seed1 runs/fast-e4 \\
         --output benchmarks/results/fast_recipe_runs.json --figure docs/images/fast_recipe.png
 
-Runs made with a different engine than the rest (a run folder does not record the engine) are
-named with ``--engine RUN=LABEL`` and drawn with their own markers; a run of the airbench model
-at other widths (``--model-option widths=[...]``) is labelled with them.
+Runs made with a different engine than the rest are named with ``--engine RUN=LABEL`` and drawn
+with their own markers; a run of the airbench model at other widths (``--model-option
+widths=[...]``) is labelled with them. Each row's ``commit`` is the code's commit from the run
+folder's ``environment.json`` (``None`` for runs made before the trainer wrote that file).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ def read_run(folder: Path, engine: str | None = None) -> dict:
         "precision": config.get("precision", "float32"),
         "widths": (config.get("model_options") or {}).get("widths"),
         "engine": engine,
+        "commit": read_commit(folder),
         "batch_size": config["batch_size"],
         "test_accuracy_tta": results["test_accuracy"],
         "test_accuracy": results["test_accuracy_without_tta"],
@@ -69,6 +71,18 @@ def read_run(folder: Path, engine: str | None = None) -> dict:
         "epoch_seconds": [round(r["epoch_seconds"], 1) for r in history],
         "peak_rss_mb": round(rss_kb / 1024, 1),
     }
+
+
+def read_commit(folder: Path) -> str | None:
+    """The short commit the run started on (``"8c23f72"``, ``"8c23f72+changes"`` when tracked
+    files differed from it), from its ``environment.json``; ``None`` without one."""
+    path = folder / "environment.json"
+    if not path.is_file():
+        return None
+    source = (json.loads(path.read_text()).get("started") or {}).get("source")
+    if not source:
+        return None
+    return source["commit"][:7] + ("+changes" if source.get("dirty") else "")
 
 
 def plot(rows: list[dict], path: Path, references: list[dict]) -> None:
@@ -102,21 +116,26 @@ def plot(rows: list[dict], path: Path, references: list[dict]) -> None:
                     color="C0" if key == "test_accuracy_tta" else "C1",
                     label=f"{label}, {precision}" + (f", {engine}" if engine else ""),
                 )
+    labelled = set()
     for r in rows:
         widths = "" if r["widths"] is None else ", " + "/".join(str(w) for w in r["widths"])
         x, y = r["wall_seconds"] / 60, 100 * r["test_accuracy_tta"]
-        # A label goes to the left of its point when another point sits just to its right.
+        # A label goes to the left of its point when another point sits just to its right; a
+        # repeat of a network already labelled (another seed) is named by its epochs alone,
+        # below its point.
         crowded = any(
             0 < other["wall_seconds"] / 60 - x < 3
             and abs(100 * other["test_accuracy_tta"] - y) < 0.5
             for other in rows
         )
+        repeat = r["widths"] is not None and (r["epochs"], widths) in labelled
+        labelled.add((r["epochs"], widths))
         ax.annotate(
-            f"{r['epochs']:g} ep{widths}",
+            f"{r['epochs']:g} ep" + ("" if repeat else widths),
             (x, y),
             textcoords="offset points",
-            xytext=(-4, 4) if crowded else (4, 4),
-            horizontalalignment="right" if crowded else "left",
+            xytext=(4, -10) if repeat else (-4, 4) if crowded else (4, 4),
+            horizontalalignment="right" if crowded and not repeat else "left",
             fontsize=7,
         )
     ax.axhline(100 * GOAL_ACCURACY, color="grey", linestyle="--", linewidth=1)

@@ -18,6 +18,7 @@ from scratchcnn.tools.bench import (
     matmul_peak_gflops,
     run_benchmark,
 )
+from scratchcnn.tools.environment import source_version
 
 TINY = {"batch": 2, "steps": 1, "rounds": 1, "warmup": 1, "peak_size": 64}
 
@@ -232,6 +233,13 @@ def test_fast_recipe_runs_script_tables_and_plots_real_runs(tmp_path, capsys):
     assert figure.read_bytes().startswith(b"\x89PNG")
     assert "fast-tiny" in capsys.readouterr().out
     assert row["engine"] is None and row["widths"] == list(config.model_options["widths"])
+    source = source_version()  # the run's environment.json names the code's commit
+    want = (
+        None if source is None else source["commit"][:7] + ("+changes" if source["dirty"] else "")
+    )
+    assert row["commit"] == want
+    (tmp_path / "runs" / "fast-tiny" / "environment.json").unlink()  # a run from before it
+    assert script.read_run(tmp_path / "runs" / "fast-tiny")["commit"] is None
     assert script.main([*argv, "--engine", "fast-tiny=4x4 tiles"]) == 0
     (row,) = json.loads(table.read_text())
     assert row["engine"] == "4x4 tiles"
