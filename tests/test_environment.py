@@ -48,8 +48,18 @@ def test_source_version_is_the_checkouts_commit_and_says_when_tracked_files_chan
     assert source_version(tmp_path) == {"commit": commit, "dirty": True}
 
 
-def test_source_version_is_none_outside_a_checkout(tmp_path):
+@needs_git
+def test_source_version_is_none_outside_a_checkout_and_for_untracked_copies_inside_one(tmp_path):
     assert source_version(tmp_path) is None
+    git(tmp_path, "init", "-q")
+    (tmp_path / "model.py").write_text("a = 1\n")
+    git(tmp_path, "add", "model.py")
+    git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "first")
+    installed = tmp_path / ".venv" / "site-packages" / "scratchcnn"  # pip install . in a venv
+    installed.mkdir(parents=True)
+    (installed / "__init__.py").write_text("")
+    assert source_version(installed) is None
+    assert source_version(tmp_path)["commit"] == git(tmp_path, "rev-parse", "HEAD")
 
 
 def test_run_environment_records_the_backend_and_the_fast_settings_in_force():

@@ -52,14 +52,15 @@ def machine_info(torch: bool = True) -> dict[str, str]:
 def source_version(path: Path | None = None) -> dict[str, Any] | None:
     """The git commit of the checkout the package is imported from, and whether its tracked
     files differ from it (``{"commit": "8c23f72...", "dirty": False}``); ``None`` for an
-    installed copy, or where git is missing.
+    installed copy (even one installed into a virtual environment inside a checkout: its files
+    are not the checkout's tracked files), or where git is missing.
 
     Args:
         path: a folder inside the checkout (default: this package's folder).
     """
     folder = Path(__file__).resolve().parent if path is None else Path(path)
     commit = _git(folder, "rev-parse", "HEAD")
-    if commit is None:
+    if commit is None or not _git(folder, "ls-files", "--", "."):
         return None
     status = _git(folder, "status", "--porcelain", "--untracked-files=no")
     return {"commit": commit, "dirty": None if status is None else bool(status)}
