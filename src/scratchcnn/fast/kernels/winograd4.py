@@ -97,8 +97,8 @@ def winograd4_output(m, bias, tiles_h, tiles_w, rows, out):
     ``m``, so each loop runs over the whole row's ``tiles_w * OC`` values at once. Pass 2
     applies ``A`` along each of those rows, one output pixel per loop, and adds the bias; a
     hanging tile's rows and columns past the output are dropped. Both passes index flat rows by
-    offset rather than taking a view per tile: with 16-32 channels, making six views per tile
-    took longer than the arithmetic they served.
+    offset rather than taking views per tile: with 16-32 channels, making those views took
+    longer than the arithmetic they served.
 
     Shape: ``m (36, T, OC)``, ``bias (OC,)``, ``rows (24, >= tiles_w, OC)`` (scratch), all
     C-contiguous -> ``out (N, OH, OW, OC)`` with ``OH <= 4 * tiles_h``, ``OW <= 4 * tiles_w``,
