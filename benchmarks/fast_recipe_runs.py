@@ -121,8 +121,8 @@ def plot(rows: list[dict], path: Path, references: list[dict]) -> None:
         widths = "" if r["widths"] is None else ", " + "/".join(str(w) for w in r["widths"])
         x, y = r["wall_seconds"] / 60, 100 * r["test_accuracy_tta"]
         # A label goes to the left of its point when another point sits just to its right; a
-        # repeat of a network already labelled (another seed) is named by its epochs alone,
-        # below its point.
+        # repeat of a network with other widths already labelled (another seed) is named by
+        # its epochs alone, below its point.
         crowded = any(
             0 < other["wall_seconds"] / 60 - x < 3
             and abs(100 * other["test_accuracy_tta"] - y) < 0.5

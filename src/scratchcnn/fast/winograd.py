@@ -29,7 +29,7 @@ add more terms, so they cost more per value and round a few times more in float3
 touch fewer values per output (36 per 16 outputs against 16 per 4). Forward passes, input
 gradients and weight gradients take it wherever its 36 products per tile add up to fewer than
 the 2x2 tiles' 16 per tile: outputs of 7 pixels a side or more, and 4 (:func:`tile_side`;
-``settings(winograd_tile=2)`` keeps 2x2 tiles). On airbench's layers it measured 1.2-1.8x
+``settings(winograd_tile=2)`` keeps 2x2 tiles). On airbench's layers it measured 1.3-1.7x
 faster than F(2x2, 3x3) (benchmarks/README.md).
 
 Each chunk of images is (1) copied into a zero-padded buffer, (2) transformed tile by tile, (3)
