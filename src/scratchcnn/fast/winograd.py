@@ -32,10 +32,13 @@ the 2x2 tiles' 16 per tile: outputs of 7 pixels a side or more, and 4 (:func:`ti
 ``settings(winograd_tile=2)`` keeps 2x2 tiles). On airbench's layers it measured 1.3-1.7x
 faster than F(2x2, 3x3) (benchmarks/README.md).
 
-Each chunk of images is (1) copied into a zero-padded buffer, (2) transformed tile by tile, (3)
-multiplied, (4) transformed back, all in per-thread buffers that stay in cache. The result equals
-the im2col convolution up to float rounding (the transforms add and subtract a few extra terms);
-the tests hold both to the naive loops.
+Each chunk of images is (1) padded, (2) transformed tile by tile, (3) multiplied, (4) transformed
+back, all in per-thread buffers that stay in cache. F(2x2, 3x3) pads a copy of the chunk;
+F(4x4, 3x3)'s input transform reads the chunk itself and takes the padding as zeros where it
+falls (on airbench's layers the copy and the transform took 1.2-1.6x as long as the transform
+alone now does), and its output-gradient transform reads a hanging tile's overhang as zeros the
+same way. The result equals the im2col convolution up to float rounding (the transforms add and
+subtract a few extra terms); the tests hold both to the naive loops.
 
 Used for kernels of 3x3 with stride 1 and no dilation, when Numba is present and the settings
 allow (``scratchcnn.fast.settings(winograd=False)`` turns it off), for forward passes with
@@ -175,15 +178,17 @@ def _transformed_input(
     x_nhwc: np.ndarray, padding: Pad2d, tiles: tuple[int, int], dtype, compiled, side: int = 2
 ) -> np.ndarray:
     """Steps 1-2 for one chunk: ``V = B^T d B`` of every tile, ``((side + 2) ** 2, T, C)`` in a
-    per-thread buffer."""
-    padded = _padded(x_nhwc, padding, tiles, dtype, side)
+    per-thread buffer. F(4x4, 3x3)'s transform reads the chunk itself, its padding as zeros
+    (converted first if it is kept in another dtype); F(2x2, 3x3)'s reads a padded copy."""
     count = x_nhwc.shape[0] * tiles[0] * tiles[1]
     v = scratch(_V, ((side + 2) ** 2, count, x_nhwc.shape[3]), dtype)
     if side == 4:
         rows = scratch(_INPUT_ROWS, (6, 4 * tiles[1] + 2, x_nhwc.shape[3]), dtype)
-        compiled.winograd4_input(padded, *tiles, rows, v)
+        top, left = padding[0][0], padding[1][0]
+        x_nhwc = np.ascontiguousarray(x_nhwc, dtype=dtype)
+        compiled.winograd4_input(x_nhwc, top, left, *tiles, rows, v)
     else:
-        compiled.winograd_input(padded, *tiles, v)
+        compiled.winograd_input(_padded(x_nhwc, padding, tiles, dtype, side), *tiles, v)
     return v
 
 
@@ -283,8 +288,8 @@ def conv2d_weight_grad(
     Each chunk of images (1) transforms its input tiles again, ``V = B^T d B``, (2) spreads each
     tile's output gradient over the products, ``dM = A g A^T``, and (3) adds ``V[p]^T @ dM[p]``
     to its worker's running ``dU``; at the end the workers' sums are added and (4) transformed
-    back, ``grad_w = G^T dU G``. ``x_nhwc`` may be kept in float16 (mixed precision): the padded
-    copy of step 1 converts it.
+    back, ``grad_w = G^T dU G``. ``x_nhwc`` may be kept in float16 (mixed precision): step 1
+    converts each chunk.
 
     Shape: ``x_nhwc (N, H, W, C)``, ``grad_nhwc (N, OH, OW, OC)`` -> ``grad_w (OC, C, 3, 3)``,
     ``grad_b (OC,)``.
@@ -309,17 +314,17 @@ def conv2d_weight_grad(
         v = _transformed_input(x_nhwc[images], padding, tiles, dtype, compiled, side)  # step 1
         grad = grad_nhwc[images]
         count = grad.shape[0]
-        if out_h % side or out_w % side:  # tiles hanging over the edge see a zero gradient there
-            shape = (count, side * tiles[0], side * tiles[1], out_channels)
-            padded = scratch(_GRAD, shape, dtype)
-            padded.fill(0)
-            padded[:, :out_h, :out_w] = grad
-            grad = padded
         grad_m = scratch(_GRAD_M, (positions, v.shape[1], out_channels), dtype)
-        if side == 4:  # step 2
+        if side == 4:  # step 2; its transform reads a hanging tile's overhang as zeros
             rows = _rows(tiles, out_channels, dtype, side)
-            compiled.winograd4_output_grad(grad, *tiles, rows, grad_m)
+            compiled.winograd4_output_grad(np.ascontiguousarray(grad), *tiles, rows, grad_m)
         else:
+            if out_h % side or out_w % side:  # tiles hanging over the edge see zeros there
+                shape = (count, side * tiles[0], side * tiles[1], out_channels)
+                padded = scratch(_GRAD, shape, dtype)
+                padded.fill(0)
+                padded[:, :out_h, :out_w] = grad
+                grad = padded
             compiled.winograd_output_grad(grad, *tiles, grad_m)
         product = scratch(_GRAD_U, grad_u.shape, dtype)
         np.matmul(v.transpose(0, 2, 1), grad_m, out=product)  # step 3

@@ -43,34 +43,47 @@ _BT_COEFS = (
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
-def winograd4_input(padded, tiles_h, tiles_w, rows, out):
-    """``out[p, t, c] = (B^T d B)[p]`` for the 6x6 window ``d`` of every tile.
+def winograd4_input(x, top, left, tiles_h, tiles_w, rows, out):
+    """``out[p, t, c] = (B^T d B)[p]`` for the 6x6 window ``d`` of every tile, read from the
+    unpadded images: the window's rows and columns outside ``x`` (the padding, and a hanging
+    tile's overhang) count as zeros.
 
     Pass 1 applies ``B^T`` down the columns of a whole row of tiles at once (the windows share
-    their overlapping columns): ``rows[i, x] = (B^T d)[i]`` at padded column ``x``. Pass 2
-    applies ``B`` along each tile's six columns of ``rows``.
+    their overlapping columns): ``rows[i, px] = (B^T d)[i]`` at padded column ``px``. Each of
+    ``B^T``'s rows reads four rows of the image, chosen once per row of tiles (a row of zeros for
+    one in the padding), so the padding costs no padded copy of the images and no test per
+    value. Pass 2 applies ``B`` along each tile's six columns of ``rows``.
 
-    Shape: ``padded (N, >= 4 * tiles_h + 2, >= 4 * tiles_w + 2, C)``, ``rows (6, >= 4 *
-    tiles_w + 2, C)`` (scratch) -> ``out (36, T, C)``.
+    Shape: ``x (N, H, W, C)`` with ``top``, ``left`` padding rows and columns before it and
+    ``H + top <= 4 * tiles_h + 2``, ``W + left <= 4 * tiles_w + 2``; ``rows (6, >= 4 * tiles_w +
+    2, C)`` (scratch) -> ``out (36, T, C)``.
     """
-    n, c = padded.shape[0], padded.shape[3]
+    n, h, w, c = x.shape
     coefs = np.empty(24, dtype=out.dtype)  # in the data's dtype, so the arithmetic stays in it
     for k in range(24):
         coefs[k] = _BT_COEFS[k]
+    zeros = np.zeros((w, c), dtype=x.dtype)  # an image row in the padding
     width = 4 * tiles_w + 2
     for b in range(n):
         for ty in range(tiles_h):
             t0 = (b * tiles_h + ty) * tiles_w
-            y = 4 * ty
+            y = 4 * ty - top  # the window's first row, in the image
             for i in range(6):  # pass 1: B^T down the columns
                 k = 4 * i
                 c0, c1, c2, c3 = coefs[k], coefs[k + 1], coefs[k + 2], coefs[k + 3]
                 y0, y1 = y + _BT_ROWS[k], y + _BT_ROWS[k + 1]
                 y2, y3 = y + _BT_ROWS[k + 2], y + _BT_ROWS[k + 3]
-                for x in range(width):
-                    d0, d1 = padded[b, y0, x], padded[b, y1, x]
-                    d2, d3 = padded[b, y2, x], padded[b, y3, x]
-                    o = rows[i, x]
+                r0 = x[b, y0] if 0 <= y0 < h else zeros
+                r1 = x[b, y1] if 0 <= y1 < h else zeros
+                r2 = x[b, y2] if 0 <= y2 < h else zeros
+                r3 = x[b, y3] if 0 <= y3 < h else zeros
+                for px in range(left):  # the padding's columns
+                    rows[i, px, :] = 0
+                for px in range(left + w, width):
+                    rows[i, px, :] = 0
+                for col in range(w):
+                    d0, d1, d2, d3 = r0[col], r1[col], r2[col], r3[col]
+                    o = rows[i, left + col]
                     for ch in range(c):
                         o[ch] = c0 * d0[ch] + c1 * d1[ch] + c2 * d2[ch] + c3 * d3[ch]
             for i in range(6):  # pass 2: B along each tile's columns
@@ -80,9 +93,9 @@ def winograd4_input(padded, tiles_h, tiles_w, rows, out):
                     c0, c1, c2, c3 = coefs[k], coefs[k + 1], coefs[k + 2], coefs[k + 3]
                     x0, x1, x2, x3 = _BT_ROWS[k], _BT_ROWS[k + 1], _BT_ROWS[k + 2], _BT_ROWS[k + 3]
                     for tx in range(tiles_w):
-                        x = 4 * tx
-                        a0, a1 = rows[i, x + x0], rows[i, x + x1]
-                        a2, a3 = rows[i, x + x2], rows[i, x + x3]
+                        px = 4 * tx
+                        a0, a1 = rows[i, px + x0], rows[i, px + x1]
+                        a2, a3 = rows[i, px + x2], rows[i, px + x3]
                         o = plane[t0 + tx]
                         for ch in range(c):
                             o[ch] = c0 * a0[ch] + c1 * a1[ch] + c2 * a2[ch] + c3 * a3[ch]
@@ -215,28 +228,44 @@ def winograd4_output_grad(grad, tiles_h, tiles_w, rows, out):
     Pass 1: ``rows[6 k + j, tx] = (g A^T)[k, j]``, along each of a tile's four rows; pass 2:
     ``out[6 i + j] = sum_k A^T[k, i] rows[6 k + j]``. Each loop reads four rows and writes one.
 
-    Shape: ``grad (N, >= 4 * tiles_h, >= 4 * tiles_w, OC)`` (zeros past the output's edge),
-    ``rows (24, >= tiles_w, OC)`` (scratch) -> ``out (36, T, OC)``.
+    A hanging tile's rows and columns past the output's edge count as zeros, so the gradient
+    needs no padded copy: a row past the edge gives rows of zeros, and the last tile of a row
+    reads its columns from a four-pixel buffer with zeros past the edge.
+
+    Shape: ``grad (N, OH, OW, OC)`` with ``OH <= 4 * tiles_h``, ``OW <= 4 * tiles_w``, ``rows
+    (24, >= tiles_w, OC)`` (scratch) -> ``out (36, T, OC)``.
     """
-    n, oc = grad.shape[0], grad.shape[3]
+    n, out_h, out_w, oc = grad.shape
     at = np.empty(24, dtype=out.dtype)  # in the data's dtype, so the arithmetic stays in it
     for k in range(24):
         at[k] = _AT[k]
+    inside = out_w // 4  # tiles of a row that end before the edge
+    edge = np.zeros((4, oc), dtype=grad.dtype)  # the hanging tile's columns, zeros past the edge
     for b in range(n):
         for ty in range(tiles_h):
             t0 = (b * tiles_h + ty) * tiles_w
             for k in range(4):  # pass 1: A^T's columns along each row k of the tile
                 y = 4 * ty + k
+                if y >= out_h:  # past the edge: a row of zeros
+                    rows[6 * k : 6 * k + 6] = 0
+                    continue
+                if inside < tiles_w:
+                    edge[:] = 0
+                    edge[: out_w - 4 * inside] = grad[b, y, 4 * inside :]
                 for j in range(6):
                     c0, c1, c2, c3 = at[j], at[6 + j], at[12 + j], at[18 + j]
                     r = rows[6 * k + j]
-                    for tx in range(tiles_w):
+                    for tx in range(inside):
                         x = 4 * tx
                         g0, g1 = grad[b, y, x], grad[b, y, x + 1]
                         g2, g3 = grad[b, y, x + 2], grad[b, y, x + 3]
                         o = r[tx]
                         for ch in range(oc):
                             o[ch] = c0 * g0[ch] + c1 * g1[ch] + c2 * g2[ch] + c3 * g3[ch]
+                    if inside < tiles_w:
+                        o = r[inside]
+                        for ch in range(oc):
+                            o[ch] = c0 * edge[0, ch] + c1 * edge[1, ch] + c2 * edge[2, ch]
             for i in range(6):  # pass 2: A down the columns
                 c0, c1, c2, c3 = at[i], at[6 + i], at[12 + i], at[18 + i]
                 for j in range(6):
