@@ -210,8 +210,11 @@ def test_max_pool_kernels_let_nan_win(numba_path):
             assert np.isnan(out[0, 0, 0, 0]) and not np.isnan(out[0, 0, 1:, 1:]).any()
 
 
+@pytest.mark.parametrize("workers", [1, 3])
 @pytest.mark.parametrize("layout", ["nchw", "channels_last", "strided"])
-def test_relu_matches_numpy_in_every_layout(numba_path, layout):
+def test_relu_matches_numpy_in_every_layout(numba_path, layout, workers):
+    """Forward with and without the mask, and backward; on 3 workers every array is cut into
+    three stretches of memory (120 elements: 40 each), in the caller alone into one."""
     rng = np.random.default_rng(5)
     base = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)
     if layout == "channels_last":
@@ -220,13 +223,16 @@ def test_relu_matches_numpy_in_every_layout(numba_path, layout):
         x = rng.standard_normal((2, 3, 8, 5)).astype(np.float32)[:, :, ::2]
     else:
         x = base
-    settings = fast.current_settings()
-    out, positive = elementwise.relu_forward(x, True, settings)
-    assert out.strides == np.empty_like(x).strides  # the input's layout, not a copy's
-    np.testing.assert_array_equal(out, np.maximum(x, 0))
-    np.testing.assert_array_equal(positive, x > 0)
     grad_out = rng.standard_normal(x.shape).astype(np.float32)
-    got = elementwise.relu_backward(positive, grad_out, settings)
+    with fast.settings(workers=workers, split_min_bytes=1) as settings:
+        out, positive = elementwise.relu_forward(x, True, settings)
+        inference, no_mask = elementwise.relu_forward(x, False, settings)
+        got = elementwise.relu_backward(positive, grad_out, settings)
+    assert out.strides == inference.strides == np.empty_like(x).strides  # x's layout, no copy
+    np.testing.assert_array_equal(out, np.maximum(x, 0))
+    np.testing.assert_array_equal(inference, np.maximum(x, 0))
+    assert no_mask is None
+    np.testing.assert_array_equal(positive, x > 0)
     np.testing.assert_array_equal(got, grad_out * (x > 0))
 
 
@@ -459,17 +465,19 @@ def test_backward_uses_the_backend_of_its_forward():
 
 
 # --- GELU and batch norm kernels -----------------------------------------------------------------
-def test_gelu_kernel_is_float32_exact_and_keeps_nan():
+@pytest.mark.parametrize("workers", [1, 3])
+def test_gelu_kernel_is_float32_exact_and_keeps_nan(workers):
     """The kernel's rational erf and polynomial exp against ``math.erf``/``math.exp`` in float64:
-    within two float32 rounding steps of the result over the whole range; NaN in -> NaN out."""
+    within two float32 rounding steps of the result over the whole range; NaN in -> NaN out. On
+    3 workers each computes its own third of the array (NaN and inf fall in the last)."""
     import math
 
     if not runtime.kernels(fast.current_settings()):
         pytest.skip("Numba is not installed")
     x = np.concatenate([np.linspace(-12, 12, 200_001), [np.nan, np.inf]]).astype(np.float32)
-    settings = fast.current_settings()
-    out, kept = elementwise.gelu_forward(x, True, settings)
-    grad = elementwise.gelu_backward(kept, np.ones_like(x), settings)
+    with fast.settings(workers=workers, split_min_bytes=1) as settings:
+        out, kept = elementwise.gelu_forward(x, True, settings)
+        grad = elementwise.gelu_backward(kept, np.ones_like(x), settings)
     exact = np.array([0.5 * v * (1 + math.erf(v / math.sqrt(2))) for v in x[:-2].astype(float)])
     slope = np.array(
         [0.5 * (1 + math.erf(v / math.sqrt(2))) + v * math.exp(-v * v / 2) / math.sqrt(2 * math.pi)

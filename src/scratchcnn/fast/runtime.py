@@ -153,10 +153,12 @@ def batch_chunks(n: int, most: int, workers: int) -> list[slice]:
 
 
 def split_batch(work: Callable[[slice], None], n: int, nbytes: int, settings: Settings) -> None:
-    """Run ``work(images)`` on even slices of a batch of ``n`` images, one per worker.
+    """Run ``work(images)`` on even slices of a batch of ``n`` images (or of a flat array's ``n``
+    elements), one per worker.
 
-    For the memory-bound kernels between the convolutions (pooling): each worker's kernel reads
-    and writes only its own images. Below ``settings.split_min_bytes`` it runs in one piece.
+    For the memory-bound and element-wise kernels between the convolutions (pooling, ReLU,
+    GELU): each worker's kernel reads and writes only its own part of memory. Below
+    ``settings.split_min_bytes`` (``nbytes`` being the data's size) it runs in one piece.
     """
     parts = min(n, settings.workers) if nbytes >= settings.split_min_bytes else 1
     map_chunks(work, even_slices(n, max(1, parts)), settings.workers)

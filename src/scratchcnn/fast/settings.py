@@ -79,7 +79,8 @@ class Settings:
     # Inputs with fewer channels keep their im2col matrix from forward to backward: its rows are
     # built from C-value copies (3 for RGB), slow per byte, and the matrix is small.
     keep_cols_below_channels: int = 8
-    # Memory-bound kernels (pooling, ReLU) are split over the workers only above this many bytes.
+    # Memory-bound and element-wise kernels (pooling, ReLU, GELU) are split over the workers
+    # only above this many bytes.
     split_min_bytes: int = 1 << 18
     # Matrix products (Linear) are split over the workers only above this many multiply-adds.
     split_min_product: int = 1 << 22
