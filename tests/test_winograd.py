@@ -259,11 +259,31 @@ def test_backward_transforms_are_the_adjoints_of_the_forward_ones(tile):
     grad_m = np.empty_like(m)
     if tile == 4:
         compiled.winograd4_output(m, np.zeros(channels), *tiles, np.empty((24, 3, channels)), out)
-        compiled.winograd4_output_grad(grad, *tiles, np.empty((24, 3, channels)), grad_m)
+        grad_bias = np.ones(channels)  # added to
+        compiled.winograd4_output_grad(grad, *tiles, np.empty((24, 3, channels)), grad_m, grad_bias)
+        np.testing.assert_allclose(grad_bias, 1 + grad.sum(axis=(0, 1, 2)), rtol=1e-12)
     else:
         compiled.winograd_output(m, np.zeros(channels), *tiles, np.empty((8, 3, channels)), out)
         compiled.winograd_output_grad(grad, *tiles, grad_m)
     np.testing.assert_allclose(np.vdot(out, grad), np.vdot(m, grad_m), rtol=1e-12)
+
+
+def test_output_gradient_transform_reads_the_overhang_as_zeros():
+    """F(4x4, 3x3)'s output-gradient transform on a 7x10 gradient (2x3 tiles, the last row and
+    two last columns hanging over) equals the transform of the same gradient padded with zeros
+    to 8x12, and its bias gradient sums only the 7x10 values."""
+    compiled = kernels(fast.current_settings())
+    grad = np.random.default_rng(18).standard_normal((2, 7, 10, 5))
+    padded = np.zeros((2, 8, 12, 5))
+    padded[:, :7, :10] = grad
+    rows = np.empty((24, 3, 5))
+    want, got = np.empty((36, 12, 5)), np.full((36, 12, 5), np.nan)
+    want_bias, got_bias = np.zeros(5), np.zeros(5)
+    compiled.winograd4_output_grad(padded, 2, 3, rows, want, want_bias)
+    compiled.winograd4_output_grad(grad, 2, 3, rows, got, got_bias)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_allclose(got_bias, grad.sum(axis=(0, 1, 2)), rtol=1e-12)
+    np.testing.assert_allclose(want_bias, got_bias, rtol=1e-12)
 
 
 @pytest.mark.parametrize(

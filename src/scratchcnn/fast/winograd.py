@@ -304,10 +304,16 @@ def conv2d_weight_grad(
     per_image = tiles[0] * tiles[1] * positions * (channels + out_channels)
     most = settings.winograd_weight_grad_chunk_bytes // (per_image * np.dtype(dtype).itemsize)
     chunks = batch_chunks(n, most, settings.workers)
-    ones = np.ones(max((c.stop - c.start for c in chunks), default=0) * out_h * out_w, dtype)
+    # The bias gradient: 4x4 tiles sum it in their step 2, in float64; 2x2 tiles as a BLAS
+    # product with ones (see fast.conv.im2col_backward).
+    bias_dtype = np.float64 if side == 4 else dtype
+    if side == 2:
+        ones = np.ones(max((c.stop - c.start for c in chunks), default=0) * out_h * out_w, dtype)
 
     def zeros() -> tuple[np.ndarray, np.ndarray]:
-        return np.zeros((positions, channels, out_channels), dtype), np.zeros(out_channels, dtype)
+        return np.zeros((positions, channels, out_channels), dtype), np.zeros(
+            out_channels, bias_dtype
+        )
 
     def chunk_work(images: slice, sums: tuple[np.ndarray, np.ndarray]) -> None:
         grad_u, grad_b = sums
@@ -315,9 +321,9 @@ def conv2d_weight_grad(
         grad = grad_nhwc[images]
         count = grad.shape[0]
         grad_m = scratch(_GRAD_M, (positions, v.shape[1], out_channels), dtype)
-        if side == 4:  # step 2; its transform reads a hanging tile's overhang as zeros
+        if side == 4:  # step 2, with the bias gradient; a hanging tile's overhang reads zeros
             rows = _rows(tiles, out_channels, dtype, side)
-            compiled.winograd4_output_grad(np.ascontiguousarray(grad), *tiles, rows, grad_m)
+            compiled.winograd4_output_grad(np.ascontiguousarray(grad), *tiles, rows, grad_m, grad_b)
         else:
             if out_h % side or out_w % side:  # tiles hanging over the edge see zeros there
                 shape = (count, side * tiles[0], side * tiles[1], out_channels)
@@ -329,8 +335,8 @@ def conv2d_weight_grad(
         product = scratch(_GRAD_U, grad_u.shape, dtype)
         np.matmul(v.transpose(0, 2, 1), grad_m, out=product)  # step 3
         grad_u += product
-        # The bias gradient as a BLAS product with ones (see fast.conv.im2col_backward).
-        grad_b += ones[: count * out_h * out_w] @ grad_nhwc[images].reshape(-1, out_channels)
+        if side == 2:
+            grad_b += ones[: count * out_h * out_w] @ grad_nhwc[images].reshape(-1, out_channels)
 
     with blas_limit(settings.blas_threads):
         grad_u, grad_b = sum_over_chunks(chunk_work, chunks, settings.workers, zeros)
@@ -339,7 +345,7 @@ def conv2d_weight_grad(
         compiled.winograd4_weight_grad(grad_u, grad_w)
     else:
         compiled.winograd_weight_grad(grad_u, grad_w)
-    return grad_w, grad_b
+    return grad_w, grad_b.astype(dtype, copy=False)
 
 
 class _PoolBlock(NamedTuple):

@@ -221,9 +221,11 @@ _AT = (
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
-def winograd4_output_grad(grad, tiles_h, tiles_w, rows, out):
+def winograd4_output_grad(grad, tiles_h, tiles_w, rows, out, grad_bias):
     """``out[p, t, o] = (A g A^T)[p]`` for the 4x4 output gradient ``g`` of every tile: the
-    gradient of the 36 products (the adjoint of :func:`winograd4_output`'s transform).
+    gradient of the 36 products (the adjoint of :func:`winograd4_output`'s transform); and
+    ``grad_bias[o] += sum g[..., o]``, the bias gradient, while each row of the gradient is in
+    cache (in float64).
 
     Pass 1: ``rows[6 k + j, tx] = (g A^T)[k, j]``, along each of a tile's four rows; pass 2:
     ``out[6 i + j] = sum_k A^T[k, i] rows[6 k + j]``. Each loop reads four rows and writes one.
@@ -233,7 +235,7 @@ def winograd4_output_grad(grad, tiles_h, tiles_w, rows, out):
     reads its columns from a four-pixel buffer with zeros past the edge.
 
     Shape: ``grad (N, OH, OW, OC)`` with ``OH <= 4 * tiles_h``, ``OW <= 4 * tiles_w``, ``rows
-    (24, >= tiles_w, OC)`` (scratch) -> ``out (36, T, OC)``.
+    (24, >= tiles_w, OC)`` (scratch) -> ``out (36, T, OC)``, ``grad_bias (OC,)`` (added to).
     """
     n, out_h, out_w, oc = grad.shape
     at = np.empty(24, dtype=out.dtype)  # in the data's dtype, so the arithmetic stays in it
@@ -249,6 +251,10 @@ def winograd4_output_grad(grad, tiles_h, tiles_w, rows, out):
                 if y >= out_h:  # past the edge: a row of zeros
                     rows[6 * k : 6 * k + 6] = 0
                     continue
+                for x in range(out_w):
+                    g0 = grad[b, y, x]
+                    for ch in range(oc):
+                        grad_bias[ch] += g0[ch]
                 if inside < tiles_w:
                     edge[:] = 0
                     edge[: out_w - 4 * inside] = grad[b, y, 4 * inside :]
