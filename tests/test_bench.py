@@ -258,3 +258,20 @@ def test_step_memory_script_sees_mixed_precision_keep_less():
     mixed = script.step_memory("airbench", 4, "mixed")
     assert 0 < mixed["kept_mib"] < 0.75 * full["kept_mib"]
     assert full["kept_mib"] <= full["peak_mib"] and mixed["kept_mib"] <= mixed["peak_mib"]
+
+
+def test_activation_workers_script_times_each_pass_on_one_and_two_workers(tmp_path, capsys):
+    """``benchmarks/activation_workers.py`` times ReLU and GELU, forward and backward, on one
+    worker and on two, and writes the table it prints."""
+    report = tmp_path / "activations.txt"
+    argv = ["--shape", "2", "3", "5", "4", "--reps", "1", "--output", str(report)]
+    assert benchmark_script("activation_workers").main(argv) == 0
+    text = report.read_text()
+    assert text == capsys.readouterr().out
+    rows = text.splitlines()[2:]
+    assert [row[:26].strip() for row in rows] == [
+        "ReLU forward (with mask)", "ReLU backward", "GELU forward", "GELU backward"
+    ]  # fmt: skip
+    for row in rows:
+        one, two, ratio = row[26:].split()
+        assert float(one) > 0 and float(two) > 0 and ratio.endswith("x"), row

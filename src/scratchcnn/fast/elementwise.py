@@ -3,9 +3,9 @@
 NumPy's ``np.maximum(x, 0)`` plus ``x > 0`` reads ``x`` twice; the Numba kernel reads it once
 and writes the output and the mask together. Both keep ``x``'s memory layout (channels-last
 stays channels-last), so the next operation reads them without a copy. Large arrays are cut
-into one stretch of memory per worker (:func:`scratchcnn.fast.runtime.split_batch`): GELU's erf
-and exp keep a core busy, and even ReLU's passes over memory measured 1.5-1.8x faster on two
-workers than on one.
+into one stretch of memory per worker (:func:`scratchcnn.fast.runtime.split_batch`): on
+airbench's first activation each pass, ReLU's and GELU's, forward and backward, measured
+1.3-1.8x faster on two workers than on one (``benchmarks/activation_workers.py``).
 """
 
 from __future__ import annotations

@@ -35,10 +35,10 @@ faster than F(2x2, 3x3) (benchmarks/README.md).
 Each chunk of images is (1) padded, (2) transformed tile by tile, (3) multiplied, (4) transformed
 back, all in per-thread buffers that stay in cache. F(2x2, 3x3) pads a copy of the chunk;
 F(4x4, 3x3)'s input transform reads the chunk itself and takes the padding as zeros where it
-falls (on airbench's layers the copy and the transform took 1.2-1.6x as long as the transform
-alone now does), and its output-gradient transform reads a hanging tile's overhang as zeros the
-same way. The result equals the im2col convolution up to float rounding (the transforms add and
-subtract a few extra terms); the tests hold both to the naive loops.
+falls, and its output-gradient transform reads a hanging tile's overhang as zeros the same way
+(what that saved: benchmarks/README.md). The result equals the im2col convolution up to float
+rounding (the transforms add and subtract a few extra terms); the tests hold both to the naive
+loops.
 
 Used for kernels of 3x3 with stride 1 and no dilation, when Numba is present and the settings
 allow (``scratchcnn.fast.settings(winograd=False)`` turns it off), for forward passes with
