@@ -134,11 +134,8 @@ def scale_shift_activate(rows, scale, shift, activation, out):
             out[m, c] = _activate(float(rows[m, c]) * scale[c] + shift[c], activation)
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
-def activated_grad_sums(rows, grad_out, scale, shift, activation, sums, cross, grad_pre):
-    """Backward pass 1: ``g = grad_out * act'(y)`` at the pre-activation ``y = rows * scale +
-    shift`` (recomputed from the input, not stored by forward), written to ``grad_pre``, and
-    ``sums[c] += sum g``, ``cross[c] += sum g * rows``."""
+@njit(cache=True, inline="always", fastmath=FASTMATH, error_model="numpy")
+def _grad_sums_loop(rows, grad_out, scale, shift, activation, sums, cross, grad_pre):
     for m in range(rows.shape[0]):
         for c in range(rows.shape[1]):
             value = float(rows[m, c])
@@ -146,6 +143,24 @@ def activated_grad_sums(rows, grad_out, scale, shift, activation, sums, cross, g
             grad_pre[m, c] = g
             sums[c] += g
             cross[c] += g * value
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
+def activated_grad_sums(rows, grad_out, scale, shift, activation, sums, cross, grad_pre):
+    """Backward pass 1: ``g = grad_out * act'(y)`` at the pre-activation ``y = rows * scale +
+    shift`` (recomputed from the input, not stored by forward), written to ``grad_pre``, and
+    ``sums[c] += sum g``, ``cross[c] += sum g * rows``.
+
+    The loop is inlined once per activation, each with its code a constant: with the code
+    tested inside the loop, LLVM vectorised the ReLU and identity loops less well (they took
+    about twice as long on a 64-channel batch; the GELU loop, bound by its arithmetic, the
+    same)."""
+    if activation == ACT_RELU:
+        _grad_sums_loop(rows, grad_out, scale, shift, ACT_RELU, sums, cross, grad_pre)
+    elif activation == ACT_GELU:
+        _grad_sums_loop(rows, grad_out, scale, shift, ACT_GELU, sums, cross, grad_pre)
+    else:
+        _grad_sums_loop(rows, grad_out, scale, shift, ACT_NONE, sums, cross, grad_pre)
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
