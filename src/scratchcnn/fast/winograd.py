@@ -185,7 +185,10 @@ def _transformed_input(
     if side == 4:
         rows = scratch(_INPUT_ROWS, (6, 4 * tiles[1] + 2, x_nhwc.shape[3]), dtype)
         top, left = padding[0][0], padding[1][0]
-        x_nhwc = np.ascontiguousarray(x_nhwc, dtype=dtype)
+        if x_nhwc.dtype != dtype or not x_nhwc.flags.c_contiguous:  # a float16-kept chunk
+            converted = scratch(_PADDED, x_nhwc.shape, dtype)  # (unpadded: the slot is free)
+            converted[...] = x_nhwc
+            x_nhwc = converted
         compiled.winograd4_input(x_nhwc, top, left, *tiles, rows, v)
     else:
         compiled.winograd_input(_padded(x_nhwc, padding, tiles, dtype, side), *tiles, v)
