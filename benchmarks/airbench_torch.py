@@ -40,8 +40,9 @@ BN_MOMENTUM = 0.4  # PyTorch's convention (airbench writes 0.6 for the kept shar
 LOGIT_SCALE = 1 / 9
 
 
-def build(torch, nn):
-    """The airbench93 network; returns it and its whitening conv."""
+def build(torch, nn, widths=WIDTHS):
+    """The airbench93 network (airbench94's with ``widths`` 64/256/256); returns it and its
+    whitening conv."""
 
     class Scale(nn.Module):
         def forward(self, x):
@@ -69,12 +70,12 @@ def build(torch, nn):
     net = nn.Sequential(
         whiten,
         nn.GELU(),
-        group(24, WIDTHS[0]),
-        group(WIDTHS[0], WIDTHS[1]),
-        group(WIDTHS[1], WIDTHS[2]),
+        group(24, widths[0]),
+        group(widths[0], widths[1]),
+        group(widths[1], widths[2]),
         nn.MaxPool2d(3),
         nn.Flatten(),
-        nn.Linear(WIDTHS[2], 10, bias=False),
+        nn.Linear(widths[2], 10, bias=False),
         Scale(),
     )
     whiten.weight.requires_grad = False
@@ -92,6 +93,19 @@ def whiten_(torch, layer, images, eps=5e-4):
     layer.weight.data[:] = torch.cat([filters, -filters])
 
 
+def _widths(text: str) -> tuple[int, int, int]:
+    """``--widths``: three positive channel counts, comma-separated."""
+    try:
+        widths = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        widths = ()
+    if len(widths) != 3 or min(widths) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected three positive channel counts such as 64,256,256, got {text!r}"
+        )
+    return widths
+
+
 def main(argv: list[str] | None = None) -> int:
     import torch
     import torch.nn.functional as F
@@ -102,6 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=float, default=EPOCHS)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--widths",
+        type=_widths,
+        default=WIDTHS,
+        help="the three groups' channels, e.g. 64,256,256 for airbench94's network "
+        "(default: airbench93's 64,128,128)",
+    )
     parser.add_argument("--output", default=None, help="write the results here as JSON")
     args = parser.parse_args(argv)
     torch.manual_seed(args.seed)
@@ -114,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     test_x = torch.from_numpy(data.normalizer(data.test_images))
     test_y = torch.from_numpy(data.test_labels)
 
-    net, whiten = build(torch, nn)
+    net, whiten = build(torch, nn, args.widths)
     whiten_(torch, whiten, train_x[:5000])
 
     # airbench's units -> PyTorch SGD on the summed loss
@@ -226,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             "threads": args.threads,
             "epochs": args.epochs,
             "seed": args.seed,
+            "widths": list(args.widths),
             "test_accuracy": accuracy[0],
             "test_accuracy_tta2": accuracy[2],
             "seconds": seconds,

@@ -93,6 +93,18 @@ def plot(rows: list[dict], path: Path, references: list[dict]) -> None:
     for i, ref in enumerate(references):  # accuracy only: its time is not comparable
         for key, color in (("test_accuracy_tta2", "C0"), ("test_accuracy", "C1")):
             ax.axhline(100 * ref[key], color=color, linestyle=":", linewidth=1)
+        if len(references) > 1:  # which network and budget each pair of lines is
+            widths = "/".join(str(w) for w in ref.get("widths", (64, 128, 128)))
+            ax.annotate(
+                f"PyTorch {widths}, {ref['epochs']:g} ep",
+                (1, 100 * ref["test_accuracy_tta2"]),
+                xycoords=("axes fraction", "data"),
+                xytext=(-2, 2),
+                textcoords="offset points",
+                horizontalalignment="right",
+                fontsize=6,
+                color="grey",
+            )
         if i == 0:
             ax.plot([], [], color="grey", linestyle=":", label="PyTorch, same recipe and data")
     engines = list(dict.fromkeys(r["engine"] for r in rows))  # None (the rest) first
@@ -116,20 +128,24 @@ def plot(rows: list[dict], path: Path, references: list[dict]) -> None:
                     color="C0" if key == "test_accuracy_tta" else "C1",
                     label=f"{label}, {precision}" + (f", {engine}" if engine else ""),
                 )
-    labelled = set()
+    labelled: dict[tuple, list[tuple[float, float]]] = {}  # (epochs, widths) -> label points
     for r in rows:
         widths = "" if r["widths"] is None else ", " + "/".join(str(w) for w in r["widths"])
         x, y = r["wall_seconds"] / 60, 100 * r["test_accuracy_tta"]
         # A label goes to the left of its point when another point sits just to its right; a
         # repeat of a network with other widths already labelled (another seed) is named by
-        # its epochs alone, below its point.
+        # its epochs alone, below its point, or not at all when a point already labelled with
+        # the same network and epochs sits close by (the table names every point).
         crowded = any(
             0 < other["wall_seconds"] / 60 - x < 3
             and abs(100 * other["test_accuracy_tta"] - y) < 0.5
             for other in rows
         )
-        repeat = r["widths"] is not None and (r["epochs"], widths) in labelled
-        labelled.add((r["epochs"], widths))
+        same = labelled.setdefault((r["epochs"], widths), [])
+        repeat = r["widths"] is not None and bool(same)
+        if repeat and any(abs(x - px) < 3 and abs(y - py) < 0.5 for px, py in same):
+            continue
+        same.append((x, y))
         ax.annotate(
             f"{r['epochs']:g} ep" + ("" if repeat else widths),
             (x, y),

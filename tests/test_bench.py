@@ -221,9 +221,14 @@ def test_fast_recipe_runs_script_tables_and_plots_real_runs(tmp_path, capsys):
     script = benchmark_script("fast_recipe_runs")
     table, figure = tmp_path / "out" / "runs.json", tmp_path / "out" / "curve.png"
     reference = tmp_path / "torch.json"
-    reference.write_text('{"seconds": 60, "test_accuracy": 0.5, "test_accuracy_tta2": 0.6}')
+    reference.write_text(
+        '{"seconds": 60, "epochs": 11, "test_accuracy": 0.5, "test_accuracy_tta2": 0.6}'
+    )
     argv = [str(tmp_path / "runs" / "fast-tiny"), "--output", str(table), "--figure", str(figure)]
-    assert script.main([*argv, "--reference", str(reference)]) == 0
+    wide = tmp_path / "torch-wide.json"  # two references are each named on the figure
+    wide_record = {"epochs": 10, "widths": [64, 256, 256], "test_accuracy": 0.55}
+    wide.write_text(json.dumps({**wide_record, "test_accuracy_tta2": 0.65}))
+    assert script.main([*argv, "--reference", str(reference), "--reference", str(wide)]) == 0
     (row,) = json.loads(table.read_text())
     assert row["epochs"] == 2 and row["run"] == "fast-tiny"
     assert row["wall_seconds"] == 3723.5 and row["peak_rss_mb"] == 1024.0
@@ -275,3 +280,30 @@ def test_activation_workers_script_times_each_pass_on_one_and_two_workers(tmp_pa
     for row in rows:
         one, two, ratio = row[26:].split()
         assert float(one) > 0 and float(two) > 0 and ratio.endswith("x"), row
+
+
+@pytest.mark.parametrize("widths", [(64, 128, 128), (8, 16, 16)])
+def test_airbench_torch_reference_builds_the_zoo_network(widths):
+    """``benchmarks/airbench_torch.py``'s independent PyTorch network has the zoo airbench's
+    parameter names' shapes in the same order, for airbench93's widths and any others."""
+    torch = pytest.importorskip("torch")
+    from torch import nn
+
+    script = benchmark_script("airbench_torch")
+    net, whiten = script.build(torch, nn, widths)
+    ours = MODELS["airbench"](widths=widths)
+    theirs = [tuple(p.shape) for p in net.parameters()]
+    assert theirs == [p.data.shape for _, p in ours.named_parameters()]
+    assert tuple(whiten.weight.shape) == (24, 3, 2, 2) and not whiten.weight.requires_grad
+    assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_airbench_torch_reference_rejects_bad_widths(capsys):
+    """``--widths`` takes three positive channel counts and says so otherwise."""
+    pytest.importorskip("torch")
+    script = benchmark_script("airbench_torch")
+    with pytest.raises(SystemExit):
+        script.main(["--widths", "64,256"])
+    assert "expected three positive channel counts such as 64,256,256, got '64,256'" in (
+        capsys.readouterr().err
+    )
