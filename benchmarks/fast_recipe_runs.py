@@ -87,26 +87,20 @@ def read_commit(folder: Path) -> str | None:
 
 def plot(rows: list[dict], path: Path, references: list[dict]) -> None:
     """Test accuracy against wall minutes, with and without TTA, the goal marked; each
-    reference (``airbench_torch.py --output``) drawn as dotted lines at its accuracies."""
+    reference (``airbench_torch.py --output``) drawn as lines at its accuracies, dotted for the
+    first, another style for each next one, named in the legend when there are several."""
     fig = new_figure(6.4, 4.2)
     ax = fig.add_subplot()
+    styles = (":", "-.")  # the goal line is dashed
     for i, ref in enumerate(references):  # accuracy only: its time is not comparable
+        style = styles[i % len(styles)]
         for key, color in (("test_accuracy_tta2", "C0"), ("test_accuracy", "C1")):
-            ax.axhline(100 * ref[key], color=color, linestyle=":", linewidth=1)
-        if len(references) > 1:  # which network and budget each pair of lines is
+            ax.axhline(100 * ref[key], color=color, linestyle=style, linewidth=1)
+        label = "PyTorch, same recipe and data"
+        if len(references) > 1:  # which network and budget each style of line is
             widths = "/".join(str(w) for w in ref.get("widths", (64, 128, 128)))
-            ax.annotate(
-                f"PyTorch {widths}, {ref['epochs']:g} ep",
-                (1, 100 * ref["test_accuracy_tta2"]),
-                xycoords=("axes fraction", "data"),
-                xytext=(-2, 2),
-                textcoords="offset points",
-                horizontalalignment="right",
-                fontsize=6,
-                color="grey",
-            )
-        if i == 0:
-            ax.plot([], [], color="grey", linestyle=":", label="PyTorch, same recipe and data")
+            label = f"PyTorch, {widths}, {ref['epochs']:g} ep"
+        ax.plot([], [], color="grey", linestyle=style, label=label)
     engines = list(dict.fromkeys(r["engine"] for r in rows))  # None (the rest) first
     engines.sort(key=lambda engine: engine is not None)
     markers = {"test_accuracy_tta": "o^v", "test_accuracy": "sDP"}
