@@ -225,7 +225,7 @@ def test_fast_recipe_runs_script_tables_and_plots_real_runs(tmp_path, capsys):
         '{"seconds": 60, "epochs": 11, "test_accuracy": 0.5, "test_accuracy_tta2": 0.6}'
     )
     argv = [str(tmp_path / "runs" / "fast-tiny"), "--output", str(table), "--figure", str(figure)]
-    wide = tmp_path / "torch-wide.json"  # two references are each named on the figure
+    wide = tmp_path / "torch-wide.json"  # two references: each gets its own line style
     wide_record = {"epochs": 10, "widths": [64, 256, 256], "test_accuracy": 0.55}
     wide.write_text(json.dumps({**wide_record, "test_accuracy_tta2": 0.65}))
     assert script.main([*argv, "--reference", str(reference), "--reference", str(wide)]) == 0
@@ -285,7 +285,7 @@ def test_activation_workers_script_times_each_pass_on_one_and_two_workers(tmp_pa
 @pytest.mark.parametrize("widths", [(64, 128, 128), (8, 16, 16)])
 def test_airbench_torch_reference_builds_the_zoo_network(widths):
     """``benchmarks/airbench_torch.py``'s independent PyTorch network has the zoo airbench's
-    parameter names' shapes in the same order, for airbench93's widths and any others."""
+    parameter shapes in the same order, for airbench93's widths and any others."""
     torch = pytest.importorskip("torch")
     from torch import nn
 
