@@ -307,8 +307,8 @@ def conv2d_weight_grad(
     per_image = tiles[0] * tiles[1] * positions * (channels + out_channels)
     most = settings.winograd_weight_grad_chunk_bytes // (per_image * np.dtype(dtype).itemsize)
     chunks = batch_chunks(n, most, settings.workers)
-    # The bias gradient: 4x4 tiles sum it in their step 2, in float64; 2x2 tiles as a BLAS
-    # product with ones (see fast.conv.im2col_backward).
+    # The bias gradient, in step 2: 4x4 tiles sum it in their transform, in float64; 2x2 tiles
+    # as a BLAS product with ones (see fast.conv.im2col_backward).
     bias_dtype = np.float64 if side == 4 else dtype
     if side == 2:
         ones = np.ones(max((c.stop - c.start for c in chunks), default=0) * out_h * out_w, dtype)
@@ -328,6 +328,7 @@ def conv2d_weight_grad(
             rows = _rows(tiles, out_channels, dtype, side)
             compiled.winograd4_output_grad(np.ascontiguousarray(grad), *tiles, rows, grad_m, grad_b)
         else:
+            grad_b += ones[: count * out_h * out_w] @ grad.reshape(-1, out_channels)
             if out_h % side or out_w % side:  # tiles hanging over the edge see zeros there
                 shape = (count, side * tiles[0], side * tiles[1], out_channels)
                 padded = scratch(_GRAD, shape, dtype)
@@ -338,8 +339,6 @@ def conv2d_weight_grad(
         product = scratch(_GRAD_U, grad_u.shape, dtype)
         np.matmul(v.transpose(0, 2, 1), grad_m, out=product)  # step 3
         grad_u += product
-        if side == 2:
-            grad_b += ones[: count * out_h * out_w] @ grad_nhwc[images].reshape(-1, out_channels)
 
     with blas_limit(settings.blas_threads):
         grad_u, grad_b = sum_over_chunks(chunk_work, chunks, settings.workers, zeros)
